@@ -1,0 +1,136 @@
+"""The ``opsradar`` command line (Typer).
+
+Exit codes: 0 success, 1 a failure or a capability not available yet, 2 invalid configuration or
+usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from opsradar import __version__
+from opsradar.config import Config, find_config_path, load_config
+from opsradar.errors import ConfigError, OpsradarError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="opsradar",
+    help="AIOps event analysis: collect, detect, alert, explain.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="Check, test and backtest YAML rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+config_app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (default: $OPSRADAR_CONFIG or ./opsradar.yaml).", show_default=False),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"opsradar {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """opsradar: AIOps event analysis for delivery and production tools."""
+
+
+def load_config_or_exit(path: Path | None) -> Config:
+    """Load the config; on error print every problem and exit 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def not_available(command: str, issue: int) -> NoReturn:
+    err_console.print(f"opsradar {command}: not available yet (tracked in issue {issue}).")
+    raise typer.Exit(1)
+
+
+@config_app.command("check")
+def config_check(config: ConfigOpt = None) -> None:
+    """Validate the config file and print every problem (exit 2 if any)."""
+    cfg = load_config_or_exit(config)
+    where = find_config_path(config)
+    console.print(f"config OK ({where or 'embedded defaults'}): {len(cfg.sources)} sources, "
+                  f"{len(cfg.entities.services)} services, store {cfg.store.url}")
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Start the pipeline and HTTP API on local Ray Serve."""
+    not_available("run", 8)
+
+
+@app.command()
+def demo() -> None:
+    """Run the simulated enterprise end to end and print the incidents."""
+    not_available("demo", 3)
+
+
+@app.command()
+def collect(config: ConfigOpt = None) -> None:
+    """Pull history from the configured sources once (backfill)."""
+    not_available("collect", 4)
+
+
+@app.command()
+def incidents(config: ConfigOpt = None) -> None:
+    """List incidents."""
+    not_available("incidents", 7)
+
+
+@app.command()
+def report(incident_id: str, config: ConfigOpt = None) -> None:
+    """Print the root-cause report of an incident."""
+    not_available("report", 9)
+
+
+@rules_app.command("check")
+def rules_check(paths: list[Path] | None = None) -> None:
+    """Validate rule files strictly and report every error."""
+    not_available("rules check", 6)
+
+
+@rules_app.command("test")
+def rules_test(files: list[Path] | None = None) -> None:
+    """Run rule unit tests."""
+    not_available("rules test", 6)
+
+
+@rules_app.command("backtest")
+def rules_backtest(paths: list[Path] | None = None) -> None:
+    """Replay stored history through candidate rules and diff against the rules in force."""
+    not_available("rules backtest", 6)
+
+
+def main() -> None:
+    try:
+        app()
+    except OpsradarError as exc:  # anything that escaped a command: a clear message, not a traceback
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The core data model: Event, Anomaly, Alert, Incident.
+
+Every part of opsradar speaks these types. They are pydantic v2 models; the ones that take input
+from outside (``Event``) are strict about it. All timestamps are timezone-aware UTC.
+
+>>> from datetime import datetime, timezone
+>>> e = Event.new(source="jenkins", native_id="checkout-build#42", kind="build",
+...               ts=datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc), entity="job:checkout-build",
+...               values={"duration_s": 312.0})
+>>> e.id == Event.make_id("jenkins", "checkout-build#42")
+True
+>>> e.entity_type, e.entity_name
+('job', 'checkout-build')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "CHANGE_KINDS",
+    "Alert",
+    "AlertStatus",
+    "Anomaly",
+    "Contribution",
+    "Event",
+    "Incident",
+    "IncidentStatus",
+    "Severity",
+    "TimelineEntry",
+    "UtcDatetime",
+    "fingerprint",
+    "utcnow",
+]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+#: A timezone-aware datetime, normalised to UTC. Naive datetimes are rejected.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+#: Event kinds that are changes: candidates for root cause.
+CHANGE_KINDS = frozenset({"commit", "deploy", "build", "issue", "config", "release"})
+
+_ENTITY_TYPES = ("service", "repo", "job", "project", "index", "host", "user")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """A stable fingerprint of a label set (order does not matter), as Alertmanager does."""
+    blob = json.dumps(sorted(labels.items()), separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Event(BaseModel):
+    """One normalised fact from one source.
+
+    ``id`` is derived from ``source`` and the source's own id for the record, so pulling the same
+    record twice gives the same id and is stored once. ``entity`` is qualified by its type:
+    ``service:checkout``, ``repo:checkout-svc``, ``job:checkout-deploy``, ``project:CHK``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
+    ts: UtcDatetime
+    entity: str = Field(min_length=3, max_length=256)
+    labels: dict[str, str] = Field(default_factory=dict)
+    values: dict[str, float] = Field(default_factory=dict)
+    attrs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("entity")
+    @classmethod
+    def _qualified_entity(cls, v: str) -> str:
+        kind, sep, name = v.partition(":")
+        if not sep or not name or kind not in _ENTITY_TYPES:
+            raise ValueError(
+                f"entity must be '<type>:<name>' with type one of {', '.join(_ENTITY_TYPES)}; got {v!r}"
+            )
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _finite_values(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, val in v.items():
+            if val != val or val in (float("inf"), float("-inf")):
+                raise ValueError(f"values.{key} must be a finite number, got {val!r}")
+        return v
+
+    @staticmethod
+    def make_id(source: str, native_id: str) -> str:
+        """The stable id of the record ``native_id`` of ``source``."""
+        digest = hashlib.sha256(f"{source}\x00{native_id}".encode()).hexdigest()[:24]
+        return f"{source}-{digest}"
+
+    @classmethod
+    def new(cls, *, source: str, native_id: str, **fields: Any) -> Event:
+        """Build an event whose id derives from ``source`` and ``native_id``."""
+        return cls(id=cls.make_id(source, native_id), source=source, **fields)
+
+    @property
+    def entity_type(self) -> str:
+        return self.entity.partition(":")[0]
+
+    @property
+    def entity_name(self) -> str:
+        return self.entity.partition(":")[2]
+
+    @property
+    def is_change(self) -> bool:
+        """Whether this event is a change (commit, deploy, build, Jira change, config)."""
+        return self.kind in CHANGE_KINDS
+
+
+class Severity(StrEnum):
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Contribution(BaseModel):
+    """How one feature drove an anomaly score: its value against the expected range."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feature: str
+    value: float
+    expected: float
+    low: float
+    high: float
+    contribution: float = Field(description="share of the score explained by this feature, 0..1")
+
+    def describe(self) -> str:
+        return f"{self.feature}={self.value:.4g} (expected {self.expected:.4g}, normal range {self.low:.4g}..{self.high:.4g})"
+
+
+class Anomaly(BaseModel):
+    """A detector found an event (or a window of a stream) anomalous, and says why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    stream: str
+    detector: str
+    detector_version: str
+    ts: UtcDatetime
+    event_id: str | None = None
+    source: str
+    kind: str
+    entity: str
+    score: float = Field(ge=0.0, le=1.0, description="calibrated anomaly probability")
+    threshold: float = Field(ge=0.0, le=1.0)
+    raw_score: float
+    features: dict[str, float] = Field(default_factory=dict)
+    explanation: list[Contribution] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        top = "; ".join(c.describe() for c in self.explanation[:3])
+        return f"{self.stream}: score {self.score:.2f} ≥ {self.threshold:.2f}" + (f" — {top}" if top else "")
+
+
+class AlertStatus(StrEnum):
+    firing = "firing"
+    resolved = "resolved"
+
+
+class Alert(BaseModel):
+    """Raised by an anomaly or by a rule that matched a known-bad pattern."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fingerprint: str
+    title: str
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    severity: Severity = Severity.warning
+    status: AlertStatus = AlertStatus.firing
+    starts_at: UtcDatetime
+    ends_at: UtcDatetime | None = None
+    anomaly_id: str | None = None
+    event_ids: list[str] = Field(default_factory=list)
+    rule: str | None = None
+    receivers: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_labels(cls, *, title: str, labels: dict[str, str], starts_at: datetime, **fields: Any) -> Alert:
+        return cls(fingerprint=fingerprint(labels), title=title, labels=labels, starts_at=starts_at, **fields)
+
+    @property
+    def service(self) -> str | None:
+        return self.labels.get("service")
+
+    @property
+    def source(self) -> str | None:
+        return self.labels.get("source")
+
+
+class IncidentStatus(StrEnum):
+    open = "open"
+    acknowledged = "acknowledged"
+    resolved = "resolved"
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ts: UtcDatetime
+    what: str
+    detail: str = ""
+    actor: str | None = None
+
+
+class Incident(BaseModel):
+    """A group of correlated alerts with a lifecycle: open → acknowledged → resolved, and reopen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    title: str
+    status: IncidentStatus = IncidentStatus.open
+    severity: Severity = Severity.warning
+    services: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    entities: list[str] = Field(default_factory=list)
+    alert_fingerprints: list[str] = Field(default_factory=list)
+    alert_count: int = 0
+    anomaly_count: int = 0
+    first_seen: UtcDatetime
+    last_seen: UtcDatetime
+    acknowledged_by: str | None = None
+    resolved_at: UtcDatetime | None = None
+    reopen_count: int = 0
+    group_key: str = ""
+    receivers: list[str] = Field(default_factory=list)
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    root_cause: list[dict[str, Any]] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    feedback: str | None = None

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from opsradar.errors import StoreError
+from opsradar.models import Alert, Incident, fingerprint
+from opsradar.schema import metadata
+from opsradar.store import Store
+
+from .conftest import T0, make_event
+
+
+def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> None:
+    assert store.schema_revision() == "0001"
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_harmless(store: Store) -> None:
+    store.migrate()
+    assert store.schema_revision() == "0001"
+
+
+def test_same_events_stored_twice_give_one_row(store: Store) -> None:
+    events = [make_event(i) for i in range(5)]
+    first = store.add_events(events)
+    again = store.add_events([*events, make_event(5)])
+    assert len(first) == 5
+    assert [e.id for e in again] == [make_event(5).id]
+    assert store.count_events() == 6
+
+
+def test_duplicates_within_one_batch_are_stored_once(store: Store) -> None:
+    e = make_event(1)
+    assert len(store.add_events([e, e, e])) == 1
+    assert store.count_events() == 1
+
+
+def test_events_round_trip_in_time_order(store: Store) -> None:
+    events = [make_event(i) for i in (3, 1, 2)]
+    store.add_events(events)
+    back = list(store.iter_events())
+    assert [e.id for e in back] == [make_event(i).id for i in (1, 2, 3)]
+    assert back[0] == make_event(1)
+    assert back[0].ts.tzinfo is not None
+    assert back[0].ts.utcoffset() == timedelta(0)
+    window = list(store.iter_events(since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=3)))
+    assert [e.id for e in window] == [make_event(2).id]
+
+
+def test_batch_and_cursor_commit_together(store: Store) -> None:
+    store.add_events([make_event(1)], cursor=("jenkins", {"since": "a"}))
+    assert store.get_cursor("jenkins") == {"since": "a"}
+    assert store.count_events() == 1
+
+
+class Crash(Exception):
+    pass
+
+
+def test_crash_between_batch_and_cursor_leaves_neither(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.add_events([make_event(1)], cursor=("jenkins", {"since": "before"}))
+
+    def crash(*_a: object, **_k: object) -> None:
+        raise Crash("killed between the events and the cursor")
+
+    monkeypatch.setattr(store, "_write_cursor", crash)
+    with pytest.raises(Crash):
+        store.add_events([make_event(2), make_event(3)], cursor=("jenkins", {"since": "after"}))
+    monkeypatch.undo()
+    assert store.count_events() == 1
+    assert store.get_cursor("jenkins") == {"since": "before"}
+    # the re-pull after the crash stores the batch once
+    assert len(store.add_events([make_event(2), make_event(3)], cursor=("jenkins", {"since": "after"}))) == 2
+    assert store.get_cursor("jenkins") == {"since": "after"}
+
+
+def test_retention_prunes_old_events(store: Store) -> None:
+    store.add_events([make_event(1)])  # T0 is in the past
+    assert store.prune_events(timedelta(days=1)) == 1
+    assert store.count_events() == 0
+
+
+def test_checkpoints_round_trip(store: Store) -> None:
+    store.save_checkpoint("det/a", b"\x00\x01", version="v1")
+    store.save_checkpoint("det/a", b"\x02", version="v2")
+    store.save_checkpoints({"det/b": b"b", "other": b"o"})
+    assert store.load_checkpoint("det/a") == (b"\x02", "v2")
+    assert store.load_checkpoints("det/") == {"det/a": b"\x02", "det/b": b"b"}
+    assert store.load_checkpoint("missing") is None
+
+
+def test_model_versions_and_champion(store: Store) -> None:
+    v1 = store.register_model("g", algorithm="ECOD", params={}, metrics={"auc": 0.7}, blob=b"m1")
+    v2 = store.register_model("g", algorithm="ECOD", params={}, metrics={"auc": 0.8}, blob=b"m2")
+    assert (v1, v2) == (1, 2)
+    store.set_model_status("g", 1, "champion")
+    store.set_model_status("g", 2, "champion")
+    statuses = {m["version"]: m["status"] for m in store.list_models("g")}
+    assert statuses == {1: "retired", 2: "champion"}
+    assert store.load_model_blob("g", 2) == b"m2"
+    with pytest.raises(StoreError, match="no model version g v9"):
+        store.set_model_status("g", 9, "champion")
+
+
+def test_alerts_incidents_and_outbox(store: Store) -> None:
+    labels = {"service": "shop", "source": "jenkins"}
+    alert = Alert.from_labels(title="slow build", labels=labels, starts_at=T0)
+    store.save_alert(alert.model_dump(mode="json"), incident_id="inc-1")
+    assert store.get_alert(fingerprint(labels)) == (alert.model_dump(mode="json"), "inc-1")
+    inc = Incident(id="inc-1", title="shop", first_seen=T0, last_seen=T0)
+    store.save_incident(inc.model_dump(mode="json"))
+    assert Incident.model_validate(store.get_incident("inc-1")) == inc
+    assert [d["id"] for d in store.list_incidents(status="open")] == ["inc-1"]
+    assert store.alerts_of("inc-1")[0]["title"] == "slow build"
+
+    assert store.enqueue(dedup_key="inc-1:open:#ops", channel="#ops", action="post", payload={"t": 1})
+    assert not store.enqueue(dedup_key="inc-1:open:#ops", channel="#ops", action="post", payload={"t": 1})
+    (row,) = store.due_notifications()
+    store.mark_failed(row["id"], "503", retry_at=row["next_attempt_at"] + timedelta(hours=1))
+    assert store.due_notifications() == []
+    store.mark_delivered(row["id"], {"ts": "1.2"})
+    (done,) = store.outbox_rows(status="done")
+    assert done["attempts"] == 2
+    assert done["result"] == {"ts": "1.2"}
+
+
+def test_feedback_is_audited(store: Store) -> None:
+    store.add_feedback(target_type="incident", target_id="inc-1", verdict="false_positive", actor="ana", reason="batch job")
+    (fb,) = store.feedback_for("incident", "inc-1")
+    assert (fb["actor"], fb["verdict"], fb["reason"]) == ("ana", "false_positive", "batch job")
+    (entry,) = store.audit_log(action="feedback")
+    assert entry["subject"] == "incident:inc-1"
+    assert entry["actor"] == "ana"
+    with pytest.raises(ValueError, match="verdict"):
+        store.add_feedback(target_type="incident", target_id="x", verdict="maybe", actor="a")
+
+
+def test_sqlite_default_creates_its_directory(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    s = Store("sqlite:///./.opsradar/state.db")
+    assert (tmp_path / ".opsradar" / "state.db").exists()
+    s.close()
+
+
+def test_bad_urls_are_clear_errors() -> None:
+    with pytest.raises(StoreError, match="unsupported store 'mysql'"):
+        Store("mysql://u:pw@h/db")
+    with pytest.raises(StoreError, match="invalid store URL"):
+        Store("not a url")
+
+
+def test_repr_hides_the_password() -> None:
+    from opsradar.store import redact_url
+
+    assert "s3cret" not in redact_url("postgresql+psycopg://u:s3cret@h/db")
