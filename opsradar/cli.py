@@ -101,9 +101,29 @@ def incidents(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def report(incident_id: str, config: ConfigOpt = None) -> None:
-    """Print the root-cause report of an incident."""
-    not_available("report", 9)
+def report(
+    incident_id: str,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md, json or html.")] = "md",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the root-cause report of an incident: what changed, ranked and explained."""
+    from opsradar.alerting.rootcause.command import FORMATS, report_text
+
+    if fmt not in FORMATS:
+        err_console.print(f"error: --format must be one of {', '.join(FORMATS)}, got {fmt!r}", highlight=False)
+        raise typer.Exit(2)
+    cfg = load_config_or_exit(config)
+    try:
+        text = report_text(cfg, incident_id, fmt)
+    except OpsradarError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        err_console.print(f"report written to {output}", highlight=False)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 @rules_app.command("check")

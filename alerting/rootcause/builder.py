@@ -1,0 +1,196 @@
+"""Build the root-cause report of one incident from the store.
+
+:func:`build_report` reads the incident, its alerts and anomalies, the change events of the
+look-back window, the logs of the affected services and the past incidents, ranks the changes with
+:func:`~opsradar.alerting.rootcause.scoring.rank_changes` and gathers the evidence around them.
+
+The *onset* is the first **symptom** anomaly of the incident: anomalies on change streams (a huge
+commit, a slow build) describe a change, not the trouble, so they count as risk evidence of that
+change instead (``ScoringParams.risk_anomalous``) and set the onset only when nothing else does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from opsradar.alerting.rootcause.evidence import (
+    series_for,
+    similar_incidents,
+    stream_parts,
+    template_changes,
+    top_features,
+)
+from opsradar.alerting.rootcause.model import RootCauseReport, Series, TimelineItem
+from opsradar.alerting.rootcause.scoring import ScoringParams, rank_changes
+from opsradar.config import EntityGraph
+from opsradar.errors import OpsradarError
+from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, utcnow
+from opsradar.store import Store
+
+__all__ = ["IncidentNotFound", "ReportSettings", "build_report"]
+
+
+class IncidentNotFound(OpsradarError, LookupError):
+    """No incident has this id."""
+
+    def __init__(self, incident_id: str) -> None:
+        self.incident_id = incident_id
+        super().__init__(f"no incident with id {incident_id!r}")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How far the report looks, and how much it shows."""
+
+    lookback: timedelta = timedelta(hours=24)  # changes this long before the onset are candidates
+    symptom_lookback: timedelta = timedelta(hours=1)  # anomalies this long before the onset count for 'order'
+    log_baseline: timedelta = timedelta(hours=6)  # logs before the template window are the baseline
+    log_window_lead: timedelta = timedelta(minutes=30)  # the template window starts this long before the onset
+    chart_lead: timedelta = timedelta(hours=1)
+    chart_max_lead: timedelta = timedelta(hours=6)
+    timeline_lead: timedelta = timedelta(hours=6)
+    max_candidates: int = 20
+    max_series: int = 4
+    scoring: ScoringParams = field(default_factory=ScoringParams)
+
+
+def _affected(incident: Incident, alerts: Iterable[Alert]) -> set[str]:
+    out = set(incident.entities) | {f"service:{s}" for s in incident.services}
+    for a in alerts:
+        if a.labels.get("entity"):
+            out.add(a.labels["entity"])
+        if a.labels.get("service"):
+            out.add(f"service:{a.labels['service']}")
+    return {e for e in out if ":" in e}
+
+
+def build_report(
+    incident: str | Incident,
+    store: Store,
+    graph: EntityGraph,
+    *,
+    now: datetime | None = None,
+    settings: ReportSettings | None = None,
+) -> RootCauseReport:
+    """The root-cause report of ``incident`` (an id or an :class:`Incident`).
+
+    Raises :class:`IncidentNotFound` for an unknown id.
+    """
+    st = settings or ReportSettings()
+    if isinstance(incident, str):
+        doc = store.get_incident(incident)
+        if doc is None:
+            raise IncidentNotFound(incident)
+        incident = Incident.model_validate(doc)
+    inc = incident
+    alerts = []
+    for d in store.alerts_of(inc.id):
+        try:
+            alerts.append(Alert.model_validate(d))
+        except ValidationError:  # one malformed stored alert must not hide the report
+            continue
+    affected = _affected(inc, alerts)
+    affected_services = {s for e in affected if (s := graph.service_of(e))}
+    linked_ids = {a.anomaly_id for a in alerts if a.anomaly_id}
+
+    def is_affected(entity: str) -> bool:
+        return entity in affected or graph.service_of(entity) in affected_services
+
+    # Anomalies: those the alerts point to, and those on the affected services around the incident.
+    scan_start = inc.first_seen - st.symptom_lookback - st.lookback
+    scan_end = inc.last_seen + timedelta(seconds=1)
+    anomalies = []
+    for d in store.iter_anomalies(since=scan_start, until=scan_end):
+        try:
+            a = Anomaly.model_validate(d)
+        except ValidationError:
+            continue
+        if a.id in linked_ids or is_affected(a.entity):
+            anomalies.append(a)
+    linked = [a for a in anomalies if a.id in linked_ids]
+    symptoms_linked = [a for a in linked if a.kind not in CHANGE_KINDS]
+    starts = [a.ts for a in symptoms_linked] or [a.ts for a in linked] or [a.starts_at for a in alerts] or [inc.first_seen]
+    onset = min(min(starts), inc.first_seen) if not symptoms_linked else min(starts)
+    symptoms = [a for a in anomalies if a.kind not in CHANGE_KINDS and a.ts >= onset - st.symptom_lookback]
+    flagged_changes = {a.event_id for a in anomalies if a.kind in CHANGE_KINDS and a.event_id}
+
+    window_start = onset - st.lookback
+    window_end = max(inc.last_seen, onset) + timedelta(minutes=1)
+    changes = list(store.iter_events(since=window_start, until=window_end, kinds=sorted(CHANGE_KINDS)))
+
+    # Logs of the affected services: new and increased templates.
+    log_start = onset - st.log_window_lead
+    logs = [e for e in store.iter_events(since=log_start - st.log_baseline, until=window_end, kinds=["log"])
+            if is_affected(e.entity)]
+    templates = template_changes(logs, window_start=log_start, window_end=window_end)
+    new_templates = [(ent, t.first_seen) for t in templates if t.status == "new" for ent in t.entities]
+
+    ranked = rank_changes(changes, graph=graph, affected=affected, onset=onset, anomalies=symptoms,
+                          new_templates=new_templates, flagged=flagged_changes, params=st.scoring)
+    excluded = sum(1 for e in changes if e.is_change) - len(ranked)
+    candidates = ranked[: st.max_candidates]
+
+    # Timeline: alerts, the onset, the incident's own entries, and the related changes near it.
+    timeline: list[TimelineItem] = [TimelineItem(ts=onset, type="onset", title="first anomaly (onset)",
+                                                 detail="; ".join(a.summary() for a in (symptoms_linked or linked)[:1]))]
+    for al in alerts:
+        timeline.append(TimelineItem(ts=al.starts_at, type="alert", title=al.title, entity=al.labels.get("entity"),
+                                     detail=f"{al.severity.value}" + (f", rule {al.rule}" if al.rule else "")))
+    for entry in inc.timeline:
+        timeline.append(TimelineItem(ts=entry.ts, type="incident", title=entry.what,
+                                     detail=entry.detail + (f" ({entry.actor})" if entry.actor else "")))
+    rank_of = {c.event_id: c.rank for c in candidates}
+    for c in ranked:
+        if c.event_id in rank_of or (c.ts >= onset - st.timeline_lead):
+            timeline.append(TimelineItem(ts=c.ts, type="change", title=c.summary, entity=c.entity,
+                                         detail=f"score {c.score:.3f}", candidate_rank=rank_of.get(c.event_id)))
+    timeline.sort(key=lambda t: (t.ts, t.type, t.title))
+
+    # Similar past incidents.
+    past = []
+    for d in store.list_incidents(limit=500):
+        try:
+            past.append(Incident.model_validate(d))
+        except ValidationError:
+            continue
+    feedback: dict[str, list[dict[str, object]]] = {}
+    for row in store.feedback_for("incident"):
+        feedback.setdefault(str(row["target_id"]), []).append(row)
+    similar = similar_incidents(inc, past, feedback=feedback)
+
+    # The chart: the most anomalous affected streams, around the onset and the top changes.
+    chart_start = onset - st.chart_lead
+    for c in candidates[:3]:
+        eff = c.effective_ts or c.ts
+        if onset - st.chart_max_lead <= eff < chart_start:
+            chart_start = eff - timedelta(minutes=5)
+    chart_end = max(inc.last_seen, onset + timedelta(minutes=30))
+    by_stream: dict[str, list[Anomaly]] = {}
+    for a in sorted(symptoms_linked or linked or symptoms, key=lambda a: a.ts):
+        by_stream.setdefault(a.stream, []).append(a)
+    for a in sorted(symptoms, key=lambda a: a.ts):
+        if a.stream in by_stream and a not in by_stream[a.stream]:
+            by_stream[a.stream].append(a)
+    streams = sorted(by_stream.values(), key=lambda xs: -max(a.score for a in xs))[: st.max_series]
+    series: list[Series] = []
+    for group in streams:
+        group.sort(key=lambda a: a.ts)
+        source, kind, entity = stream_parts(group[0])
+        evs: list[Event] = list(store.iter_events(since=chart_start, until=chart_end, source=source, kinds=[kind],
+                                                  entities=[entity]))
+        series.append(series_for(group, evs, start=chart_start, end=chart_end))
+
+    return RootCauseReport(
+        incident_id=inc.id, title=inc.title, status=inc.status.value, severity=inc.severity.value,
+        services=inc.services, entities=sorted(affected), first_seen=inc.first_seen, last_seen=inc.last_seen,
+        onset=onset, generated_at=now or utcnow(), window_start=window_start, window_end=window_end,
+        chart_start=chart_start, chart_end=chart_end,
+        candidates=candidates, excluded_unrelated=excluded, timeline=timeline,
+        top_features=top_features(symptoms_linked or linked or symptoms), log_templates=templates,
+        similar_incidents=similar, series=series,
+        scoring={**st.scoring.as_dict(), "lookback_s": st.lookback.total_seconds()},
+    )

@@ -1,0 +1,362 @@
+"""Rank the changes that may have caused an incident, and say why.
+
+Every candidate change gets five factors, each a number in (0, 1] that multiplies the score. The
+factors are independent pieces of evidence, so they combine like likelihood ratios (a product, as in
+naive Bayes): a change that is unrelated, or came after the trouble started, cannot be rescued by
+being large. ``score = time × graph × risk × order × logs``, in [0, 1].
+
+``time`` – proximity to the onset (the first anomaly of the incident)
+    ``1 / (1 + Δ / τ)`` where Δ is how long before the onset the change reached production, and
+    τ = 30 min: 1.0 at the onset, 0.5 half an hour before, 0.33 an hour before, 0.02 a day before.
+    The tail is heavy on purpose (latent faults exist). A commit counts from the deploy that shipped
+    it, when a deploy lists its sha in ``attrs.commits``. A change more than 2 min (clock skew)
+    *after* the onset cannot have caused it: 0.05.
+``graph`` – distance in the entity graph between the changed entity and the nearest affected one
+    1.0 when both belong to the same service; ``0.5 ** k`` when their services are k dependency
+    hops apart (0.5, 0.25, 0.125); entities without a service use their raw graph distance.
+    Beyond 3 hops the change is *unrelated* and is not a candidate at all.
+``risk`` – how risky the change was, a prior: ``0.5 + 0.5 × r``
+    r combines the risk signals as a noisy-OR, ``r = 1 − Π (1 − r_i)``: size
+    ``lines / (lines + 200)`` (or ``files / (files + 10)``, the larger), late check-in 0.3, off-hours
+    0.2, first-time author 0.3, failed tests in its build 0.6, a failed or unstable build/deploy
+    0.4, a production change (deploy, release, config) 0.2, a high-priority issue 0.2, flagged as
+    anomalous by a detector (an unusual commit or build) 0.3. A deploy also
+    carries the signals of the commits it shipped. The floor of 0.5 keeps risk a tie-breaker
+    between related changes: at most a factor 2, as much as one dependency hop.
+``order`` – whether the anomalies of the change's own service start after it and not before
+    1.0 when they start after it; 0.25 when that service was already anomalous before the change
+    (the trouble predates it); 0.6 when that service shows no anomaly (no evidence either way, e.g.
+    a dependency of the affected service).
+``logs`` – optional: log templates that are new since the change, on its service
+    1.0 when at least one template new in the incident window first appeared on the change's service
+    after the change; 0.8 otherwise (including when there are no logs), so logs only ever help.
+
+The numbers are round values chosen from what each factor means, not fitted to any data set.
+:class:`ScoringParams` holds them, and the report records the ones it used.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from opsradar.config import EntityGraph
+>>> from opsradar.models import Event
+>>> graph = EntityGraph.model_validate({"services": {
+...     "shop": {"repos": ["shop-svc"], "depends_on": ["pay"]}, "pay": {"repos": ["pay-svc"]},
+...     "crm": {"repos": ["crm-svc"]}}})
+>>> onset = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+>>> def commit(n, repo, minutes, lines):
+...     return Event.new(source="git", native_id=n, kind="commit", entity=f"repo:{repo}",
+...                      ts=onset - timedelta(minutes=minutes), values={"lines_added": lines})
+>>> ranked = rank_changes([commit("a", "crm-svc", 5, 5000), commit("b", "shop-svc", 20, 3)],
+...                       graph=graph, affected=["service:shop"], onset=onset)
+>>> [(c.entity, c.rank) for c in ranked]
+[('repo:shop-svc', 1)]
+>>> ranked[0].factors["graph"], ranked[0].factors["time"]
+(1.0, 0.6)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from opsradar.alerting.rootcause.model import Candidate
+from opsradar.config import EntityGraph
+from opsradar.models import Event
+
+__all__ = ["FACTORS", "ScoringParams", "change_risk", "describe_change", "rank_changes"]
+
+#: The factors of every candidate's score, in the order they are shown.
+FACTORS = ("time", "graph", "risk", "order", "logs")
+
+_PRODUCTION_KINDS = frozenset({"deploy", "release", "config"})
+_SHIP_KINDS = frozenset({"deploy", "release"})
+_TRUE = frozenset({"true", "yes", "1"})
+_FAILED_RESULTS = frozenset({"failure", "failed", "unstable", "aborted", "error"})
+_HIGH_PRIORITY = frozenset({"highest", "high", "blocker", "critical", "p1", "p0"})
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    """The constants of the score (see the module docstring for what each one means)."""
+
+    time_scale: timedelta = timedelta(minutes=30)
+    grace: timedelta = timedelta(minutes=2)
+    after_onset: float = 0.05
+    hop_decay: float = 0.5
+    max_hops: int = 3
+    risk_floor: float = 0.5
+    size_half_lines: float = 200.0
+    size_half_files: float = 10.0
+    risk_late: float = 0.3
+    risk_off_hours: float = 0.2
+    risk_first_time_author: float = 0.3
+    risk_failed_tests: float = 0.6
+    risk_failed_result: float = 0.4
+    risk_production: float = 0.2
+    risk_high_priority: float = 0.2
+    risk_anomalous: float = 0.3
+    order_after: float = 1.0
+    order_unknown: float = 0.6
+    order_before: float = 0.25
+    logs_new: float = 1.0
+    logs_none: float = 0.8
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.total_seconds() if isinstance(v, timedelta) else v) for k, v in asdict(self).items()}
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _flag(event: Event, key: str) -> bool:
+    return event.labels.get(key, "").strip().lower() in _TRUE or event.values.get(key, 0.0) > 0
+
+
+def _sha(event: Event) -> str | None:
+    for key in ("sha", "hexsha", "commit"):
+        v = event.labels.get(key) or event.attrs.get(key)
+        if isinstance(v, str) and v:
+            return v.lower()
+    return None
+
+
+def _shipped_shas(event: Event) -> list[str]:
+    raw = event.attrs.get("commits")
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for item in raw:
+        sha = item.get("sha") if isinstance(item, dict) else item
+        if isinstance(sha, str) and sha:
+            out.append(sha.lower())
+    return out
+
+
+def _same_sha(a: str, b: str) -> bool:
+    n = min(len(a), len(b))
+    return n >= 7 and a[:n] == b[:n]
+
+
+def describe_change(event: Event) -> str:
+    """A one-line human summary of a change event, from whatever fields its collector set.
+
+    >>> from datetime import datetime, timezone
+    >>> e = Event.new(source="jenkins", native_id="d#7", kind="deploy", entity="job:shop-deploy",
+    ...               ts=datetime(2026, 1, 5, tzinfo=timezone.utc), labels={"result": "SUCCESS", "number": "7"})
+    >>> describe_change(e)
+    'deploy job:shop-deploy #7 (SUCCESS)'
+    """
+    labels, attrs = event.labels, event.attrs
+    title = ""
+    for key in ("title", "summary", "message", "subject", "name"):
+        v = attrs.get(key) or labels.get(key)
+        if isinstance(v, str) and v.strip():
+            title = v.strip().splitlines()[0][:160]
+            break
+    if event.kind == "commit":
+        sha = _sha(event)
+        who = labels.get("author")
+        head = f"commit {sha[:10]}" if sha else "commit"
+        return " ".join(p for p in (head, f"by {who}" if who else "", f"on {event.entity}", f"— {title}" if title else "") if p)
+    if event.kind in ("build", "deploy", "release"):
+        number = str(labels.get("number") or attrs.get("number") or "")
+        result = labels.get("result")
+        s = f"{event.kind} {event.entity}" + (f" #{number}" if number else "")
+        s += f" ({result})" if result else ""
+        return s + (f" — {title}" if title and event.kind == "release" else "")
+    if event.kind == "issue":
+        issue_key = labels.get("key") or attrs.get("key")
+        status = labels.get("status")
+        return " ".join(p for p in ("issue", str(issue_key) if issue_key else "", title, f"→ {status}" if status else "") if p)
+    return f"{event.kind} on {event.entity}" + (f" — {title}" if title else "")
+
+
+def change_risk(
+    event: Event, shipped: Sequence[Event] = (), params: ScoringParams | None = None, *, flagged: bool = False
+) -> tuple[float, list[str]]:
+    """The risk r in [0, 1] of a change (noisy-OR of its signals) and the signals that fired.
+
+    ``shipped`` are the commits a deploy or build carried; their signals count for it too.
+    ``flagged``: a detector found the change itself anomalous.
+
+    >>> from datetime import datetime, timezone
+    >>> e = Event.new(source="git", native_id="c", kind="commit", entity="repo:x", ts=datetime(2026, 1, 5, tzinfo=timezone.utc),
+    ...               values={"lines_added": 150, "lines_deleted": 50}, labels={"first_time_author": "true"})
+    >>> r, why = change_risk(e)
+    >>> round(r, 2), why
+    (0.65, ['200 lines changed', 'first-time author'])
+    """
+    p = params or ScoringParams()
+    signals: list[tuple[float, str]] = []
+    events = [event, *shipped]
+    lines = sum(e.values.get("lines_added", 0.0) + e.values.get("lines_deleted", 0.0) for e in events)
+    files = sum(e.values.get("files", 0.0) for e in events)
+    size = max(lines / (lines + p.size_half_lines) if lines > 0 else 0.0, files / (files + p.size_half_files) if files > 0 else 0.0)
+    if size > 0:
+        signals.append((size, f"{lines:.0f} lines changed" if lines > 0 else f"{files:.0f} files changed"))
+    if any(_flag(e, "late") or e.values.get("late_hours", 0.0) > 0 for e in events):
+        signals.append((p.risk_late, "late check-in"))
+    if any(_flag(e, "off_hours") for e in events):
+        signals.append((p.risk_off_hours, "off-hours"))
+    if any(_flag(e, "first_time_author") for e in events):
+        signals.append((p.risk_first_time_author, "first-time author"))
+    failed_tests = event.values.get("failed_tests", 0.0)
+    if failed_tests > 0:
+        signals.append((p.risk_failed_tests, f"{failed_tests:.0f} failed tests"))
+    result = event.labels.get("result", "").lower()
+    if result in _FAILED_RESULTS:
+        signals.append((p.risk_failed_result, f"result {event.labels['result']}"))
+    if event.kind in _PRODUCTION_KINDS:
+        signals.append((p.risk_production, "production change"))
+    if event.kind == "issue" and event.labels.get("priority", "").lower() in _HIGH_PRIORITY:
+        signals.append((p.risk_high_priority, f"priority {event.labels['priority']}"))
+    if flagged:
+        signals.append((p.risk_anomalous, "flagged anomalous by a detector"))
+    r = 1.0 - math.prod(1.0 - min(max(v, 0.0), 1.0) for v, _ in signals)
+    return r, [why for _, why in signals]
+
+
+class _Relatedness:
+    """Graph relatedness of an entity to the affected set, cached."""
+
+    def __init__(self, graph: EntityGraph, affected: Iterable[str], params: ScoringParams) -> None:
+        self.graph, self.params = graph, params
+        self.affected = sorted(set(affected))
+        self.affected_services = sorted({s for a in self.affected if (s := graph.service_of(a))})
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    def __call__(self, entity: str) -> tuple[float, str]:
+        if entity not in self._cache:
+            self._cache[entity] = self._compute(entity)
+        return self._cache[entity]
+
+    def _compute(self, entity: str) -> tuple[float, str]:
+        p, g = self.params, self.graph
+        svc = g.service_of(entity)
+        best, why = 0.0, "unrelated to the affected entities"
+        if svc is not None and svc in self.affected_services:
+            return 1.0, f"same service ({svc})"
+        if svc is not None:
+            for other in self.affected_services:
+                k = g.distance(f"service:{svc}", f"service:{other}", limit=p.max_hops)
+                if k is not None and p.hop_decay**k > best:
+                    best, why = p.hop_decay**k, f"service {svc} is {k} hop{'s' if k > 1 else ''} from affected service {other}"
+        for a in self.affected:
+            d = 0 if a == entity else g.distance(entity, a, limit=p.max_hops)
+            if d is not None and p.hop_decay**d > best:
+                best, why = p.hop_decay**d, f"{d} hop{'s' if d != 1 else ''} from {a}"
+        return best, why
+
+
+def _fmt_delta(delta: timedelta) -> str:
+    minutes = abs(delta.total_seconds()) / 60
+    text = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f"{text} {'before' if delta.total_seconds() >= 0 else 'after'} the onset"
+
+
+def rank_changes(
+    changes: Iterable[Event],
+    *,
+    graph: EntityGraph,
+    affected: Iterable[str],
+    onset: datetime,
+    anomalies: Iterable[Any] = (),
+    new_templates: Iterable[tuple[str, datetime]] = (),
+    flagged: Iterable[str] = (),
+    params: ScoringParams | None = None,
+    include_unrelated: bool = False,
+) -> list[Candidate]:
+    """Score and rank change events as root-cause candidates (best first, ranks from 1).
+
+    ``affected``: entities of the incident (``service:x``, the anomalous streams' entities, …).
+    ``onset``: when the first anomaly of the incident started. ``anomalies``: anomalies, as objects
+    with ``ts`` and ``entity`` or as ``(ts, entity)`` pairs, used for the ``order`` factor.
+    ``new_templates``: ``(entity, first_seen)`` of log templates new in the incident window.
+    ``flagged``: ids of change events that a detector found anomalous themselves (a risk signal).
+    Changes that are not change kinds (``Event.is_change``) are ignored; unrelated changes are left
+    out unless ``include_unrelated``.
+    """
+    p = params or ScoringParams()
+    events = [e for e in changes if e.is_change]
+    flagged_ids = set(flagged)
+    related = _Relatedness(graph, affected, p)
+
+    def service_key(entity: str) -> str:
+        return graph.service_of(entity) or entity
+
+    service_onset: dict[str, datetime] = {}
+    for a in anomalies:
+        ts, entity = (a if isinstance(a, tuple) else (a.ts, a.entity))
+        key = service_key(entity)
+        if key not in service_onset or ts < service_onset[key]:
+            service_onset[key] = ts
+    template_times: dict[str, list[datetime]] = {}
+    for entity, first in new_templates:
+        template_times.setdefault(service_key(entity), []).append(first)
+
+    commits = [e for e in events if e.kind == "commit" and _sha(e)]
+    shipped_by: dict[str, list[Event]] = {}  # deploy/build id -> commits it carried
+    deployed: dict[str, list[Event]] = {}  # commit id -> deploys/releases that shipped it
+    for e in events:
+        shas = _shipped_shas(e)
+        if not shas or e.kind == "commit":
+            continue
+        carried = [c for c in commits if any(_same_sha(_sha(c) or "", s) for s in shas)]
+        shipped_by[e.id] = carried
+        if e.kind in _SHIP_KINDS:
+            for c in carried:
+                deployed.setdefault(c.id, []).append(e)
+
+    out: list[Candidate] = []
+    for e in events:
+        graph_f, graph_why = related(e.entity)
+        if graph_f <= 0.0 and not include_unrelated:
+            continue
+        evidence = [graph_why]
+        eff = e.ts
+        ships = sorted((d for d in deployed.get(e.id, []) if d.ts >= e.ts and d.ts <= onset + p.grace), key=lambda d: d.ts)
+        if ships:
+            eff = ships[0].ts
+            evidence.append(f"shipped by {ships[0].kind} {ships[0].entity} at {eff:%Y-%m-%d %H:%M} UTC")
+        delta = onset - eff
+        time_f = 1.0 / (1.0 + max(delta, timedelta(0)) / p.time_scale) if delta >= -p.grace else p.after_onset
+        evidence.insert(0, _fmt_delta(delta))
+
+        carried = shipped_by.get(e.id, [])
+        r, risk_why = change_risk(e, carried, p, flagged=e.id in flagged_ids or any(c.id in flagged_ids for c in carried))
+        risk_f = p.risk_floor + (1.0 - p.risk_floor) * r
+        evidence.append("risk: " + (", ".join(risk_why) if risk_why else "no risk signal"))
+
+        svc_key = service_key(e.entity)
+        first_anomaly = service_onset.get(svc_key)
+        if first_anomaly is None:
+            order_f = p.order_unknown
+            evidence.append(f"no anomaly on {svc_key} itself")
+        elif first_anomaly >= eff - p.grace:
+            order_f = p.order_after
+            evidence.append(f"{svc_key} became anomalous after it")
+        else:
+            order_f = p.order_before
+            evidence.append(f"{svc_key} was already anomalous at {first_anomaly:%H:%M} UTC, before it")
+
+        new_after = [t for t in template_times.get(svc_key, []) if t >= eff - p.grace]
+        logs_f = p.logs_new if new_after else p.logs_none
+        if new_after:
+            evidence.append(f"{len(new_after)} new log template{'s' if len(new_after) > 1 else ''} on {svc_key} since")
+
+        factors = {"time": round(time_f, 4), "graph": round(graph_f, 4), "risk": round(risk_f, 4),
+                   "order": round(order_f, 4), "logs": round(logs_f, 4)}
+        related_ids = [d.id for d in deployed.get(e.id, [])] + [c.id for c in shipped_by.get(e.id, [])]
+        url = e.attrs.get("url") or e.labels.get("url")
+        out.append(Candidate(
+            event_id=e.id, kind=e.kind, entity=e.entity, source=e.source, ts=e.ts, effective_ts=eff,
+            service=graph.service_of(e.entity), summary=describe_change(e),
+            score=round(math.prod(factors.values()), 6), factors=factors, evidence=evidence,
+            related_event_ids=related_ids, url=url if isinstance(url, str) else None,
+        ))
+    kind_order = {"deploy": 0, "release": 1, "config": 2, "commit": 3, "build": 4, "issue": 5}
+    out.sort(key=lambda c: (-c.score, -(c.effective_ts or c.ts).timestamp(), kind_order.get(c.kind, 9), c.event_id))
+    for i, c in enumerate(out, 1):
+        c.rank = i
+    return out
