@@ -1,0 +1,208 @@
+"""The Elasticsearch fake answers as the reference documentation shows, and the official client works."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from elasticsearch import ApiError, AuthenticationException, BadRequestError, Elasticsearch, NotFoundError, helpers
+
+from opsradar.demo.fakes.elasticsearch import ElasticsearchFake
+
+DOCS = [
+    {"_id": f"d{i}", "@timestamp": f"2026-01-05T09:{i // 60:02d}:{i % 60:02d}Z", "message": f"line {i}",
+     "service.name": "shop" if i % 2 else "pay", "log.level": "error" if i % 5 == 0 else "info", "n": i}
+    for i in range(30)
+]
+
+# The key sets of the documented responses (Elasticsearch reference: root API, open/close point in
+# time, search, bulk, and the error object).
+ROOT_VERSION_KEYS = {"number", "build_flavor", "build_type", "build_hash", "build_date", "build_snapshot",
+                     "lucene_version", "minimum_wire_compatibility_version", "minimum_index_compatibility_version"}
+BULK_ITEM_KEYS = {"_index", "_id", "_version", "result", "_shards", "status", "_seq_no", "_primary_term"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ElasticsearchFake]:
+    with ElasticsearchFake() as es:
+        yield es  # type: ignore[misc]
+
+
+@pytest.fixture
+def fake(server: ElasticsearchFake) -> ElasticsearchFake:
+    server.clear()
+    server.api_keys = {"k1": "secret"}
+    server.users = {"elastic": "changeme"}
+    server.index_documents("logs-app-2026.01.05", DOCS)
+    return server
+
+
+@pytest.fixture
+def client(fake: ElasticsearchFake) -> Iterator[Elasticsearch]:
+    c = Elasticsearch(fake.url, api_key=("k1", "secret"), max_retries=0)
+    yield c
+    c.close()
+
+
+def test_root_api_has_the_documented_fields_and_the_product_header(fake: ElasticsearchFake) -> None:
+    r = httpx.get(fake.url + "/", auth=("elastic", "changeme"))
+    assert r.status_code == 200
+    assert r.headers["x-elastic-product"] == "Elasticsearch"
+    body = r.json()
+    assert set(body) == {"name", "cluster_name", "cluster_uuid", "version", "tagline"}
+    assert set(body["version"]) == ROOT_VERSION_KEYS
+    assert body["tagline"] == "You Know, for Search"
+
+
+def test_the_official_client_verifies_the_product_and_reads_info(client: Elasticsearch) -> None:
+    info = client.info()
+    assert info["version"]["number"].startswith("9.")
+    assert info.meta.headers["content-type"].startswith("application/vnd.elasticsearch+json")
+
+
+def test_client_sends_compatibility_headers_that_are_checked(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    client.search(index="logs-*", query={"match_all": {}})
+    req = fake.requests[-1]
+    assert "compatible-with=9" in (req.header("accept") or "")
+    assert "compatible-with=9" in (req.header("content-type") or "")
+    headers = {"Accept": "application/vnd.elasticsearch+json; compatible-with=7"}
+    r = httpx.get(fake.url + "/", headers=headers, auth=("elastic", "changeme"))
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "media_type_header_exception"
+    r = httpx.post(fake.url + "/_search", content=b"{}", headers={"Content-Type": "text/plain"},
+                   auth=("elastic", "changeme"))
+    assert r.status_code == 406
+    assert r.json() == {"error": "Content-Type header [text/plain] is not supported", "status": 406}
+
+
+def test_auth_api_key_basic_and_failures_in_security_exception_shape(fake: ElasticsearchFake) -> None:
+    assert Elasticsearch(fake.url, basic_auth=("elastic", "changeme")).info()["cluster_name"]
+    for kwargs in ({"api_key": ("k1", "wrong")}, {"basic_auth": ("elastic", "nope")}, {}):
+        with pytest.raises(AuthenticationException) as info:
+            Elasticsearch(fake.url, max_retries=0, **kwargs).info()  # type: ignore[arg-type]
+        body = info.value.body
+        assert body["status"] == 401
+        assert body["error"]["type"] == "security_exception"
+        assert body["error"]["root_cause"][0]["type"] == "security_exception"
+        assert "ApiKey" in body["error"]["header"]["WWW-Authenticate"]
+    r = httpx.get(fake.url + "/")
+    assert r.status_code == 401
+    assert "missing authentication credentials for REST request [/]" in r.json()["error"]["reason"]
+    assert r.headers["www-authenticate"].startswith("Basic")
+
+
+def test_open_search_and_close_point_in_time_with_search_after(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    opened = client.open_point_in_time(index="logs-*", keep_alive="1m")
+    assert set(opened.body) == {"id", "_shards"}
+    pit = opened["id"]
+    fake.index_documents("logs-app-2026.01.05", [{"@timestamp": "2026-01-05T10:00:00Z", "message": "late"}])
+    sort = [{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {"_shard_doc": "asc"}]
+    seen: list[str] = []
+    after: list[Any] | None = None
+    while True:
+        resp = client.search(pit={"id": pit, "keep_alive": "1m"}, size=7, sort=sort, search_after=after,
+                             query={"bool": {"filter": [{"range": {"@timestamp": {"gte": "2026-01-05T09:00:05Z"}}}]}})
+        assert {"pit_id", "took", "timed_out", "_shards", "hits"} <= set(resp.body)
+        pit = resp["pit_id"]
+        hits = resp["hits"]["hits"]
+        if not hits:
+            break
+        for h in hits:
+            assert set(h) == {"_index", "_id", "_score", "_source", "sort"}
+        seen += [h["_id"] for h in hits]
+        after = hits[-1]["sort"]
+    # a frozen view: 25 documents from 09:00:05, none of those indexed after the PIT opened
+    assert seen == [f"d{i}" for i in range(5, 30)]
+    assert after is not None
+    assert after[0] == "2026-01-05T09:00:29.000Z"
+    assert client.close_point_in_time(id=pit).body == {"succeeded": True, "num_freed": 1}
+    assert fake.open_pits() == 0
+    with pytest.raises(NotFoundError) as info:
+        client.search(pit={"id": pit}, size=1)
+    assert info.value.body["error"]["type"] == "search_context_missing_exception"
+
+
+def test_bool_term_range_and_numeric_sort_values(client: Elasticsearch) -> None:
+    resp = client.search(index="logs-*", size=100, sort=[{"@timestamp": "desc"}],
+                         query={"bool": {"must": [{"term": {"service.name": "shop"}}],
+                                         "filter": [{"range": {"n": {"gte": 10, "lt": 20}}}],
+                                         "must_not": [{"term": {"log.level": "error"}}]}})
+    ns = [h["_source"]["n"] for h in resp["hits"]["hits"]]
+    assert ns == [19, 17, 13, 11]
+    # a date sort without a format gives epoch milliseconds, as Elasticsearch does
+    assert resp["hits"]["hits"][0]["sort"] == [1767603619000]
+    assert resp["hits"]["total"] == {"value": 4, "relation": "eq"}
+    assert client.count(index="logs-*", query={"terms": {"log.level": ["error"]}})["count"] == 6
+
+
+def test_unsupported_queries_and_bad_requests_answer_400_in_the_error_shape(client: Elasticsearch) -> None:
+    for query, reason in (({"match": {"message": "x"}}, "query [match] is not supported"),
+                          ({"fancy": {}}, "unknown query [fancy]")):
+        with pytest.raises(BadRequestError) as info:
+            client.search(index="logs-*", query=query)
+        body = info.value.body
+        assert body["status"] == 400
+        assert body["error"]["type"] == "parsing_exception"
+        assert reason in body["error"]["root_cause"][0]["reason"]
+    with pytest.raises(BadRequestError) as info:
+        client.search(index="logs-*", sort=["_shard_doc"])
+    assert "cannot be used without [point in time]" in info.value.body["error"]["reason"]
+    with pytest.raises(BadRequestError):
+        client.search(index="logs-*", size=20_000)
+
+
+def test_index_patterns_exclusions_and_missing_indices(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    fake.index_documents("logs-audit", [{"@timestamp": "2026-01-05T09:00:00Z", "user.name": "ana"}])
+    fake.index_documents("metrics-x", [{"@timestamp": "2026-01-05T09:00:00Z"}])
+    assert client.count(index="logs-*")["count"] == 31
+    assert client.count(index="logs-*,-logs-audit")["count"] == 30
+    assert client.count(index="nothing-*")["count"] == 0
+    with pytest.raises(NotFoundError) as info:
+        client.search(index="missing")
+    assert info.value.body["error"]["type"] == "index_not_found_exception"
+
+
+def test_bulk_ndjson_through_the_client_helper_and_raw(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    ok, errors = helpers.bulk(client, [{"_index": "logs-new", "_id": str(i), "_source": {"@timestamp": "2026-01-06T00:00:00Z", "i": i}}
+                                       for i in range(5)])
+    assert (ok, errors) == (5, [])
+    assert fake.count("logs-new") == 5
+    body = "\n".join([json.dumps({"create": {"_index": "logs-new", "_id": "0"}}), json.dumps({"i": 0}),
+                      json.dumps({"index": {"_index": "logs-new"}}), json.dumps({"i": 9})]) + "\n"
+    r = httpx.post(fake.url + "/_bulk", content=body, headers={"Content-Type": "application/x-ndjson"},
+                   auth=("elastic", "changeme"))
+    resp = r.json()
+    assert set(resp) == {"took", "errors", "items"}
+    assert resp["errors"] is True
+    conflict, created = resp["items"][0]["create"], resp["items"][1]["index"]
+    assert conflict["status"] == 409
+    assert conflict["error"]["type"] == "version_conflict_engine_exception"
+    assert set(created) == BULK_ITEM_KEYS
+    assert created["status"] == 201
+    assert created["result"] == "created"
+
+
+def test_injected_429_carries_retry_after_and_the_es_error(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    fake.fail_next(429, retry_after=3)
+    with pytest.raises(ApiError) as info:
+        client.search(index="logs-*")
+    assert info.value.meta.status == 429
+    assert info.value.meta.headers["retry-after"] == "3"
+    assert info.value.body["error"]["type"] == "es_rejected_execution_exception"
+    assert client.search(index="logs-*")["hits"]["total"]["value"] == 30
+
+
+def test_python_api_for_the_world(fake: ElasticsearchFake) -> None:
+    ids = fake.index_documents("logs-x", [{"_id": "a", "v": 1}, {"v": 2}])
+    assert ids[0] == "a"
+    assert len(ids) == 2
+    fake.index_documents("logs-x", [{"_id": "a", "v": 3}])  # same id replaces
+    assert sorted(d["v"] for d in fake.documents("logs-x")) == [2, 3]
+    assert "logs-x" in fake.indices()
+    key = fake.add_api_key("world", "pw")
+    assert Elasticsearch(fake.url, api_key=key).count(index="logs-x")["count"] == 2
+    fake.delete_index("logs-x")
+    assert fake.count("logs-x") == 0
