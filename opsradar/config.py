@@ -131,6 +131,10 @@ class JiraSource(_SourceBase):
     pat_env: EnvName | None = Field(default=None, description="personal access token (bearer)")
     page_size: int = Field(default=50, ge=1, le=1000)
     incident_issue_types: list[str] = Field(default_factory=lambda: ["Incident", "Bug"])
+    done_statuses: list[str] = Field(
+        default_factory=lambda: ["Done", "Resolved", "Closed"],
+        description="statuses that count as resolved (besides any in Jira's 'done' category)",
+    )
 
     @model_validator(mode="after")
     def _auth(self) -> JiraSource:

@@ -392,8 +392,8 @@ class FakeJira(FakeServer):
                 f["resolution"] = None
             for name, value in fields.items():
                 before = f.get(name)
-                items.append({"field": name, "fieldtype": "jira", "from": None, "fromString": _display(before),
-                              "to": None, "toString": _display(value)})
+                items.append({"field": name, "fieldtype": "jira", "from": _ident(before), "fromString": _display(before),
+                              "to": _ident(value), "toString": _display(value)})
                 f[name] = value
             f["updated"] = at
             hist: dict[str, Any] = {"created": at, "items": items}
@@ -555,6 +555,14 @@ def _date_ok(op: str, value: datetime, bound: datetime, step: timedelta) -> bool
     if op == "<=":
         return value < bound + step
     return bound <= value < bound + step
+
+
+def _ident(value: Any) -> str | None:
+    """The ``from``/``to`` of a changelog item: a user's name (Server) or accountId (Cloud), an id."""
+    if isinstance(value, dict):
+        found = value.get("name") or value.get("accountId") or value.get("id")
+        return str(found) if found is not None else None
+    return None
 
 
 def _display(value: Any) -> str | None:
