@@ -183,6 +183,11 @@ class ElasticsearchSource(_SourceBase):
     verify_certs: bool = True
     field_map: dict[str, str] = Field(default_factory=dict, description="ECS field → your field")
     tiebreaker: str = Field(default="_shard_doc", description="sort tiebreaker with @timestamp")
+    keep_alive: Duration = Field(default=timedelta(minutes=1), description="point-in-time keep-alive per page")
+    retries: int = Field(default=3, ge=0, le=20, description="in-run retries of a 429/503, honouring Retry-After")
+    max_retry_wait: Duration = Field(
+        default=timedelta(seconds=60), description="a longer Retry-After ends the run; the scheduler retries later"
+    )
 
 
 SourceConfig = Annotated[
