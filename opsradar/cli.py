@@ -127,21 +127,38 @@ def report(
 
 
 @rules_app.command("check")
-def rules_check(paths: list[Path] | None = None) -> None:
-    """Validate rule files strictly and report every error."""
-    not_available("rules check", 6)
+def rules_check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Rule files or folders (default: rules/).")] = None,
+) -> None:
+    """Validate rule files strictly and report every error (exit 1 if any)."""
+    from opsradar.alerting.rules.commands import check_command
+
+    raise typer.Exit(check_command(paths or [Path("rules")], sys.stdout))
 
 
 @rules_app.command("test")
-def rules_test(files: list[Path] | None = None) -> None:
-    """Run rule unit tests."""
-    not_available("rules test", 6)
+def rules_test(
+    files: Annotated[list[Path] | None, typer.Argument(help="Rule test files (default: rules/tests/*.yaml).")] = None,
+) -> None:
+    """Run rule unit tests: input alerts and events, expected outcome (exit 1 on failure)."""
+    from opsradar.alerting.rules.commands import test_command
+
+    raise typer.Exit(test_command(files or [], sys.stdout))
 
 
 @rules_app.command("backtest")
-def rules_backtest(paths: list[Path] | None = None) -> None:
+def rules_backtest(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Candidate rule files or folders.")] = None,
+    since: Annotated[str | None, typer.Option(help="Replay from this ISO time (UTC when no zone).")] = None,
+    until: Annotated[str | None, typer.Option(help="Replay until this ISO time (UTC when no zone).")] = None,
+    baseline: Annotated[list[Path] | None, typer.Option(help="Rules to compare with when none are in force.")] = None,
+    config: ConfigOpt = None,
+) -> None:
     """Replay stored history through candidate rules and diff against the rules in force."""
-    not_available("rules backtest", 6)
+    from opsradar.alerting.rules.commands import backtest_command
+
+    raise typer.Exit(backtest_command(paths or [], since=since, until=until, config=config,
+                                      baseline=baseline, out=sys.stdout))
 
 
 def main() -> None:

@@ -67,8 +67,7 @@ def test_version() -> None:
 
 
 # Commands whose capability has not landed yet; remove an entry when its command is implemented.
-NOT_YET = [["demo"], ["run"], ["collect"], ["incidents"],
-           ["rules", "check"], ["rules", "test"], ["rules", "backtest"]]
+NOT_YET = [["demo"], ["run"], ["collect"], ["incidents"]]
 
 
 @pytest.mark.parametrize("args", NOT_YET)

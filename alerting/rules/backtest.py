@@ -1,0 +1,199 @@
+"""Backtest: replay stored history through candidate rules and the rules in force, and diff.
+
+The history is the store's events (``Store.iter_events``, through the event rules) and anomalies
+(``Store.iter_anomalies``, through :func:`~opsradar.alerting.alerts.alert_from_anomaly`), merged in
+time order. Both rule sets see exactly the same input, each with its own fresh state.
+
+The rules **in force** are the files snapshotted in the store by the last successful (re)load of a
+running opsradar (checkpoint ``rules/in-force``, see :mod:`opsradar.alerting.rules.reload`); with
+no snapshot, ``baseline`` paths (e.g. a checkout of the main branch) or, failing that, no rules.
+
+Incidents are approximated by aggregation groups (receiver + group key of the first route): a
+merge is a candidate group holding alerts of several groups in force, a split the reverse.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from opsradar.alerting.alerts import alert_from_anomaly
+from opsradar.alerting.rules.engine import Decision, RuleEngine
+from opsradar.alerting.rules.loader import RuleSet, load_texts
+from opsradar.alerting.rules.metrics import RuleStats
+from opsradar.alerting.rules.silences import SilenceStore
+from opsradar.config import EntityGraph
+from opsradar.models import Alert, Anomaly, Event
+from opsradar.store import Store
+
+__all__ = ["BacktestReport", "Outcome", "backtest"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one rule set did with one alert."""
+
+    dropped_by: str | None
+    raised_by: str | None
+    receivers: tuple[str, ...]
+    severity: str
+    group: str | None
+    notify: bool
+
+    @classmethod
+    def of(cls, d: Decision) -> Outcome:
+        return cls(d.dropped_by, d.alert.rule, tuple(sorted(d.receivers)), d.alert.severity.value,
+                   d.group_keys[0] if d.group_keys and not d.dropped else None, d.notify)
+
+
+@dataclass
+class BacktestReport:
+    in_force: str
+    candidate: str
+    events: int = 0
+    anomalies: int = 0
+    old: dict[str, Outcome] = field(default_factory=dict)
+    new: dict[str, Outcome] = field(default_factory=dict)
+
+    def per_rule(self) -> dict[str, Counter[str]]:
+        """Changes per rule: newly/no longer dropped, newly/no longer raised, severity changed."""
+        rows: dict[str, Counter[str]] = {}
+        for key in self.old.keys() | self.new.keys():
+            o, n = self.old.get(key), self.new.get(key)
+            if o is None and n is not None:
+                rows.setdefault(n.raised_by or "?", Counter())["newly raised"] += 1
+            elif n is None and o is not None:
+                rows.setdefault(o.raised_by or "?", Counter())["no longer raised"] += 1
+            elif o is not None and n is not None:
+                if n.dropped_by and not o.dropped_by:
+                    rows.setdefault(n.dropped_by, Counter())["newly dropped"] += 1
+                elif o.dropped_by and not n.dropped_by:
+                    rows.setdefault(o.dropped_by, Counter())["no longer dropped"] += 1
+                elif o.dropped_by and n.dropped_by and o.dropped_by != n.dropped_by:
+                    rows.setdefault(n.dropped_by, Counter())["dropped by another rule"] += 1
+        return dict(sorted(rows.items()))
+
+    def routing_changes(self) -> Counter[tuple[tuple[str, ...], tuple[str, ...]]]:
+        out: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+        for key in self.old.keys() & self.new.keys():
+            o, n = self.old[key], self.new[key]
+            if not o.dropped_by and not n.dropped_by and o.receivers != n.receivers:
+                out[(o.receivers, n.receivers)] += 1
+        return out
+
+    def severity_changes(self) -> Counter[tuple[str, str]]:
+        out: Counter[tuple[str, str]] = Counter()
+        for key in self.old.keys() & self.new.keys():
+            o, n = self.old[key], self.new[key]
+            if not o.dropped_by and not n.dropped_by and o.severity != n.severity:
+                out[(o.severity, n.severity)] += 1
+        return out
+
+    def notify_counts(self) -> tuple[int, int]:
+        return (sum(o.notify for o in self.old.values()), sum(n.notify for n in self.new.values()))
+
+    def group_changes(self) -> tuple[int, int, list[str], list[str]]:
+        """(groups in force, candidate groups, merged candidate groups, split groups in force)."""
+        both = [k for k in self.old.keys() & self.new.keys() if self.old[k].group and self.new[k].group]
+        old_to_new: dict[str, set[str]] = {}
+        new_to_old: dict[str, set[str]] = {}
+        for k in both:
+            og, ng = self.old[k].group, self.new[k].group
+            assert og is not None
+            assert ng is not None
+            old_to_new.setdefault(og, set()).add(ng)
+            new_to_old.setdefault(ng, set()).add(og)
+        merges = sorted(g for g, olds in new_to_old.items() if len(olds) > 1)
+        splits = sorted(g for g, news in old_to_new.items() if len(news) > 1)
+        n_old = len({o.group for o in self.old.values() if o.group})
+        n_new = len({n.group for n in self.new.values() if n.group})
+        return n_old, n_new, merges, splits
+
+    def render(self) -> str:
+        lines = [f"backtest: {self.events} events, {self.anomalies} anomalies replayed",
+                 f"  in force:  {self.in_force}", f"  candidate: {self.candidate}",
+                 f"alerts: {len(self.old)} in force, {len(self.new)} candidate; "
+                 f"notified: {self.notify_counts()[0]} -> {self.notify_counts()[1]}"]
+        rows = self.per_rule()
+        cols = ["newly dropped", "no longer dropped", "newly raised", "no longer raised", "dropped by another rule"]
+        if rows:
+            lines.append("changes per rule:")
+            width = max(len(r) for r in rows)
+            for rule, c in rows.items():
+                parts = ", ".join(f"{c[col]} {col}" for col in cols if c[col])
+                lines.append(f"  {rule.ljust(width)}  {parts}")
+        else:
+            lines.append("changes per rule: none")
+        routing = self.routing_changes()
+        lines.append("routing changes:" + ("" if routing else " none"))
+        for (a, b), n in sorted(routing.items()):
+            lines.append(f"  {list(a)} -> {list(b)}: {n} alerts")
+        sev = self.severity_changes()
+        lines.append("severity changes:" + ("" if sev else " none"))
+        for (s_old, s_new), n in sorted(sev.items()):
+            lines.append(f"  {s_old} -> {s_new}: {n} alerts")
+        n_old, n_new, merges, splits = self.group_changes()
+        lines.append(f"incidents (approximated by groups): {n_old} in force, {n_new} candidate; "
+                     f"{len(merges)} would merge, {len(splits)} would split")
+        lines += [f"  merged: {g}" for g in merges[:10]] + [f"  split: {g}" for g in splits[:10]]
+        return "\n".join(lines)
+
+
+def _history(store: Store, since: datetime | None, until: datetime | None) -> Iterator[tuple[datetime, int, Any]]:
+    events = ((e.ts, 0, e) for e in store.iter_events(since=since, until=until))
+    anomalies = ((a.ts, 1, a) for a in (Anomaly.model_validate(d) for d in store.iter_anomalies(since=since, until=until)))
+    return heapq.merge(events, anomalies, key=lambda x: (x[0], x[1]))
+
+
+def _engine(rules: RuleSet, graph: EntityGraph | None) -> RuleEngine:
+    return RuleEngine(rules, graph=graph, silences=SilenceStore(), stats=RuleStats(export=False))
+
+
+def backtest(store: Store, candidate: RuleSet, *, in_force: RuleSet | None, in_force_label: str,
+             candidate_label: str, since: datetime | None = None, until: datetime | None = None,
+             graph: EntityGraph | None = None) -> BacktestReport:
+    """Replay history from ``store`` through both rule sets and return the differences."""
+    old_engine = _engine(in_force or load_texts({}), graph)
+    new_engine = _engine(candidate, graph)
+    report = BacktestReport(in_force=in_force_label, candidate=candidate_label)
+    counters: dict[tuple[int, str], int] = {}
+
+    def run(engine: RuleEngine, side: int, out: dict[str, Outcome], item: Event | Anomaly) -> None:
+        if isinstance(item, Event):
+            alerts: list[Alert] = engine.on_event(item)
+            for a in alerts:
+                n = counters[(side, a.fingerprint)] = counters.get((side, a.fingerprint), 0) + 1
+                out[f"{a.rule}:{a.fingerprint}:{n}"] = Outcome.of(engine.on_alert(a, a.starts_at))
+        else:
+            a = alert_from_anomaly(item, graph)
+            out[f"anomaly:{item.id}"] = Outcome.of(engine.on_alert(a, a.starts_at))
+
+    last: datetime | None = None
+    for ts, kind, item in _history(store, since, until):
+        if kind == 0:
+            report.events += 1
+        else:
+            report.anomalies += 1
+        run(old_engine, 0, report.old, item)
+        run(new_engine, 1, report.new, item)
+        last = ts
+    if last is not None:
+        for side, engine, out in ((0, old_engine, report.old), (1, new_engine, report.new)):
+            for a in engine.tick(until or last):
+                n = counters[(side, a.fingerprint)] = counters.get((side, a.fingerprint), 0) + 1
+                out[f"{a.rule}:{a.fingerprint}:{n}"] = Outcome.of(engine.on_alert(a, a.starts_at))
+    return report
+
+
+def describe(texts: dict[str, str] | None, fallback: str) -> str:
+    if texts is None:
+        return fallback
+    rs = load_texts(texts)
+    return f"{len(texts)} files, {len(rs.rule_names)} rules, digest {rs.digest}"
+
+
+

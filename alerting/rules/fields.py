@@ -1,0 +1,61 @@
+"""The flat view of an event that event matchers address.
+
+Top-level fields (``source``, ``kind``, ``entity``, ``entity_type``, ``entity_name``, ``id``), the
+derived ``service`` (``labels.service``, else the entity graph, else the name of a ``service:``
+entity), and ``labels.x``, ``values.x`` and ``attrs.x`` (nested attrs as ``attrs.a.b``).
+
+>>> from datetime import datetime, timezone
+>>> from opsradar.models import Event
+>>> e = Event.new(source="es", native_id="1", kind="log", entity="service:shop",
+...               ts=datetime(2026, 1, 1, tzinfo=timezone.utc), labels={"level": "error"},
+...               values={"status": 503.0}, attrs={"http": {"method": "GET"}})
+>>> f = event_fields(e)
+>>> f["service"], f["labels.level"], f["values.status"], f["attrs.http.method"]
+('shop', 'error', '503', 'GET')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opsradar.config import EntityGraph
+from opsradar.models import Event
+
+__all__ = ["event_fields"]
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str], depth: int) -> None:
+    if isinstance(value, dict):
+        if depth < 4:
+            for k, v in value.items():
+                _flatten(f"{prefix}.{k}", v, out, depth + 1)
+    elif isinstance(value, bool):
+        out[prefix] = "true" if value else "false"
+    elif isinstance(value, float):
+        out[prefix] = _num(value)
+    elif isinstance(value, int | str):
+        out[prefix] = str(value)
+
+
+def event_fields(event: Event, graph: EntityGraph | None = None) -> dict[str, str]:
+    """The fields of ``event`` as a flat ``{name: string}`` mapping."""
+    out = {
+        "id": event.id, "source": event.source, "kind": event.kind, "entity": event.entity,
+        "entity_type": event.entity_type, "entity_name": event.entity_name,
+    }
+    service = event.labels.get("service") or (graph.service_of(event.entity) if graph else None)
+    if service is None and event.entity_type == "service":
+        service = event.entity_name
+    if service:
+        out["service"] = service
+    for k, v in event.labels.items():
+        out[f"labels.{k}"] = v
+    for k, f in event.values.items():
+        out[f"values.{k}"] = _num(f)
+    for k, a in event.attrs.items():
+        _flatten(f"attrs.{k}", a, out, 1)
+    return out

@@ -1,0 +1,215 @@
+"""Stateful rule types over the event stream, as in ElastAlert: pattern, frequency, new_term,
+flatline and sequence. Each keeps its own state, driven by event time (and ``tick`` for flatline).
+
+A trigger returns :class:`Firing` records; the engine turns them into alerts.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from opsradar.alerting.rules.model import FrequencyTrigger
+>>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> freq = make_trigger(FrequencyTrigger(type="frequency", match=['kind="log"'], count=3, window="5m"))
+>>> [len(freq.on_event({"kind": "log", "id": str(i)}, t + timedelta(minutes=i))) for i in range(4)]
+[0, 0, 1, 0]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from opsradar.alerting.rules.matchers import Matcher, parse_matcher
+from opsradar.alerting.rules.model import (
+    FlatlineTrigger,
+    FrequencyTrigger,
+    NewTermTrigger,
+    PatternTrigger,
+    SequenceTrigger,
+)
+
+__all__ = ["Firing", "Trigger", "make_trigger"]
+
+_MAX_PENDING = 100  # sequence instances kept per key
+
+
+@dataclass
+class Firing:
+    """A trigger fired at ``ts``: ``fields`` of the last event (or the group), the events involved."""
+
+    ts: datetime
+    fields: dict[str, str]
+    event_ids: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+def _all(ms: list[Matcher], f: Mapping[str, str]) -> bool:
+    return all(m.matches(f) for m in ms)
+
+
+class Trigger:
+    """Base: match events; no state."""
+
+    def __init__(self, match: list[str]) -> None:
+        self.match = [parse_matcher(m) for m in match]
+
+    def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        return []
+
+    def tick(self, now: datetime) -> list[Firing]:
+        return []
+
+
+def _key(f: Mapping[str, str], names: list[str]) -> tuple[str, ...]:
+    return tuple(f.get(n, "") for n in names)
+
+
+def _key_fields(names: list[str], key: tuple[str, ...]) -> dict[str, str]:
+    return dict(zip(names, key, strict=True))
+
+
+class _Pattern(Trigger):
+    def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        return [Firing(ts, dict(f), [f.get("id", "")])] if _all(self.match, f) else []
+
+
+class _Frequency(Trigger):
+    def __init__(self, t: FrequencyTrigger) -> None:
+        super().__init__(t.match)
+        self.t = t
+        self.windows: dict[tuple[str, ...], deque[tuple[datetime, str]]] = {}
+
+    def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        if not _all(self.match, f):
+            return []
+        q = self.windows.setdefault(_key(f, self.t.group_by), deque())
+        q.append((ts, f.get("id", "")))
+        while q and q[0][0] <= ts - self.t.window:
+            q.popleft()
+        if len(q) < self.t.count:
+            return []
+        ids = [i for _, i in q]
+        q.clear()
+        return [Firing(ts, dict(f), ids, f"{len(ids)} events within {self.t.window}")]
+
+
+class _NewTerm(Trigger):
+    def __init__(self, t: NewTermTrigger) -> None:
+        super().__init__(t.match)
+        self.t = t
+        self.first: datetime | None = None
+        self.seen: set[tuple[str, ...]] = set()
+
+    def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        if not _all(self.match, f) or any(n not in f for n in self.t.fields):
+            return []
+        self.first = self.first or ts
+        term = _key(f, self.t.fields)
+        if term in self.seen:
+            return []
+        self.seen.add(term)
+        if ts - self.first < self.t.learn_for:
+            return []
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(self.t.fields, term, strict=True))
+        return [Firing(ts, dict(f), [f.get("id", "")], f"first time seen: {shown}")]
+
+
+@dataclass
+class _Window:
+    since: datetime  # first seen, or the last alert: the trailing window is judged from here
+    last: datetime
+    times: deque[datetime] = field(default_factory=deque)
+
+
+class _Flatline(Trigger):
+    """Fewer than ``threshold`` events in the trailing ``window``; re-fires after each further window."""
+
+    def __init__(self, t: FlatlineTrigger) -> None:
+        super().__init__(t.match)
+        self.t = t
+        self.windows: dict[tuple[str, ...], _Window] = {}
+
+    def _advance(self, now: datetime) -> list[Firing]:
+        out = []
+        w = self.t.window
+        for key, state in self.windows.items():
+            while state.times and state.times[0] <= now - w:
+                state.times.popleft()
+            if len(state.times) >= self.t.threshold or now - state.since < w:
+                continue
+            at = min(now, max(state.since, state.last) + w)
+            out.append(Firing(at, _key_fields(self.t.group_by, key), [],
+                              f"{len(state.times)} events in the last {w} (fewer than {self.t.threshold})"))
+            state.since = at + ((now - at) // w) * w  # one alert per silent window, even when catching up
+        return out
+
+    def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        out = self._advance(ts)
+        if _all(self.match, f):
+            state = self.windows.setdefault(_key(f, self.t.group_by), _Window(ts, ts))
+            state.times.append(ts)
+            state.last = ts
+        return out
+
+    def tick(self, now: datetime) -> list[Firing]:
+        return self._advance(now)
+
+
+@dataclass
+class _Instance:
+    start: datetime
+    step: int = 0
+    count: int = 0
+    ids: list[str] = field(default_factory=list)
+
+
+class _Sequence(Trigger):
+    def __init__(self, t: SequenceTrigger) -> None:
+        super().__init__([])
+        self.t = t
+        self.steps = [([parse_matcher(m) for m in s.match], s.count) for s in t.steps]
+        self.pending: dict[tuple[str, ...], list[_Instance]] = {}
+
+    def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        key = _key(f, self.t.by)
+        insts = [i for i in self.pending.get(key, []) if ts - i.start <= self.t.window]
+        out: list[Firing] = []
+        for inst in insts:  # advance the oldest instance this event moves forward
+            ms, need = self.steps[inst.step]
+            if inst.step > 0 and _all(ms, f):
+                inst.count += 1
+                inst.ids.append(f.get("id", ""))
+                if inst.count >= need:
+                    inst.step, inst.count = inst.step + 1, 0
+                if inst.step == len(self.steps):
+                    insts.remove(inst)
+                    out.append(Firing(ts, dict(f), inst.ids, f"sequence completed within {ts - inst.start}"))
+                break
+        else:
+            ms, need = self.steps[0]
+            if _all(ms, f):
+                cur = next((i for i in insts if i.step == 0), None)
+                if cur is None:
+                    cur = _Instance(ts)
+                    insts.append(cur)
+                cur.count += 1
+                cur.ids.append(f.get("id", ""))
+                if cur.count >= need:
+                    cur.step, cur.count = 1, 0
+        self.pending[key] = insts[-_MAX_PENDING:]
+        if not self.pending[key]:
+            del self.pending[key]
+        return out
+
+
+def make_trigger(t: PatternTrigger | FrequencyTrigger | NewTermTrigger | FlatlineTrigger | SequenceTrigger) -> Trigger:
+    """The runtime state machine of a trigger."""
+    if isinstance(t, PatternTrigger):
+        return _Pattern(t.match)
+    if isinstance(t, FrequencyTrigger):
+        return _Frequency(t)
+    if isinstance(t, NewTermTrigger):
+        return _NewTerm(t)
+    if isinstance(t, FlatlineTrigger):
+        return _Flatline(t)
+    return _Sequence(t)
+
