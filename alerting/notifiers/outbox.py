@@ -1,0 +1,401 @@
+"""From incident updates to outbox rows, and the worker that drains the outbox.
+
+:class:`Notifier` turns an :class:`~opsradar.alerting.correlation.IncidentUpdate` into rows of the
+persistent outbox (``Store.enqueue``), **once per (incident, state change, channel)**: the dedup key
+names all three, and the store's unique key on it makes a second enqueue a no-op. Rows:
+
+==================  ====================================  =======================================
+action              dedup key                             effect
+==================  ====================================  =======================================
+``post``            ``inc:{id}:post:{channel}``           the parent message (Block Kit)
+``update``          ``inc:{id}:update:{channel}:r{rev}``  ``chat.update`` of the parent
+``reply``           ``inc:{id}:reply:{channel}:r{rev}:…``  a thread reply about a notable change
+``digest``          ``digest:{channel}:{d}:post``         storm mode: one message for many incidents
+``digest_update``   ``digest:{channel}:{d}:update:{n}``   the digest, re-rendered
+==================  ====================================  =======================================
+
+Messages render the incident's state **when they are sent**, so an old update replayed after a newer
+one cannot roll the message back, and several pending updates of one message collapse into one call.
+
+**Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
+``storm_window``, the next ones do not get their own message: one digest message lists them and is
+updated as the storm grows (and as its incidents change).
+
+:class:`OutboxWorker` drains due rows in order through a transport (the Slack one lives in
+:mod:`opsradar.alerting.notifiers.slack`): replies and updates wait for their parent message;
+each channel keeps Slack's pace (``pace`` seconds between messages); ``Retry-After`` on 429 pauses
+the channel; 5xx and network errors back off exponentially; a permanent error makes the row ``dead``.
+Run one worker per store (the architecture's single owner of notification state).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+
+from opsradar import schema as t
+from opsradar.alerting.correlation import Change, IncidentUpdate
+from opsradar.alerting.noise import NoiseMetrics
+from opsradar.config import SlackConfig
+from opsradar.errors import NotifyError
+from opsradar.models import Incident, utcnow
+from opsradar.store import Store
+
+__all__ = ["Deferred", "Destination", "DrainStats", "Notifier", "OutboxWorker", "Transport", "post_key"]
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_ID = ("C", "G", "D")
+
+
+def post_key(incident_id: str, channel: str) -> str:
+    return f"inc:{incident_id}:post:{channel}"
+
+
+def digest_post_key(channel: str, digest_id: str) -> str:
+    return f"digest:{channel}:{digest_id}:post"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A Slack channel (``#name`` or an id) and who to mention there for high severities."""
+
+    channel: str
+    mentions: tuple[str, ...] = ()
+
+
+def _looks_like_channel(name: str) -> bool:
+    return name.startswith("#") or (len(name) >= 7 and name[0] in _CHANNEL_ID and name[1:].isalnum() and name.isupper())
+
+
+class Deferred(Exception):
+    """The row cannot be sent yet (its parent message is not delivered); try again later."""
+
+
+class Transport(Protocol):
+    def deliver(self, row: Mapping[str, Any], *, maybe_sent: bool,
+                before_send: Callable[[], None]) -> dict[str, Any]:
+        """Send one outbox row; returns the result to store.
+
+        ``maybe_sent``: an earlier attempt may have reached the service (look before sending again).
+        ``before_send`` must be called right before a call that is not idempotent (posting a message).
+        Raises :class:`Deferred` when the row must wait, :class:`NotifyError` when sending failed.
+        """
+        ...
+
+
+# ------------------------------------------------------------------------------------ notifier
+
+
+class Notifier:
+    """Incident updates → outbox rows (see the module docstring)."""
+
+    def __init__(self, store: Store, cfg: SlackConfig | None = None, *,
+                 targets: Mapping[str, Destination | None] | None = None,
+                 metrics: NoiseMetrics | None = None) -> None:
+        self.store = store
+        self.cfg = cfg or SlackConfig()
+        self.targets = dict(targets or {})
+        self.metrics = metrics
+        self._lock = threading.Lock()
+
+    def destinations(self, incident: Incident) -> list[Destination]:
+        """Where an incident goes: its receivers resolved to channels, else the default channel."""
+        out: list[Destination] = []
+        routed = False
+        for name in incident.receivers:
+            if name in self.targets:
+                routed = True
+                dest = self.targets[name]
+                if dest is not None:
+                    out.append(dest)
+            elif _looks_like_channel(name):
+                routed = True
+                out.append(Destination(name))
+        if not routed:
+            out.append(Destination(self.cfg.default_channel))
+        seen: dict[str, Destination] = {}
+        for d in out:
+            prev = seen.get(d.channel)
+            seen[d.channel] = Destination(d.channel, tuple(dict.fromkeys((*(prev.mentions if prev else ()), *d.mentions))))
+        return list(seen.values())
+
+    def _mentions(self, incident: Incident, dest: Destination) -> list[str]:
+        return list(dest.mentions) if incident.severity.value in self.cfg.mention_on else []
+
+    def _exists(self, dedup_key: str) -> bool:
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(t.outbox.c.id).where(t.outbox.c.dedup_key == dedup_key)).first() is not None
+
+    def notify(self, update: IncidentUpdate, now: datetime | None = None) -> list[str]:
+        """Enqueue what people should see of ``update``; returns the dedup keys newly enqueued."""
+        if update.incident is None or not update.visible:
+            return []
+        now = now or utcnow()
+        inc = update.incident
+        rev = update.revision
+        keys: list[str] = []
+        with self._lock:
+            for dest in self.destinations(inc):
+                ch = dest.channel
+                digest_id = self._digest_member(ch, inc.id, now, opened=Change.opened in update.changes)
+                if digest_id is not None:
+                    keys += self._enqueue_digest(ch, digest_id, inc.id, rev)
+                    continue
+                if not self._exists(post_key(inc.id, ch)):
+                    payload = {"incident_id": inc.id, "mentions": self._mentions(inc, dest)}
+                    if self.store.enqueue(dedup_key=post_key(inc.id, ch), channel=ch, action="post",
+                                          payload=payload, incident_id=inc.id):
+                        keys.append(post_key(inc.id, ch))
+                    if Change.opened in update.changes:
+                        continue
+                key = f"inc:{inc.id}:update:{ch}:r{rev}"
+                if self.store.enqueue(dedup_key=key, channel=ch, action="update",
+                                      payload={"incident_id": inc.id, "rev": rev}, incident_id=inc.id):
+                    keys.append(key)
+                for change in update.notable:
+                    detail = {
+                        Change.new_service: ", ".join(update.new_services),
+                        Change.escalated: inc.severity.value,
+                        Change.reopened: update.alert.title if update.alert else "",
+                        Change.resolved: inc.timeline[-1].detail if inc.timeline else "",
+                    }.get(change, "")
+                    key = f"inc:{inc.id}:reply:{ch}:r{rev}:{change.value}"
+                    payload = {"incident_id": inc.id, "rev": rev, "change": change.value, "detail": detail,
+                               "actor": update.actor or (inc.acknowledged_by if change == Change.acknowledged else None),
+                               "mentions": self._mentions(inc, dest) if change == Change.escalated else []}
+                    if self.store.enqueue(dedup_key=key, channel=ch, action="reply", payload=payload,
+                                          incident_id=inc.id):
+                        keys.append(key)
+        return keys
+
+    # ------------------------------------------------------------------ storm mode
+
+    def _storm_key(self, channel: str) -> str:
+        return f"notify/storm/{channel}"
+
+    def _load_storm(self, channel: str) -> dict[str, Any]:
+        got = self.store.load_checkpoint(self._storm_key(channel))
+        return json.loads(got[0]) if got else {"opened": [], "digests": {}, "active": None}
+
+    def _save_storm(self, channel: str, state: dict[str, Any]) -> None:
+        self.store.save_checkpoint(self._storm_key(channel), json.dumps(state).encode())
+
+    def _digest_member(self, channel: str, incident_id: str, now: datetime, *, opened: bool) -> str | None:
+        """The digest the incident belongs to in ``channel`` (joining or starting one when it opens)."""
+        state = self._load_storm(channel)
+        for did, d in state["digests"].items():
+            if incident_id in d["members"]:
+                return str(did)
+        if not opened or self._exists(post_key(incident_id, channel)):
+            return None
+        window = self.cfg.storm_window
+        state["opened"] = [(ts, i) for ts, i in state["opened"] if datetime.fromisoformat(ts) >= now - window]
+        active = state.get("active")
+        if active and datetime.fromisoformat(state["digests"][active]["last"]) >= now - window:
+            state["digests"][active]["members"].append(incident_id)
+            state["digests"][active]["last"] = now.isoformat()
+            self._save_storm(channel, state)
+            return str(active)
+        if len(state["opened"]) >= self.cfg.storm_threshold:
+            did = f"{now:%Y%m%dT%H%M%S}-{incident_id[-6:]}"
+            state["digests"][did] = {"started": now.isoformat(), "last": now.isoformat(), "members": [incident_id]}
+            state["active"] = did
+            self._save_storm(channel, state)
+            return did
+        state["opened"].append((now.isoformat(), incident_id))
+        state["active"] = None
+        self._save_storm(channel, state)
+        return None
+
+    def _enqueue_digest(self, channel: str, digest_id: str, incident_id: str, rev: int) -> list[str]:
+        d = self._load_storm(channel)["digests"][digest_id]
+        payload = {"digest_id": digest_id, "started": d["started"], "members": list(d["members"])}
+        key = digest_post_key(channel, digest_id)
+        if not self._exists(key):
+            self.store.enqueue(dedup_key=key, channel=channel, action="digest", payload=payload)
+            return [key]
+        key = f"digest:{channel}:{digest_id}:update:{incident_id}:r{rev}"
+        if self.store.enqueue(dedup_key=key, channel=channel, action="digest_update", payload=payload):
+            return [key]
+        return []
+
+
+# ------------------------------------------------------------------------------------ the worker
+
+
+@dataclass
+class DrainStats:
+    delivered: int = 0
+    superseded: int = 0
+    retried: int = 0
+    dead: int = 0
+    deferred: int = 0
+    waiting: float = 0.0  # seconds until the next row may go (0: nothing waits)
+
+
+class OutboxWorker:
+    """Drains the outbox through a transport, in order, at Slack's pace, with retries (module docstring)."""
+
+    def __init__(self, store: Store, transport: Transport, *, clock: Callable[[], datetime] = utcnow,
+                 sleep: Callable[[float], None] = time.sleep, pace: float = 1.0, max_attempts: int = 12,
+                 base_backoff: float = 2.0, max_backoff: float = 300.0, batch: int = 100,
+                 metrics: NoiseMetrics | None = None,
+                 on_delivered: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None) -> None:
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.sleep = sleep
+        self.pace = pace
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
+        self.batch = batch
+        self.metrics = metrics
+        self.on_delivered = on_delivered
+        self._next_ok: dict[str, datetime] = {}
+
+    # ------------------------------------------------------------------ row bookkeeping
+
+    def _set(self, row_id: int, **values: Any) -> None:
+        with self.store.transaction() as conn:
+            conn.execute(update(t.outbox).where(t.outbox.c.id == row_id).values(**values))
+
+    def _mark_in_flight(self, row: Mapping[str, Any]) -> None:
+        """Record the attempt *before* calling out: after a crash, the next attempt knows to look first."""
+        self._set(row["id"], attempts=t.outbox.c.attempts + 1, last_error=f"in flight since {self.clock().isoformat()}")
+
+    def _newer_update_pending(self, row: Mapping[str, Any]) -> bool:
+        q = select(t.outbox.c.id).where(
+            t.outbox.c.status == "pending", t.outbox.c.action == row["action"], t.outbox.c.channel == row["channel"],
+            t.outbox.c.id > row["id"],
+        )
+        if row["action"] == "update":
+            q = q.where(t.outbox.c.incident_id == row["incident_id"])
+        else:  # digest_update: same digest
+            q = q.where(t.outbox.c.dedup_key.startswith(row["dedup_key"].split(":update:")[0] + ":update:", autoescape=True))
+        with self.store.engine.connect() as conn:
+            return conn.execute(q.limit(1)).first() is not None
+
+    def _backoff(self, attempts: int) -> float:
+        return float(min(self.max_backoff, self.base_backoff * 2 ** max(0, attempts - 1)))
+
+    # ------------------------------------------------------------------ draining
+
+    def drain_once(self) -> DrainStats:
+        """One pass over the due rows. Rows of a channel that must wait are left for a later pass."""
+        stats = DrainStats()
+        now = self.clock()
+        blocked: set[str] = set()
+        waits: list[float] = []
+        for row in self.store.due_notifications(now=now, limit=self.batch):
+            ch = row["channel"]
+            if ch in blocked:
+                continue
+            ready = self._next_ok.get(ch)
+            now = self.clock()
+            if ready is not None and now < ready:
+                blocked.add(ch)
+                waits.append((ready - now).total_seconds())
+                continue
+            if row["action"] in ("update", "digest_update") and self._newer_update_pending(row):
+                self.store.mark_delivered(row["id"], {"superseded": True})
+                stats.superseded += 1
+                continue
+            maybe_sent = int(row["attempts"] or 0) > 0
+            marked: list[bool] = []
+
+            def before_send(row: Mapping[str, Any] = row, marked: list[bool] = marked) -> None:
+                if not marked:
+                    self._mark_in_flight(row)
+                    marked.append(True)
+
+            try:
+                result = self.transport.deliver(row, maybe_sent=maybe_sent, before_send=before_send)
+            except Deferred as exc:
+                stats.deferred += 1
+                blocked.add(ch)  # keep the channel's order: nothing after it goes first
+                self._set(row["id"], next_attempt_at=now + timedelta(seconds=self.pace), last_error=str(exc)[:2000])
+                waits.append(self.pace)
+                continue
+            except NotifyError as exc:
+                attempts = int(row["attempts"] or 0) + 1
+                in_flight = bool(marked)
+                if not exc.retryable or attempts >= self.max_attempts:
+                    log.warning("outbox row %s (%s) is dead after %d attempt(s): %s", row["id"], row["dedup_key"], attempts, exc)
+                    if in_flight:
+                        self._set(row["id"], status="dead", last_error=str(exc)[:2000])
+                    else:
+                        self.store.mark_failed(row["id"], str(exc), retry_at=None)
+                    stats.dead += 1
+                    continue
+                delay = max(exc.retry_after or 0.0, self._backoff(attempts) if exc.retry_after is None else 0.0)
+                retry_at = now + timedelta(seconds=delay)
+                if exc.retry_after is not None:  # 429: the whole channel waits
+                    self._next_ok[ch] = retry_at
+                if in_flight:
+                    self._set(row["id"], next_attempt_at=retry_at, last_error=str(exc)[:2000])
+                else:
+                    self.store.mark_failed(row["id"], str(exc), retry_at=retry_at)
+                blocked.add(ch)
+                waits.append(delay)
+                stats.retried += 1
+                continue
+            self.store.mark_delivered(row["id"], result)
+            stats.delivered += 1
+            if not result.get("superseded"):
+                self._next_ok[ch] = self.clock() + timedelta(seconds=self.pace)
+            if self.on_delivered is not None:
+                self.on_delivered(row, result)
+            if self.metrics is not None and row["action"] in ("post", "reply", "digest") and not result.get("recovered"):
+                self.metrics.record("slack_messages", source=result.get("source"), rule=result.get("rule"))
+        stats.waiting = min(waits) if waits else 0.0
+        return stats
+
+    def pending(self) -> int:
+        return len(self.store.outbox_rows(status="pending"))
+
+    def drain(self, *, max_passes: int = 1000) -> DrainStats:
+        """Drain until nothing is pending (sleeping, through ``sleep``, when rows must wait)."""
+        total = DrainStats()
+        for _ in range(max_passes):
+            s = self.drain_once()
+            for f in ("delivered", "superseded", "retried", "dead", "deferred"):
+                setattr(total, f, getattr(total, f) + getattr(s, f))
+            if not self.pending():
+                break
+            progressed = s.delivered or s.superseded
+            wait = s.waiting or (0.0 if progressed else self._next_due_in())
+            if wait > 0 or not progressed:
+                self.sleep(max(wait, 0.01))
+        return total
+
+    def _next_due_in(self) -> float:
+        rows = self.store.outbox_rows(status="pending")
+        if not rows:
+            return 0.0
+        now = self.clock()
+        return float(max(0.0, min((r["next_attempt_at"] - now).total_seconds() for r in rows)))
+
+    def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:
+        """Drain until ``stop`` is set (the serving loop)."""
+        while not stop.is_set():
+            try:
+                s = self.drain_once()
+            except Exception:  # keep the loop alive; the row stays pending and is retried
+                log.exception("outbox drain failed")
+                s = DrainStats(waiting=idle)
+            if s.delivered == 0 and s.superseded == 0:
+                stop.wait(min(max(s.waiting, 0.05), idle) if s.waiting else idle)
+
+
+def dedup_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(r["dedup_key"]) for r in rows]

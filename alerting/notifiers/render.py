@@ -1,0 +1,169 @@
+"""Message rendering: Jinja2 templates (overridable) into Slack mrkdwn text and Block Kit blocks.
+
+Templates live in ``opsradar/alerting/templates/*.j2``; a file with the same name in
+``SlackConfig.templates_dir`` overrides the packaged one. Templates run in Jinja's immutable sandbox,
+and **every** ``{{ value }}`` is escaped for Slack mrkdwn (``&`` → ``&amp;``, ``<`` → ``&lt;``,
+``>`` → ``&gt;``) unless it is a :class:`Safe` string built by opsradar itself (links, mentions from
+the config). User-controlled text — alert titles, label values, names — can therefore never ping
+``<!channel>`` or forge a link.
+
+>>> escape_mrkdwn("<!channel> & <http://evil|click>")
+'&lt;!channel&gt; &amp; &lt;http://evil|click&gt;'
+>>> r = Renderer()
+>>> r.env.from_string("{{ x }} {{ y }}").render(x="a<b", y=Safe("<https://x|x>"))
+'a&lt;b <https://x|x>'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from opsradar.models import Incident, IncidentStatus
+
+__all__ = ["ACTIONS", "Renderer", "Safe", "escape_mrkdwn", "link"]
+
+_PACKAGED = Path(__file__).resolve().parents[1] / "templates"
+
+#: The interactive buttons: action_id → label.
+ACTIONS = {
+    "opsradar_ack": "Acknowledge",
+    "opsradar_resolve": "Resolve",
+    "opsradar_silence_1h": "Silence 1h",
+    "opsradar_false_positive": "False positive",
+}
+
+_STATUS = {
+    IncidentStatus.open: (":red_circle:", "open"),
+    IncidentStatus.acknowledged: (":large_yellow_circle:", "acknowledged"),
+    IncidentStatus.resolved: (":large_green_circle:", "resolved"),
+}
+
+
+class Safe(str):
+    """Text opsradar built itself and that must not be escaped (links, configured mentions)."""
+
+    __slots__ = ()
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn gives meaning to."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> Safe:
+    """A mrkdwn link whose label is escaped (and whose URL cannot break out of the ``<…>``)."""
+    clean = url.replace("<", "%3C").replace(">", "%3E").replace("|", "%7C").replace(" ", "%20")
+    return Safe(f"<{clean}|{escape_mrkdwn(label).replace('|', '¦')}>")
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, Safe):
+        return value
+    if value is None:
+        return ""
+    return escape_mrkdwn(value if isinstance(value, str) else str(value))
+
+
+def _fmt(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M UTC") if ts else "—"
+
+
+def _plain(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Renderer:
+    """Renders incidents into text and blocks with the (possibly overridden) templates."""
+
+    def __init__(self, templates_dir: str | Path | None = None, *, public_url: str | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if templates_dir:
+            loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+        loaders.append(jinja2.FileSystemLoader(str(_PACKAGED)))
+        self.env = ImmutableSandboxedEnvironment(
+            loader=jinja2.ChoiceLoader(loaders), finalize=_finalize, undefined=jinja2.StrictUndefined,
+            autoescape=False, keep_trailing_newline=False,
+        )
+        self.public_url = (public_url or "http://127.0.0.1:8000").rstrip("/")
+
+    def report_url(self, incident_id: str) -> str:
+        return f"{self.public_url}/v1/incidents/{incident_id}/report?format=html"
+
+    @staticmethod
+    def root_cause_text(incident: Incident) -> str:
+        if not incident.root_cause:
+            return "—"
+        top = incident.root_cause[0]
+        for key in ("summary", "title", "description", "entity", "id"):
+            if top.get(key):
+                text = str(top[key])
+                score = top.get("score")
+                return f"{text} (score {float(score):.2f})" if isinstance(score, int | float) else text
+        return "—"
+
+    def _context(self, incident: Incident, mentions: list[str]) -> dict[str, Any]:
+        emoji, status_text = _STATUS[incident.status]
+        if incident.status == IncidentStatus.acknowledged and incident.acknowledged_by:
+            status_text = f"acknowledged by {incident.acknowledged_by}"
+        return {
+            "incident": incident,
+            "status_emoji": Safe(emoji),
+            "status_text": status_text,
+            "services": ", ".join(incident.services),
+            "sources": ", ".join(incident.sources),
+            "first_seen": _fmt(incident.first_seen),
+            "last_seen": _fmt(incident.last_seen),
+            "root_cause": self.root_cause_text(incident),
+            "report_link": link(self.report_url(incident.id), "Full report"),
+            "mentions": Safe(" ".join(mentions) + " ") if mentions else Safe(""),
+        }
+
+    def incident_text(self, incident: Incident, *, mentions: list[str] | None = None) -> str:
+        return self.env.get_template("slack_incident.j2").render(**self._context(incident, mentions or [])).strip()
+
+    def incident_blocks(self, incident: Incident, *, mentions: list[str] | None = None) -> list[dict[str, Any]]:
+        """Block Kit: a header, the templated summary, the facts, and the action buttons."""
+        text = self.incident_text(incident, mentions=mentions)
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": _plain(incident.title, 150), "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, 3000)}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": escape_mrkdwn(f"opsradar incident {incident.id}")}]},
+        ]
+        buttons = []
+        for action_id, label in ACTIONS.items():
+            if incident.status == IncidentStatus.resolved and action_id in ("opsradar_ack", "opsradar_resolve"):
+                continue
+            if incident.status == IncidentStatus.acknowledged and action_id == "opsradar_ack":
+                continue
+            button: dict[str, Any] = {"type": "button", "action_id": action_id, "value": incident.id,
+                                      "text": {"type": "plain_text", "text": label}}
+            if action_id == "opsradar_resolve":
+                button["style"] = "primary"
+            if action_id == "opsradar_false_positive":
+                button["style"] = "danger"
+            buttons.append(button)
+        if buttons:
+            blocks.append({"type": "actions", "block_id": f"opsradar:{incident.id}", "elements": buttons})
+        return blocks
+
+    def reply_text(self, change: str, *, detail: str = "", actor: str | None = None,
+                   mentions: list[str] | None = None) -> str:
+        return self.env.get_template("slack_reply.j2").render(
+            change=change, detail=detail, actor=actor or "",
+            mentions=Safe(" ".join(mentions) + " ") if mentions else Safe(""),
+        ).strip()
+
+    def digest_text(self, incidents: list[Incident], *, started: datetime,
+                    links: dict[str, str] | None = None) -> str:
+        items = [{"incident": inc, "services": ", ".join(inc.services),
+                  "link": link((links or {}).get(inc.id) or self.report_url(inc.id), inc.id)} for inc in incidents]
+        return self.env.get_template("slack_digest.j2").render(incidents=items, started=_fmt(started)).strip()
+
+    def digest_blocks(self, incidents: list[Incident], *, started: datetime) -> list[dict[str, Any]]:
+        return [{"type": "section", "text": {"type": "mrkdwn",
+                                             "text": _plain(self.digest_text(incidents, started=started), 3000)}}]
