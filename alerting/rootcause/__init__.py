@@ -7,7 +7,7 @@ is documented in :mod:`opsradar.alerting.rootcause.scoring` and ``docs/rootcause
 
 >>> from opsradar.alerting.rootcause import FACTORS
 >>> FACTORS
-('time', 'graph', 'risk', 'order', 'logs')
+('time', 'graph', 'reach', 'risk', 'order', 'logs')
 """
 
 from __future__ import annotations

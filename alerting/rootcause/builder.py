@@ -4,9 +4,11 @@
 look-back window, the logs of the affected services and the past incidents, ranks the changes with
 :func:`~opsradar.alerting.rootcause.scoring.rank_changes` and gathers the evidence around them.
 
-The *onset* is the first **symptom** anomaly of the incident: anomalies on change streams (a huge
-commit, a slow build) describe a change, not the trouble, so they count as risk evidence of that
-change instead (``ScoringParams.risk_anomalous``) and set the onset only when nothing else does.
+The *onset* is the first **symptom** of the incident: an anomaly (or a rule alert's event) that is
+not a change. Anomalies of commits, deploys, releases, config and Jira changes describe the change
+itself (a huge commit): they are a risk signal of that change (``ScoringParams.risk_anomalous``) and
+set the onset only when there is no symptom. An anomalous *build* is a symptom (CI): it is evidence
+against the commits it built, and is not a candidate itself.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from opsradar.alerting.rootcause.evidence import (
     top_features,
 )
 from opsradar.alerting.rootcause.model import RootCauseReport, Series, TimelineItem
-from opsradar.alerting.rootcause.scoring import ScoringParams, rank_changes
+from opsradar.alerting.rootcause.scoring import CAUSE_KINDS, ScoringParams, rank_changes
 from opsradar.config import EntityGraph
 from opsradar.errors import OpsradarError
 from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, utcnow
@@ -112,11 +114,23 @@ def build_report(
         if a.id in linked_ids or is_affected(a.entity):
             anomalies.append(a)
     linked = [a for a in anomalies if a.id in linked_ids]
-    symptoms_linked = [a for a in linked if a.kind not in CHANGE_KINDS]
-    starts = [a.ts for a in symptoms_linked] or [a.ts for a in linked] or [a.starts_at for a in alerts] or [inc.first_seen]
-    onset = min(min(starts), inc.first_seen) if not symptoms_linked else min(starts)
-    symptoms = [a for a in anomalies if a.kind not in CHANGE_KINDS and a.ts >= onset - st.symptom_lookback]
-    flagged_changes = {a.event_id for a in anomalies if a.kind in CHANGE_KINDS and a.event_id}
+    symptoms_linked = [a for a in linked if a.kind not in CAUSE_KINDS]
+    # Rule alerts point at the events that matched.
+    alert_events = [ev for al in alerts for i in al.event_ids[:50] if (ev := store.get_event(i)) is not None]
+    symptom_events = [ev for ev in alert_events if ev.kind not in CAUSE_KINDS]
+    symptom_times = [a.ts for a in symptoms_linked] + [ev.ts for ev in symptom_events]
+    cause_times = [a.ts for a in linked if a.kind in CAUSE_KINDS] + [ev.ts for ev in alert_events if ev.kind in CAUSE_KINDS]
+    if symptom_times:
+        onset = min(symptom_times)
+    elif cause_times:
+        onset = min(cause_times)
+    else:
+        onset = min([a.starts_at for a in alerts] + [inc.first_seen])
+    symptoms = [a for a in anomalies if a.kind not in CAUSE_KINDS and a.ts >= onset - st.symptom_lookback]
+    flagged_changes = {a.event_id for a in anomalies if a.kind in CAUSE_KINDS and a.event_id}
+    flagged_changes |= {ev.id for ev in alert_events if ev.kind in CAUSE_KINDS}
+    # The incident's own anomalous builds are symptoms, not candidates.
+    own_symptoms = {a.event_id for a in symptoms_linked if a.event_id} | {ev.id for ev in symptom_events}
 
     window_start = onset - st.lookback
     window_end = max(inc.last_seen, onset) + timedelta(minutes=1)
@@ -129,9 +143,10 @@ def build_report(
     templates = template_changes(logs, window_start=log_start, window_end=window_end)
     new_templates = [(ent, t.first_seen) for t in templates if t.status == "new" for ent in t.entities]
 
-    ranked = rank_changes(changes, graph=graph, affected=affected, onset=onset, anomalies=symptoms,
-                          new_templates=new_templates, flagged=flagged_changes, params=st.scoring)
-    excluded = sum(1 for e in changes if e.is_change) - len(ranked)
+    symptom_points = [(a.ts, a.entity, a.kind) for a in symptoms] + [(ev.ts, ev.entity, ev.kind) for ev in symptom_events]
+    ranked = rank_changes(changes, graph=graph, affected=affected, onset=onset, anomalies=symptom_points,
+                          new_templates=new_templates, flagged=flagged_changes, exclude=own_symptoms, params=st.scoring)
+    excluded = sum(1 for e in changes if e.is_change and e.id not in own_symptoms) - len(ranked)
     candidates = ranked[: st.max_candidates]
 
     # Timeline: alerts, the onset, the incident's own entries, and the related changes near it.

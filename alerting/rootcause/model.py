@@ -7,7 +7,7 @@ new and increased log templates, similar past incidents, and the series drawn in
 >>> from datetime import datetime, timezone
 >>> c = Candidate(event_id="git-1", kind="commit", entity="repo:shop", source="git",
 ...               ts=datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc), summary="fix cart",
-...               score=0.5, factors={"time": 1.0, "graph": 1.0, "risk": 0.5, "order": 1.0, "logs": 1.0})
+...               score=0.5, factors={"time": 1.0, "graph": 1.0, "reach": 1.0, "risk": 0.5, "order": 1.0, "logs": 1.0})
 >>> c.factor_product() == c.score
 True
 """

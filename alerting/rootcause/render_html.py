@@ -170,7 +170,7 @@ def render_html(r: RootCauseReport) -> str:
     w(f'<div class="chart">{render_svg(r)}</div>')
     w("<h2>What changed (ranked)</h2>")
     w(f'<p class="meta">Changes from {e(_fmt(r.window_start))} to {e(_fmt(r.window_end))}; '
-      f"{r.excluded_unrelated} unrelated changes left out. score = time × graph × risk × order × logs.</p>")
+      f"{r.excluded_unrelated} unrelated changes left out. score = time × graph × reach × risk × order × logs.</p>")
     if r.candidates:
         w('<table id="candidates"><thead><tr><th>#</th><th>score</th>'
           + "".join(f"<th>{e(f)}</th>" for f in FACTORS) + "<th>when (UTC)</th><th>change</th><th>why</th></tr></thead><tbody>")

@@ -65,7 +65,7 @@ def render_markdown(r: RootCauseReport) -> str:
             w(f"| {c.rank} | {c.score:.3f} | {factors} | {_ts(c.ts)} | {md_escape(c.summary)} ({md_code(c.entity)}) | "
               f"{md_escape('; '.join(c.evidence))} |")
         w("")
-        w("score = time × graph × risk × order × logs (see `opsradar.alerting.rootcause.scoring`).")
+        w("score = time × graph × reach × risk × order × logs (see `opsradar.alerting.rootcause.scoring`).")
     w("")
     w("## Timeline")
     w("")

@@ -3,7 +3,7 @@
 Every candidate change gets five factors, each a number in (0, 1] that multiplies the score. The
 factors are independent pieces of evidence, so they combine like likelihood ratios (a product, as in
 naive Bayes): a change that is unrelated, or came after the trouble started, cannot be rescued by
-being large. ``score = time × graph × risk × order × logs``, in [0, 1].
+being large. ``score = time × graph × reach × risk × order × logs``, in [0, 1].
 
 ``time`` – proximity to the onset (the first anomaly of the incident)
     ``1 / (1 + Δ / τ)`` where Δ is how long before the onset the change reached production, and
@@ -15,11 +15,18 @@ being large. ``score = time × graph × risk × order × logs``, in [0, 1].
     1.0 when both belong to the same service; ``0.5 ** k`` when their services are k dependency
     hops apart (0.5, 0.25, 0.125); entities without a service use their raw graph distance.
     Beyond 3 hops the change is *unrelated* and is not a candidate at all.
+``reach`` – whether the change reached where the symptoms are
+    Symptoms are anomalies of the incident that are not changes themselves: production ones (logs,
+    access, metrics) and CI ones (builds, test runs). A deploy, release or config change reaches
+    production; a commit reaches production once a deploy or release before the onset lists it in
+    ``attrs.commits``; commits, builds and config reach CI. A change that did not (or is not known to)
+    reach the symptoms' domain: 0.5 (it may have got there unseen, e.g. a manual deploy). Jira changes
+    reach nothing by themselves: 0.5. With no symptom at all (the change itself was flagged): 1.0.
 ``risk`` – how risky the change was, a prior: ``0.5 + 0.5 × r``
     r combines the risk signals as a noisy-OR, ``r = 1 − Π (1 − r_i)``: size
     ``lines / (lines + 200)`` (or ``files / (files + 10)``, the larger), late check-in 0.3, off-hours
-    0.2, first-time author 0.3, failed tests in its build 0.6, a failed or unstable build/deploy
-    0.4, a production change (deploy, release, config) 0.2, a high-priority issue 0.2, flagged as
+    0.2, first-time author 0.3, failed tests in its build 0.6 (a commit takes them from the builds
+    that list it), a failed or unstable build/deploy 0.4, a production change (deploy, release, config) 0.2, a high-priority issue 0.2, flagged as
     anomalous by a detector (an unusual commit or build) 0.3. A deploy also
     carries the signals of the commits it shipped. The floor of 0.5 keeps risk a tie-breaker
     between related changes: at most a factor 2, as much as one dependency hop.
@@ -64,13 +71,18 @@ from opsradar.alerting.rootcause.model import Candidate
 from opsradar.config import EntityGraph
 from opsradar.models import Event
 
-__all__ = ["FACTORS", "ScoringParams", "change_risk", "describe_change", "rank_changes"]
+__all__ = ["CAUSE_KINDS", "CI_KINDS", "FACTORS", "ScoringParams", "change_risk", "describe_change", "rank_changes"]
 
 #: The factors of every candidate's score, in the order they are shown.
-FACTORS = ("time", "graph", "risk", "order", "logs")
+FACTORS = ("time", "graph", "reach", "risk", "order", "logs")
 
 _PRODUCTION_KINDS = frozenset({"deploy", "release", "config"})
 _SHIP_KINDS = frozenset({"deploy", "release"})
+#: Anomalies of these kinds are CI symptoms; the other non-change kinds are production symptoms.
+CI_KINDS = frozenset({"build", "test_run", "test"})
+#: Anomalies of these kinds describe a change itself (a risk signal of it), not a symptom.
+CAUSE_KINDS = frozenset({"commit", "deploy", "release", "config", "issue"})
+_CI_REACHING = frozenset({"commit", "build", "config"})
 _TRUE = frozenset({"true", "yes", "1"})
 _FAILED_RESULTS = frozenset({"failure", "failed", "unstable", "aborted", "error"})
 _HIGH_PRIORITY = frozenset({"highest", "high", "blocker", "critical", "p1", "p0"})
@@ -96,6 +108,7 @@ class ScoringParams:
     risk_production: float = 0.2
     risk_high_priority: float = 0.2
     risk_anomalous: float = 0.3
+    reach_none: float = 0.5
     order_after: float = 1.0
     order_unknown: float = 0.6
     order_before: float = 0.25
@@ -122,14 +135,18 @@ def _sha(event: Event) -> str | None:
 
 
 def _shipped_shas(event: Event) -> list[str]:
+    """The commits a build or deploy carried: ``attrs.commits`` (shas, or dicts with ``sha``/``id``)
+    and the revision it built (``commit_sha`` / ``revision`` in labels or attrs)."""
     raw = event.attrs.get("commits")
-    if not isinstance(raw, list):
-        return []
     out = []
-    for item in raw:
-        sha = item.get("sha") if isinstance(item, dict) else item
+    for item in raw if isinstance(raw, list) else []:
+        sha = (item.get("sha") or item.get("id") or item.get("commitId")) if isinstance(item, dict) else item
         if isinstance(sha, str) and sha:
             out.append(sha.lower())
+    for key in ("commit_sha", "revision", "sha"):
+        v = event.labels.get(key) or event.attrs.get(key)
+        if isinstance(v, str) and v and v.lower() not in out:
+            out.append(v.lower())
     return out
 
 
@@ -173,11 +190,17 @@ def describe_change(event: Event) -> str:
 
 
 def change_risk(
-    event: Event, shipped: Sequence[Event] = (), params: ScoringParams | None = None, *, flagged: bool = False
+    event: Event,
+    shipped: Sequence[Event] = (),
+    params: ScoringParams | None = None,
+    *,
+    built: Sequence[Event] = (),
+    flagged: bool = False,
 ) -> tuple[float, list[str]]:
     """The risk r in [0, 1] of a change (noisy-OR of its signals) and the signals that fired.
 
     ``shipped`` are the commits a deploy or build carried; their signals count for it too.
+    ``built``: the builds that built a commit; their failed tests and results count for it.
     ``flagged``: a detector found the change itself anomalous.
 
     >>> from datetime import datetime, timezone
@@ -207,6 +230,11 @@ def change_risk(
     result = event.labels.get("result", "").lower()
     if result in _FAILED_RESULTS:
         signals.append((p.risk_failed_result, f"result {event.labels['result']}"))
+    build_failed = max((b.values.get("failed_tests", 0.0) for b in built), default=0.0)
+    if build_failed > 0:
+        signals.append((p.risk_failed_tests, f"{build_failed:.0f} failed tests in its build"))
+    elif any(b.labels.get("result", "").lower() in _FAILED_RESULTS for b in built):
+        signals.append((p.risk_failed_result, "its build failed"))
     if event.kind in _PRODUCTION_KINDS:
         signals.append((p.risk_production, "production change"))
     if event.kind == "issue" and event.labels.get("priority", "").lower() in _HIGH_PRIORITY:
@@ -264,16 +292,20 @@ def rank_changes(
     anomalies: Iterable[Any] = (),
     new_templates: Iterable[tuple[str, datetime]] = (),
     flagged: Iterable[str] = (),
+    exclude: Iterable[str] = (),
     params: ScoringParams | None = None,
     include_unrelated: bool = False,
 ) -> list[Candidate]:
     """Score and rank change events as root-cause candidates (best first, ranks from 1).
 
     ``affected``: entities of the incident (``service:x``, the anomalous streams' entities, …).
-    ``onset``: when the first anomaly of the incident started. ``anomalies``: anomalies, as objects
-    with ``ts`` and ``entity`` or as ``(ts, entity)`` pairs, used for the ``order`` factor.
+    ``onset``: when the first anomaly of the incident started. ``anomalies``: the symptom anomalies,
+    as objects with ``ts``, ``entity`` and ``kind`` or as ``(ts, entity[, kind])`` tuples (kind
+    defaults to a production one), used for the ``order`` and ``reach`` factors.
     ``new_templates``: ``(entity, first_seen)`` of log templates new in the incident window.
     ``flagged``: ids of change events that a detector found anomalous themselves (a risk signal).
+    ``exclude``: ids of events that are symptoms (an anomalous build): not candidates, but their
+    links (the commits they built) still count.
     Changes that are not change kinds (``Event.is_change``) are ignored; unrelated changes are left
     out unless ``include_unrelated``.
     """
@@ -286,8 +318,10 @@ def rank_changes(
         return graph.service_of(entity) or entity
 
     service_onset: dict[str, datetime] = {}
+    domains: set[str] = set()
     for a in anomalies:
-        ts, entity = (a if isinstance(a, tuple) else (a.ts, a.entity))
+        ts, entity, kind = (a if len(a) == 3 else (*a, "log")) if isinstance(a, tuple) else (a.ts, a.entity, a.kind)
+        domains.add("CI" if kind in CI_KINDS else "production")
         key = service_key(entity)
         if key not in service_onset or ts < service_onset[key]:
             service_onset[key] = ts
@@ -298,18 +332,24 @@ def rank_changes(
     commits = [e for e in events if e.kind == "commit" and _sha(e)]
     shipped_by: dict[str, list[Event]] = {}  # deploy/build id -> commits it carried
     deployed: dict[str, list[Event]] = {}  # commit id -> deploys/releases that shipped it
+    built: dict[str, list[Event]] = {}  # commit id -> builds that built it
     for e in events:
         shas = _shipped_shas(e)
         if not shas or e.kind == "commit":
             continue
         carried = [c for c in commits if any(_same_sha(_sha(c) or "", s) for s in shas)]
         shipped_by[e.id] = carried
-        if e.kind in _SHIP_KINDS:
-            for c in carried:
+        for c in carried:
+            if e.kind in _SHIP_KINDS:
                 deployed.setdefault(c.id, []).append(e)
+            elif e.kind == "build" and c.ts <= e.ts <= onset + p.grace:
+                built.setdefault(c.id, []).append(e)
 
     out: list[Candidate] = []
+    excluded = set(exclude)
     for e in events:
+        if e.id in excluded:
+            continue
         graph_f, graph_why = related(e.entity)
         if graph_f <= 0.0 and not include_unrelated:
             continue
@@ -323,8 +363,19 @@ def rank_changes(
         time_f = 1.0 / (1.0 + max(delta, timedelta(0)) / p.time_scale) if delta >= -p.grace else p.after_onset
         evidence.insert(0, _fmt_delta(delta))
 
+        reached: list[str] = []
+        if "production" in domains and (e.kind in _PRODUCTION_KINDS or (e.kind == "commit" and ships)):
+            reached.append("production")
+        if "CI" in domains and e.kind in _CI_REACHING:
+            reached.append("CI")
+        reach_f = 1.0 if reached or not domains else p.reach_none
+        if domains:
+            evidence.append(f"reached {' and '.join(reached)}" if reached else
+                            f"not known to reach {' or '.join(sorted(domains))} before the onset")
+
         carried = shipped_by.get(e.id, [])
-        r, risk_why = change_risk(e, carried, p, flagged=e.id in flagged_ids or any(c.id in flagged_ids for c in carried))
+        r, risk_why = change_risk(e, carried, p, built=built.get(e.id, []),
+                                  flagged=e.id in flagged_ids or any(c.id in flagged_ids for c in carried))
         risk_f = p.risk_floor + (1.0 - p.risk_floor) * r
         evidence.append("risk: " + (", ".join(risk_why) if risk_why else "no risk signal"))
 
@@ -345,9 +396,9 @@ def rank_changes(
         if new_after:
             evidence.append(f"{len(new_after)} new log template{'s' if len(new_after) > 1 else ''} on {svc_key} since")
 
-        factors = {"time": round(time_f, 4), "graph": round(graph_f, 4), "risk": round(risk_f, 4),
+        factors = {"time": round(time_f, 4), "graph": round(graph_f, 4), "reach": round(reach_f, 4), "risk": round(risk_f, 4),
                    "order": round(order_f, 4), "logs": round(logs_f, 4)}
-        related_ids = [d.id for d in deployed.get(e.id, [])] + [c.id for c in shipped_by.get(e.id, [])]
+        related_ids = [d.id for d in deployed.get(e.id, [])] + [c.id for c in carried]
         url = e.attrs.get("url") or e.labels.get("url")
         out.append(Candidate(
             event_id=e.id, kind=e.kind, entity=e.entity, source=e.source, ts=e.ts, effective_ts=eff,

@@ -187,3 +187,35 @@ def test_unknown_entities_fall_back_to_their_raw_graph_distance() -> None:
     ranked = rank_changes([host, svc], graph=GRAPH, affected=["service:ledger"], onset=ONSET)
     assert [c.event_id for c in ranked] == [svc.id]
     assert ranked[0].factors["graph"] == 1.0
+
+
+def test_production_symptoms_need_a_change_that_reached_production() -> None:
+    unshipped = ev("unshipped", "commit", "repo:shop-svc", 2, labels={"sha": "a" * 40}, values={"lines_added": 30})
+    deploy = ev("deploy", "deploy", "job:shop-deploy", 10)
+    prod = [(ONSET, "service:shop", "access")]
+    ranked = rank_changes([unshipped, deploy], graph=GRAPH, affected=["service:shop"], onset=ONSET, anomalies=prod)
+    c = by_name(ranked)
+    assert ranked[0].event_id == deploy.id
+    assert c[unshipped.id].factors["reach"] == ScoringParams().reach_none
+    assert c[deploy.id].factors["reach"] == 1.0
+    # CI symptoms (a build stream) are reached by commits, not by deploys.
+    ci = [(ONSET, "job:shop-build", "build")]
+    ranked = rank_changes([unshipped, deploy], graph=GRAPH, affected=["job:shop-build"], onset=ONSET, anomalies=ci)
+    c = by_name(ranked)
+    assert ranked[0].event_id == unshipped.id
+    assert c[deploy.id].factors["reach"] == ScoringParams().reach_none
+    # No symptom at all: nothing to reach, the factor is neutral.
+    ranked = rank_changes([unshipped, deploy], graph=GRAPH, affected=["service:shop"], onset=ONSET)
+    assert {x.factors["reach"] for x in ranked} == {1.0}
+
+
+def test_a_commit_takes_the_failed_tests_of_the_build_that_built_it() -> None:
+    sha = "b" * 40
+    commit = ev("c", "commit", "repo:shop-svc", 40, labels={"sha": sha})
+    build = ev("b", "build", "job:shop-build", 30, labels={"result": "UNSTABLE", "commit_sha": sha},
+               values={"failed_tests": 35})
+    ranked = rank_changes([commit, build], graph=GRAPH, affected=["job:shop-build"], onset=ONSET,
+                          anomalies=[(ONSET, "job:shop-build", "build")])
+    c = by_name(ranked)
+    assert "35 failed tests in its build" in " ".join(c[commit.id].evidence)
+    assert c[build.id].related_event_ids == [commit.id]

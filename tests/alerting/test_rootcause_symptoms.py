@@ -1,0 +1,65 @@
+"""How the report tells symptoms from causes: anomalous builds, rule alerts on a change."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from opsradar.alerting.rootcause import build_report
+from opsradar.models import Alert, Anomaly, Contribution, Event, Incident
+from opsradar.store import Store
+from tests.alerting.rootcause_world import GRAPH, ONSET
+
+
+def _incident(store: Store, alert: Alert, *, first_seen: datetime = ONSET,
+              entities: tuple[str, ...] = ("job:shop-build",)) -> str:
+    store.save_alert(alert.model_dump(mode="json"), incident_id="inc")
+    inc = Incident(id="inc", title=alert.title, services=["shop"], entities=list(entities),
+                   alert_fingerprints=[alert.fingerprint], first_seen=first_seen, last_seen=first_seen + timedelta(minutes=30))
+    store.save_incident(inc.model_dump(mode="json"))
+    return inc.id
+
+
+def test_an_anomalous_build_is_a_symptom_and_blames_the_commit_it_built(store: Store) -> None:
+    sha = "d" * 40
+    merge = Event.new(source="git", native_id=sha, kind="commit", entity="repo:shop-svc", ts=ONSET - timedelta(minutes=30),
+                      labels={"sha": sha, "author": "ana"}, attrs={"message": "Merge feature/cart"})
+    older = Event.new(source="git", native_id="e" * 40, kind="commit", entity="repo:shop-svc",
+                      ts=ONSET - timedelta(hours=3), labels={"sha": "e" * 40})
+    build = Event.new(source="jenkins", native_id="shop-build#8", kind="build", entity="job:shop-build", ts=ONSET,
+                      labels={"result": "UNSTABLE", "number": "8"}, values={"failed_tests": 35, "duration_s": 300},
+                      attrs={"commits": [sha]})
+    store.add_events([merge, older, build])
+    anomaly = Anomaly(id="a1", stream="jenkins|build|job:shop-build", detector="hst", detector_version="1", ts=ONSET,
+                      event_id=build.id, source="jenkins", kind="build", entity="job:shop-build", score=0.999,
+                      threshold=0.99, raw_score=1.0, explanation=[Contribution(
+                          feature="failed_tests", value=35, expected=0.2, low=0, high=1, contribution=1.0)])
+    store.add_anomaly(anomaly.model_dump(mode="json"))
+    alert = Alert.from_labels(title="Tests failing on shop-build", labels={"service": "shop", "entity": "job:shop-build"},
+                              starts_at=ONSET, anomaly_id="a1")
+    report = build_report(_incident(store, alert), store, GRAPH)
+    assert report.onset == ONSET
+    assert build.id not in [c.event_id for c in report.candidates]  # the symptom is not its own cause
+    top = report.candidates[0]
+    assert top.event_id == merge.id
+    assert "35 failed tests in its build" in " ".join(top.evidence)
+    assert top.factors["reach"] == 1.0
+    (series,) = report.series
+    assert series.feature == "failed_tests"
+
+
+def test_a_rule_alert_on_a_change_flags_it_and_sets_the_onset(store: Store) -> None:
+    big = Event.new(source="git", native_id="f" * 40, kind="commit", entity="repo:shop-svc", ts=ONSET,
+                    labels={"sha": "f" * 40, "late": "true", "off_hours": "true"},
+                    values={"lines_added": 24000, "files": 60})
+    earlier = Event.new(source="git", native_id="1" * 40, kind="commit", entity="repo:shop-svc",
+                        ts=ONSET - timedelta(minutes=20), labels={"sha": "1" * 40}, values={"lines_added": 5})
+    store.add_events([big, earlier])
+    alert = Alert.from_labels(title="Late large commit", labels={"service": "shop", "entity": "repo:shop-svc"},
+                              starts_at=ONSET + timedelta(minutes=1), event_ids=[big.id], rule="late-large-commit")
+    report = build_report(_incident(store, alert, first_seen=ONSET + timedelta(minutes=1), entities=("repo:shop-svc",)),
+                          store, GRAPH)
+    assert report.onset == ONSET
+    top = report.candidates[0]
+    assert top.event_id == big.id
+    assert "flagged anomalous by a detector" in " ".join(top.evidence)
+    assert top.factors["time"] == 1.0
