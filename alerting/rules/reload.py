@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from opsradar.alerting.rules.engine import RuleEngine
 from opsradar.alerting.rules.loader import RuleSet, collect_files, load_texts, read_texts
@@ -133,6 +134,17 @@ class RuleManager:
             self._record(texts, actor=actor, diff=diff)
             log.info("rules reloaded by %s: %s", actor, engine.digest)
             return ReloadResult(ok=True, changed=bool(diff), digest=engine.digest, diff=diff)
+
+    def status(self) -> dict[str, Any]:
+        """For the API: the rules in force, the last reload, the last rejected reload's problems."""
+        return {
+            "digest": self.engine.digest,
+            "files": sorted(self.engine.rules.texts),
+            "rules": self.engine.rule_names,
+            "last_reload": self.last_reload.isoformat() if self.last_reload else None,
+            "last_error": [str(p) for p in self.last_error.problems] if self.last_error else None,
+            "stats": self.stats.snapshot(self.engine.rule_names),
+        }
 
     def reload_if_changed(self, *, actor: str = "file-watch") -> ReloadResult | None:
         """Reload when a rule file was added, removed or modified since the last reload."""
