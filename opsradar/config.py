@@ -158,6 +158,7 @@ class GitSource(_SourceBase):
         default=timedelta(hours=24), description="commits this close before a release are 'late'"
     )
     work_hours: tuple[int, int] = (8, 19)
+    weekend_off_hours: bool = Field(default=True, description="Saturday and Sunday count as off-hours")
 
 
 class JenkinsSource(_SourceBase):
