@@ -31,11 +31,13 @@ Secrets never appear in messages: URLs lose any user-info, and headers are never
 from __future__ import annotations
 
 import email.utils
+import html
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import httpx
 
@@ -55,16 +57,16 @@ _MAX_DETAIL = 300
 
 
 def redact(url: str | httpx.URL) -> str:
-    """The URL without user-info (``user:password@``), for messages.
+    """The URL without user-info (``user:password@``), its query decoded for reading, for messages.
 
-    >>> redact("https://bot:s3cret@jira.example.com/rest/api/2/search?jql=x")
-    'https://jira.example.com/rest/api/2/search?jql=x'
+    >>> redact("https://bot:s3cret@ci.example.com/api/json?tree=jobs%5Bname%5D")
+    'https://ci.example.com/api/json?tree=jobs[name]'
     """
     parts = urlsplit(str(url))
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, host, parts.path, unquote_plus(parts.query), parts.fragment))
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -100,6 +102,8 @@ def error_detail(response: httpx.Response) -> str:
     "Field 'foo' does not exist."
     >>> error_detail(httpx.Response(400, json={"error": {"type": "x", "reason": "bad query"}}))
     'bad query'
+    >>> error_detail(httpx.Response(401, text="<html><title>Error 401 Invalid password/token for user: bot</title>"))
+    'Error 401 Invalid password/token for user: bot'
     """
     try:
         body = response.read()
@@ -126,7 +130,11 @@ def error_detail(response: httpx.Response) -> str:
         for key in ("message", "reason"):
             if isinstance(doc.get(key), str):
                 parts.append(doc[key])
-    elif text and not text.lstrip().startswith("<"):
+    elif text.lstrip().startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        if title:  # e.g. Jenkins: "Error 401 Invalid password/token for user: bot"
+            parts.append(html.unescape(" ".join(title.group(1).split())))
+    elif text:
         parts.append(text.splitlines()[0])
     detail = "; ".join(dict.fromkeys(p for p in parts if p))
     return detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 1] + "…"

@@ -215,13 +215,13 @@ def test_a_non_json_answer_is_a_data_error_with_a_hint() -> None:
 
     source = JiraSource(url="https://jira.example", projects=["SHOP"])
     coll = JiraCollector("jira", source, client=make_client(source, transport=httpx.MockTransport(handler)))
-    with pytest.raises(SourceDataError, match="expected JSON, got 'text/html'.*check that the url"):
+    with pytest.raises(SourceDataError, match=r"expected JSON, got 'text/html'.*check that the url"):
         list(coll.pull({"updated": T0.isoformat()}))
 
 
 def test_a_connection_refused_is_unavailable() -> None:
     source = JiraSource(url="http://127.0.0.1:9", projects=["SHOP"], timeout="2s")
-    with pytest.raises(SourceUnavailable, match="cannot connect.*check the source's url"):
+    with pytest.raises(SourceUnavailable, match=r"cannot connect.*check the source's url"):
         list(JiraCollector("jira", source).pull(None))
 
 

@@ -316,7 +316,11 @@ class FakeJenkins(FakeServer):
             doc = self._normalise(job, number, dict(build))
             job.builds[number] = doc
             if test_report is not None:
-                self._set_report(job, number, test_report)
+                try:
+                    self._set_report(job, number, test_report)
+                except (ValueError, KeyError, TypeError):
+                    del job.builds[number]
+                    raise
             return copy.deepcopy(job.builds[number])
 
     def update_build(self, job_full_name: str, number: int, changes: Mapping[str, Any] | None = None, *,
