@@ -19,9 +19,12 @@ being large. ``score = time × graph × reach × risk × order × logs``, in [0,
     Symptoms are anomalies of the incident that are not changes themselves: production ones (logs,
     access, metrics) and CI ones (builds, test runs). A deploy, release or config change reaches
     production; a commit reaches production once a deploy or release before the onset lists it in
-    ``attrs.commits``; commits, builds and config reach CI. A change that did not (or is not known to)
-    reach the symptoms' domain: 0.5 (it may have got there unseen, e.g. a manual deploy). Jira changes
-    reach nothing by themselves: 0.5. With no symptom at all (the change itself was flagged): 1.0.
+    ``attrs.commits``; commits and config reach CI. 1.0 when the change reached a symptom's domain.
+    0.5 when that is unknown: a commit that no deploy lists, while no deploy of its service says what
+    it shipped. 0.2 when it is known not to have: a commit that the service's deploys do not list, a
+    build (it is where CI symptoms show, not their cause; its commits are), a deploy for CI symptoms,
+    a Jira change (it reaches nothing by itself). With no symptom at all (the change itself was
+    flagged): 1.0.
 ``risk`` – how risky the change was, a prior: ``0.5 + 0.5 × r``
     r combines the risk signals as a noisy-OR, ``r = 1 − Π (1 − r_i)``: size
     ``lines / (lines + 200)`` (or ``files / (files + 10)``, the larger), late check-in 0.3, off-hours
@@ -82,7 +85,7 @@ _SHIP_KINDS = frozenset({"deploy", "release"})
 CI_KINDS = frozenset({"build", "test_run", "test"})
 #: Anomalies of these kinds describe a change itself (a risk signal of it), not a symptom.
 CAUSE_KINDS = frozenset({"commit", "deploy", "release", "config", "issue"})
-_CI_REACHING = frozenset({"commit", "build", "config"})
+_CI_REACHING = frozenset({"commit", "config"})
 _TRUE = frozenset({"true", "yes", "1"})
 _FAILED_RESULTS = frozenset({"failure", "failed", "unstable", "aborted", "error"})
 _HIGH_PRIORITY = frozenset({"highest", "high", "blocker", "critical", "p1", "p0"})
@@ -108,7 +111,8 @@ class ScoringParams:
     risk_production: float = 0.2
     risk_high_priority: float = 0.2
     risk_anomalous: float = 0.3
-    reach_none: float = 0.5
+    reach_unknown: float = 0.5
+    reach_not: float = 0.2
     order_after: float = 1.0
     order_unknown: float = 0.6
     order_before: float = 0.25
@@ -345,6 +349,8 @@ def rank_changes(
             elif e.kind == "build" and c.ts <= e.ts <= onset + p.grace:
                 built.setdefault(c.id, []).append(e)
 
+    # Services whose deploys say what they shipped: there, a commit no deploy lists was not deployed.
+    tracked_services = {service_key(e.entity) for e in events if e.kind in _SHIP_KINDS and _shipped_shas(e)}
     out: list[Candidate] = []
     excluded = set(exclude)
     for e in events:
@@ -368,10 +374,13 @@ def rank_changes(
             reached.append("production")
         if "CI" in domains and e.kind in _CI_REACHING:
             reached.append("CI")
-        reach_f = 1.0 if reached or not domains else p.reach_none
+        unknown = ("production" in domains and e.kind == "commit" and not ships
+                   and service_key(e.entity) not in tracked_services)
+        reach_f = 1.0 if reached or not domains else p.reach_unknown if unknown else p.reach_not
         if domains:
+            where = " or ".join(sorted(domains))
             evidence.append(f"reached {' and '.join(reached)}" if reached else
-                            f"not known to reach {' or '.join(sorted(domains))} before the onset")
+                            f"not known whether it reached {where}" if unknown else f"did not reach {where} before the onset")
 
         carried = shipped_by.get(e.id, [])
         r, risk_why = change_risk(e, carried, p, built=built.get(e.id, []),

@@ -190,20 +190,33 @@ def test_unknown_entities_fall_back_to_their_raw_graph_distance() -> None:
 
 
 def test_production_symptoms_need_a_change_that_reached_production() -> None:
+    p = ScoringParams()
     unshipped = ev("unshipped", "commit", "repo:shop-svc", 2, labels={"sha": "a" * 40}, values={"lines_added": 30})
     deploy = ev("deploy", "deploy", "job:shop-deploy", 10)
+    build = ev("build", "build", "job:shop-build", 3)
+    issue = ev("issue", "issue", "project:SHOP", 1, labels={"status": "Done"})
     prod = [(ONSET, "service:shop", "access")]
-    ranked = rank_changes([unshipped, deploy], graph=GRAPH, affected=["service:shop"], onset=ONSET, anomalies=prod)
+    ranked = rank_changes([unshipped, deploy, build, issue], graph=GRAPH, affected=["service:shop"], onset=ONSET,
+                          anomalies=prod)
     c = by_name(ranked)
     assert ranked[0].event_id == deploy.id
-    assert c[unshipped.id].factors["reach"] == ScoringParams().reach_none
     assert c[deploy.id].factors["reach"] == 1.0
-    # CI symptoms (a build stream) are reached by commits, not by deploys.
+    # No deploy of shop says what it shipped: whether the commit was deployed is unknown.
+    assert c[unshipped.id].factors["reach"] == p.reach_unknown
+    assert c[build.id].factors["reach"] == p.reach_not
+    assert c[issue.id].factors["reach"] == p.reach_not
+    # Once shop's deploys list their commits, a commit that none lists is known not to be deployed.
+    tracked = ev("tracked", "deploy", "job:shop-deploy", 10, attrs={"commits": ["c" * 40]})
+    ranked = rank_changes([unshipped, tracked], graph=GRAPH, affected=["service:shop"], onset=ONSET, anomalies=prod)
+    assert by_name(ranked)[unshipped.id].factors["reach"] == p.reach_not
+    # CI symptoms (a build stream) are reached by commits, not by deploys or builds.
     ci = [(ONSET, "job:shop-build", "build")]
-    ranked = rank_changes([unshipped, deploy], graph=GRAPH, affected=["job:shop-build"], onset=ONSET, anomalies=ci)
+    ranked = rank_changes([unshipped, deploy, build], graph=GRAPH, affected=["job:shop-build"], onset=ONSET, anomalies=ci)
     c = by_name(ranked)
     assert ranked[0].event_id == unshipped.id
-    assert c[deploy.id].factors["reach"] == ScoringParams().reach_none
+    assert c[unshipped.id].factors["reach"] == 1.0
+    assert c[deploy.id].factors["reach"] == p.reach_not
+    assert c[build.id].factors["reach"] == p.reach_not
     # No symptom at all: nothing to reach, the factor is neutral.
     ranked = rank_changes([unshipped, deploy], graph=GRAPH, affected=["service:shop"], onset=ONSET)
     assert {x.factors["reach"] for x in ranked} == {1.0}
