@@ -1,0 +1,116 @@
+"""Push-format validation: per-item errors, size caps, JSON array and NDJSON, store ingestion."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import pytest
+
+from opsradar.collectors.push import (
+    PayloadTooLarge,
+    PushFormatError,
+    event_json_schema,
+    ingest,
+    parse_batch,
+)
+from opsradar.models import Event
+from opsradar.store import Store
+
+
+def item(i: int, **over: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"source": "deploybot", "native_id": f"d-{i}", "kind": "deploy",
+                           "ts": f"2026-03-02T09:{i:02d}:00+01:00", "entity": "service:shop",
+                           "labels": {"env": "prod"}, "values": {"duration_s": 10 + i}, "attrs": {"by": ["ana"]}}
+    doc.update(over)
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def parse(body: bytes, ctype: str = "application/json", **kw: Any) -> Any:
+    return parse_batch(body, ctype, max_bytes=kw.get("max_bytes", 1_000_000), max_items=kw.get("max_items", 1000))
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store("sqlite://")
+    yield s
+    s.close()
+
+
+def test_a_json_array_with_malformed_items_keeps_the_rest() -> None:
+    items = [item(0), item(1, ts="yesterday"), item(2, values={"duration_s": "slow"}), item(3, labels={"env": 3}),
+             item(4, native_id=None), item(5, colour="red"), "not an object", item(7, entity="repo:"), item(8)]
+    result = parse(json.dumps(items).encode())
+    assert [e.attrs["by"] for e in result.events] == [["ana"], ["ana"]]
+    assert result.items == 9
+    errors = [(e.index, e.path) for e in result.errors]
+    assert errors == [(1, "ts"), (2, "values.duration_s"), (3, "labels.env"), (4, "native_id"), (5, "colour"),
+                      (6, ""), (7, "entity")]
+    messages = {e.index: e.message for e in result.errors}
+    assert "Input should be a valid datetime" in messages[1]
+    assert messages[4] == "give native_id (the sender's id for the record) or id"
+    assert messages[5] == "unknown field"
+    assert messages[6] == "an event must be a JSON object, got str"
+    assert "got 'repo:'" in messages[7]
+
+
+def test_events_are_normalised_and_ids_stable() -> None:
+    (ev,) = parse(json.dumps([item(3)]).encode()).events
+    assert ev.id == Event.make_id("deploybot", "d-3")
+    assert ev.ts.isoformat() == "2026-03-02T08:03:00+00:00"  # UTC
+    assert ev.values == {"duration_s": 13.0}
+    (given,) = parse(json.dumps(item(1, native_id=None, id="custom-1")).encode()).events  # one object: a batch of one
+    assert given.id == "custom-1"
+
+
+def test_ndjson_with_a_broken_line() -> None:
+    lines = [json.dumps(item(0)), "{not json", "", json.dumps(item(2))]
+    result = parse("\n".join(lines).encode(), "application/x-ndjson; charset=utf-8")
+    assert len(result.events) == 2
+    (err,) = result.errors
+    assert err.index == 1
+    assert err.message.startswith("line 2 is not valid JSON")
+
+
+def test_the_size_and_item_caps_raise_a_clear_413_error() -> None:
+    body = json.dumps([item(i) for i in range(20)]).encode()
+    with pytest.raises(PayloadTooLarge) as info:
+        parse(body, max_bytes=1000)
+    assert f"the body is {len(body)} bytes; the limit is 1000 (api.max_body_bytes)" in str(info.value)
+    with pytest.raises(PayloadTooLarge) as info:
+        parse(body, max_items=5)
+    assert "the batch holds 20 events; the limit is 5 (api.max_batch_items)" in str(info.value)
+
+
+@pytest.mark.parametrize(("body", "ctype", "message"), [
+    (b"", "application/json", "the body is empty"),
+    (b"[1, 2", "application/json", "not valid JSON"),
+    (b'"x"', "application/json", "must be a JSON array"),
+    (b"\xff\xfe", "application/json", "not UTF-8"),
+])
+def test_a_body_that_is_not_json_is_a_format_error(body: bytes, ctype: str, message: str) -> None:
+    with pytest.raises(PushFormatError, match=message):
+        parse(body, ctype)
+
+
+def test_ingest_stores_once_and_counts_duplicates(store: Store) -> None:
+    body = json.dumps([item(0), item(1), item(2, kind="Bad Kind")]).encode()
+    first = ingest(store, parse(body))
+    assert first.as_dict()["accepted"] == 2
+    assert (first.new, first.duplicates, len(first.errors)) == (2, 0, 1)
+    again = ingest(store, parse(body))  # a retried webhook
+    assert (again.new, again.duplicates) == (0, 2)
+    assert store.count_events(source="deploybot") == 2
+
+
+def test_the_json_schema_agrees_with_the_validator() -> None:
+    schema = event_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    assert validator.is_valid(item(0))
+    assert validator.is_valid(item(0, native_id=None, id="x"))
+    assert not validator.is_valid(item(0, native_id=None))
+    assert not validator.is_valid(item(0, colour="red"))
+    assert not validator.is_valid(item(0, values={"x": "1"}))
