@@ -1,0 +1,349 @@
+"""The detection engine: events → streams → features → scores → calibrated anomalies.
+
+``DetectionEngine.process(event)`` routes the event to its stream (``source|kind|entity``, see
+:meth:`DetectionEngine.stream_key`), extracts the stream's features, scores them *before*
+learning them, calibrates the raw score into a probability-like score with the stream's
+:class:`~opsradar.detectors.likelihood.AnomalyLikelihood`, learns, and returns an
+:class:`~opsradar.models.Anomaly` (with the baseline and the features that drove it) when the
+stream is warm and the score reaches its threshold. Events of kinds the detectors do not know
+are ignored at the cost of one dict lookup.
+
+Which detector and calibration a stream gets depends on its type (:data:`STREAM_SPECS`); the
+choice is measured by ``bench/detect.py``. Each stream owns a drift detector (River's ADWIN) on
+its raw scores; :meth:`DetectionEngine.on_drift` registers hooks that are called with the stream
+key when the score distribution shifts (the PyOD models use it to refit early).
+
+State is checkpointed whole (:meth:`~DetectionEngine.snapshot` / :meth:`~DetectionEngine.restore`)
+or per stream; a restored engine scores the next event exactly as the uninterrupted one would.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from opsradar.config import DetectorsConfig
+>>> from opsradar.models import Event
+>>> engine = DetectionEngine(DetectorsConfig(warmup=20))
+>>> t0 = datetime(2026, 1, 5, tzinfo=timezone.utc)
+>>> def build(i, secs):
+...     return Event.new(source="jenkins", native_id=f"b#{i}", kind="build", ts=t0 + timedelta(hours=i),
+...                      entity="job:shop-build", values={"duration_s": secs}, labels={"result": "SUCCESS"})
+>>> found = [a for i in range(200) for a in engine.process(build(i, 300.0 + i % 5))]
+>>> found
+[]
+>>> [a] = engine.process(build(200, 3000.0))
+>>> a.stream, a.explanation[0].feature, a.explanation[0].expected < 310
+('jenkins|build|job:shop-build', 'duration_s', True)
+>>> engine.streams, shard_of(a.stream, 4)
+(1, 1)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from river.drift import ADWIN
+
+from opsradar.config import DetectorsConfig, EntityGraph
+from opsradar.models import Anomaly, Contribution, Event
+
+from .base import Detector
+from .contextual import ContextualDetector
+from .features import FeatureExtractor, extractor_for, stream_type
+from .likelihood import AnomalyLikelihood
+from .robust import RobustZScore, squash
+
+__all__ = ["STREAM_SPECS", "DetectionEngine", "Scored", "Stream", "StreamSpec", "shard_of"]
+
+_SNAPSHOT_VERSION = 1
+
+
+def shard_of(key: str, n: int) -> int:
+    """The shard (0..n-1) that owns stream ``key``: a stable BLAKE2b hash, never Python's ``hash``.
+
+    >>> shard_of("jenkins|build|job:shop-build", 8) == shard_of("jenkins|build|job:shop-build", 8)
+    True
+    """
+    if n < 1:
+        raise ValueError(f"the number of shards must be at least 1, got {n!r}")
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How a stream type is detected: its detector, its calibration and its alerting."""
+
+    detector: Callable[[], Detector]
+    #: Raw scores averaged by the likelihood (1 for point events such as builds; 10 for metrics).
+    averaging_window: int = 1
+    learning_period: int = 20
+    estimation_samples: int = 10
+    historic_window: int = 1000
+    reestimation_period: int = 20
+    #: Calibrated threshold; None = the config's ``threshold``.
+    threshold: float | None = None
+    #: Events a stream learns before it may alert; None = the config's ``warmup``.
+    warmup: int | None = None
+
+    def calibrator(self) -> AnomalyLikelihood:
+        return AnomalyLikelihood(
+            learning_period=self.learning_period,
+            estimation_samples=self.estimation_samples,
+            historic_window=self.historic_window,
+            reestimation_period=self.reestimation_period,
+            averaging_window=self.averaging_window,
+        )
+
+
+def _metric_detector() -> Detector:
+    return ContextualDetector()
+
+
+def _robust() -> Detector:
+    return RobustZScore()
+
+
+def _robust_seasonal() -> Detector:
+    return RobustZScore(seasonal=True)
+
+
+#: Stream type → how it is detected (see ``bench/detect.py`` for the measurements behind it).
+STREAM_SPECS: dict[str, StreamSpec] = {
+    "metric": StreamSpec(
+        detector=_metric_detector,
+        averaging_window=1,
+        learning_period=0,
+        estimation_samples=0,
+        historic_window=1,
+        reestimation_period=1,
+        threshold=0.75,
+        warmup=150,
+    ),
+    "build": StreamSpec(detector=_robust),
+    "test_run": StreamSpec(detector=_robust),
+    "commit": StreamSpec(detector=_robust_seasonal),
+    "issue": StreamSpec(detector=_robust),
+    "access": StreamSpec(detector=_robust_seasonal, historic_window=2000, reestimation_period=100),
+    "log": StreamSpec(detector=_robust, historic_window=2000, reestimation_period=100),
+    "audit": StreamSpec(detector=_robust),
+}
+
+
+@dataclass
+class Scored:
+    """One event of one stream after scoring: features, raw and calibrated scores."""
+
+    x: dict[str, float]
+    raw: float
+    score: float
+    warm: bool
+
+
+@dataclass
+class Stream:
+    """The state of one stream: extractor, detector, calibration, drift detector, counters."""
+
+    key: str
+    type: str
+    extractor: FeatureExtractor
+    detector: Detector
+    calibrator: AnomalyLikelihood | None
+    drift: ADWIN = field(default_factory=lambda: ADWIN(delta=0.002))  # type: ignore[no-untyped-call]
+    n: int = 0
+    drifts: int = 0
+
+    def raw_to_calibrated(self, raw: float) -> float:
+        if self.calibrator is None:
+            return float(raw)
+        bounded = getattr(self.detector, "bounded", False)
+        return self.calibrator.score(raw if bounded else squash(raw))
+
+    def score(self, x: dict[str, float]) -> tuple[float, float]:
+        """(raw, calibrated) scores of ``x`` now. Changes nothing."""
+        raw = self.detector.score_one(x)
+        return raw, self.raw_to_calibrated(raw)
+
+    def learn(self, event: Event, x: dict[str, float], raw: float) -> bool:
+        """Learn ``x`` (and the event, for the extractor's windows); True when drift was detected."""
+        self.detector.learn_one(x)
+        self.extractor.learn(event)
+        if self.calibrator is not None:
+            bounded = getattr(self.detector, "bounded", False)
+            self.calibrator.learn(raw if bounded else squash(raw))
+        self.n += 1
+        self.drift.update(min(raw, 1e6) if math.isfinite(raw) else 1e6)  # type: ignore[no-untyped-call]
+        if self.drift.drift_detected:
+            self.drifts += 1
+            return True
+        return False
+
+
+def new_stream(key: str, st: str) -> Stream:
+    """A fresh stream of type ``st`` with its spec's detector and calibration."""
+    spec = STREAM_SPECS[st]
+    cal = spec.calibrator() if spec.historic_window > 1 else None
+    return Stream(key=key, type=st, extractor=extractor_for(st), detector=spec.detector(), calibrator=cal)
+
+
+class DetectionEngine:
+    """Online anomaly detection over every stream of one shard (see the module docstring)."""
+
+    def __init__(self, config: DetectorsConfig | None = None, graph: EntityGraph | None = None) -> None:
+        self.config = config or DetectorsConfig()
+        self.graph = graph
+        self._streams: dict[str, Stream] = {}
+        self._drift_hooks: list[Callable[[str], None]] = []
+        self._pending: list[Contribution] | None = None
+
+    # ------------------------------------------------------------------ routing
+    @staticmethod
+    def stream_key(event: Event) -> str:
+        """``source|kind|entity``; releases join their repository's commit stream.
+
+        >>> from datetime import datetime, timezone
+        >>> e = Event.new(source="git", native_id="v1.2", kind="release", entity="repo:shop-svc",
+        ...               ts=datetime(2026, 1, 5, tzinfo=timezone.utc))
+        >>> DetectionEngine.stream_key(e)
+        'git|commit|repo:shop-svc'
+        """
+        kind = "commit" if event.kind == "release" else event.kind
+        return f"{event.source}|{kind}|{event.entity}"
+
+    @property
+    def streams(self) -> int:
+        """How many streams this engine holds."""
+        return len(self._streams)
+
+    def stream(self, key: str) -> Stream | None:
+        """The state of one stream (None if unknown)."""
+        return self._streams.get(key)
+
+    def keys(self) -> list[str]:
+        return list(self._streams)
+
+    def on_drift(self, hook: Callable[[str], None]) -> None:
+        """Call ``hook(stream_key)`` whenever a stream's score distribution drifts (ADWIN)."""
+        self._drift_hooks.append(hook)
+
+    # ------------------------------------------------------------------ processing
+    def _stream_for(self, event: Event) -> Stream | None:
+        st = stream_type(event.kind)
+        if st is None:
+            return None
+        key = self.stream_key(event)
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = new_stream(key, st)
+        return stream
+
+    def score_event(self, event: Event) -> tuple[Stream, Scored] | None:
+        """Route, extract, score before learning, learn; the stream and its scored event.
+
+        None for kinds the detectors do not know. This is the path :meth:`process` takes.
+        """
+        stream = self._stream_for(event)
+        if stream is None:
+            return None
+        spec = STREAM_SPECS[stream.type]
+        warmup = self.config.warmup if spec.warmup is None else spec.warmup
+        if event.kind == "release":
+            stream.extractor.learn(event)  # a release only moves the commit stream's clock
+            return stream, Scored(x={}, raw=0.0, score=0.0, warm=False)
+        scored, drifted = self._step(stream, event, warmup)
+        if drifted:
+            for hook in self._drift_hooks:
+                hook(stream.key)
+        return stream, scored
+
+    def _step(self, stream: Stream, event: Event, warmup: int) -> tuple[Scored, bool]:
+        x = stream.extractor.extract(event)
+        raw, score = stream.score(x)
+        warm = stream.n >= warmup and (stream.calibrator is None or stream.calibrator.warm)
+        threshold = self.threshold(stream)
+        scored = Scored(x=x, raw=raw, score=score, warm=warm)
+        if warm and score >= threshold:
+            # explain against the baseline the event was judged by: before learning it
+            self._pending = stream.detector.explain_one(x)
+        else:
+            self._pending = None
+        drifted = stream.learn(event, x, raw)
+        return scored, drifted
+
+    def threshold(self, stream: Stream) -> float:
+        spec = STREAM_SPECS[stream.type]
+        return self.config.threshold if spec.threshold is None else spec.threshold
+
+    def process(self, event: Event) -> list[Anomaly]:
+        """Detect on one event; returns the anomalies it raised (zero or one)."""
+        result = self.score_event(event)
+        if result is None:
+            return []
+        stream, scored = result
+        threshold = self.threshold(stream)
+        if not scored.warm or scored.score < threshold:
+            return []
+        explanation = self._pending or []
+        self._pending = None
+        aid = hashlib.sha256(f"{stream.key}\x00{event.id}".encode()).hexdigest()[:24]
+        labels = {"stream_type": stream.type}
+        if self.graph is not None:
+            service = self.graph.service_of(event.entity)
+            if service:
+                labels["service"] = service
+        return [
+            Anomaly(
+                id=f"anom-{aid}",
+                stream=stream.key,
+                detector=stream.detector.name,
+                detector_version=stream.detector.version,
+                ts=event.ts,
+                event_id=event.id,
+                source=event.source,
+                kind=event.kind,
+                entity=event.entity,
+                score=min(1.0, max(0.0, scored.score)),
+                threshold=threshold,
+                raw_score=scored.raw if math.isfinite(scored.raw) else 1e308,
+                features={k: v for k, v in scored.x.items() if not k.startswith("_")},
+                explanation=explanation,
+                labels=labels,
+            )
+        ]
+
+    # ------------------------------------------------------------------ checkpoints
+    def snapshot(self) -> bytes:
+        """The whole engine state (every stream) as bytes."""
+        return pickle.dumps((_SNAPSHOT_VERSION, self._streams), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, blob: bytes) -> None:
+        """Replace every stream with the state of a :meth:`snapshot`."""
+        self._streams = _load(blob)
+
+    def snapshot_stream(self, key: str) -> bytes:
+        """One stream's state as bytes (KeyError if unknown)."""
+        stream = self._streams[key]
+        return pickle.dumps((_SNAPSHOT_VERSION, {key: stream}), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore_stream(self, blob: bytes) -> str:
+        """Add or replace one stream from :meth:`snapshot_stream`; returns its key."""
+        streams = _load(blob)
+        if len(streams) != 1:
+            raise ValueError(f"expected the snapshot of one stream, got {len(streams)} streams")
+        [(key, stream)] = streams.items()
+        self._streams[key] = stream
+        return key
+
+    def drop_stream(self, key: str) -> None:
+        """Forget a stream (e.g. when its shard moved to another replica)."""
+        self._streams.pop(key, None)
+
+
+def _load(blob: bytes) -> dict[str, Stream]:
+    try:
+        version, streams = pickle.loads(blob)  # noqa: S301 - our own checkpoints, from our own store
+    except Exception as exc:
+        raise ValueError(f"not a detector snapshot: {exc}") from exc
+    if version != _SNAPSHOT_VERSION or not isinstance(streams, dict):
+        raise ValueError(f"unsupported detector snapshot version {version!r}")
+    return streams

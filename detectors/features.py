@@ -1,0 +1,467 @@
+"""Feature extractors: events of one stream → ``dict[str, float]``, with the windowed state they need.
+
+An event is routed to a **stream** (see :func:`stream_type` and
+:meth:`~opsradar.detectors.engine.DetectionEngine.stream_key`); each stream has one extractor,
+whose state (decayed rates, ratios, counts, last release time…) is part of the stream's checkpoint.
+``extract(event)`` is *pure*; ``learn(event)`` updates the state after the event was scored, so a
+value is always judged against what came before it.
+
+Features whose name starts with ``_`` are context, not evidence: ``_hour`` (0..23 UTC) and
+``_weekend`` (0/1) let detectors keep a seasonal baseline; they never appear in explanations.
+
+What collectors should send (``event.values`` unless marked *label*); anything missing is skipped:
+
+============  ===========================================================================
+kind          names expected
+============  ===========================================================================
+``build``     ``duration_s``, ``queue_s``; *label* ``result`` (``SUCCESS``, ``FAILURE``, …)
+``deploy``    ``duration_s``; *label* ``result``
+``test_run``  ``failed``, ``total`` (or ``passed`` + ``failed`` + ``skipped``), ``duration_s``
+``commit``    ``lines_added``, ``lines_deleted``, ``files_changed``; optional
+              ``hours_to_release`` (when the collector knows the next release)
+``release``   none (a git tag: the timestamp is what counts); updates its repo's commit stream
+``issue``     ``reopen_count``, ``cycle_time_h`` (created → resolved), ``lead_time_h``
+``access``    ``status`` (HTTP code), ``duration_ms``; optional ``bytes``
+``log``       *label* ``template_id`` (from the log-template miner), *label* ``level``
+``audit``     *label* ``user``, *label* ``resource`` (falls back to ``event.entity``)
+``metric``    ``value`` (one univariate metric per stream)
+============  ===========================================================================
+
+Features produced, per kind:
+
+- build / deploy: ``duration_s``, ``queue_s``, ``failed`` (0/1), ``fail_rate`` (decayed share
+  of failed runs of the job);
+- test_run: ``failure_ratio``, ``failed``, ``duration_s``;
+- commit: ``commit_size`` (lines added + deleted), ``files_changed``, ``hours_since_release``,
+  ``hours_to_release`` (when sent), ``off_hours`` (0/1, outside 08–19 UTC or on a weekend);
+- issue: ``reopen_count``, ``cycle_time_h``, ``lead_time_h``;
+- access: ``request_rate`` (requests per minute, decayed over 5 minutes), ``error_ratio``
+  (share of 5xx over the same window), ``latency_ms``, ``latency_trend`` (slow Holt trend of
+  latency, ms per hour: catches slow leaks);
+- log: ``log_rate`` (lines per minute of the service), ``template_rate`` (lines per minute of
+  this template), ``template_share``, ``new_template`` (1 the first time a template is seen),
+  ``error_ratio`` (share of ERROR/FATAL/CRITICAL lines);
+- audit: ``user_rate``, ``resource_rate`` (accesses per hour), ``pair_rarity``
+  (1 / (1 + times this user touched this resource)), ``new_pair`` (0/1);
+- metric: ``value``.
+
+>>> from datetime import datetime, timezone
+>>> from opsradar.models import Event
+>>> ts = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+>>> ex = extractor_for("access")
+>>> e = Event.new(source="es", native_id="r1", kind="access", ts=ts, entity="service:shop",
+...               values={"status": 503.0, "duration_ms": 120.0})
+>>> x = ex.extract(e); ex.learn(e)
+>>> x["error_ratio"], x["latency_ms"], x["_hour"]
+(1.0, 120.0, 9.0)
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import ClassVar
+
+from opsradar.models import Event
+
+__all__ = [
+    "EXTRACTORS",
+    "AccessFeatures",
+    "AuditFeatures",
+    "BuildFeatures",
+    "CommitFeatures",
+    "DecayedCount",
+    "FeatureExtractor",
+    "IssueFeatures",
+    "LogFeatures",
+    "MetricFeatures",
+    "TestRunFeatures",
+    "extractor_for",
+    "stream_type",
+]
+
+_FAILED_RESULTS = frozenset({"FAILURE", "FAILED", "UNSTABLE", "ABORTED", "ERROR"})
+_ERROR_LEVELS = frozenset({"ERROR", "FATAL", "CRITICAL", "SEVERE", "ERR", "CRIT", "EMERG", "ALERT"})
+
+
+def _seconds(ts: datetime) -> float:
+    return ts.timestamp()
+
+
+def _context(ts: datetime) -> dict[str, float]:
+    return {"_hour": float(ts.hour), "_weekend": 1.0 if ts.weekday() >= 5 else 0.0}
+
+
+class DecayedCount:
+    """A count that decays exponentially with time constant ``tau`` seconds: a windowed rate.
+
+    ``rate(now)`` is events per ``tau`` seconds (so per minute with ``tau=60``).
+
+    >>> c = DecayedCount(tau=60.0)
+    >>> for t in range(0, 600, 6):
+    ...     c.add(float(t))
+    >>> 9.0 < c.rate(600.0) < 11.0
+    True
+    """
+
+    __slots__ = ("t", "tau", "value")
+
+    def __init__(self, tau: float) -> None:
+        self.tau = tau
+        self.value = 0.0
+        self.t = 0.0
+
+    def rate(self, now: float) -> float:
+        if now <= self.t:
+            return self.value
+        return self.value * math.exp(-(now - self.t) / self.tau)
+
+    def add(self, now: float, weight: float = 1.0) -> None:
+        self.value = self.rate(now) + weight
+        self.t = max(self.t, now)
+
+    def __getstate__(self) -> tuple[float, float, float]:
+        return (self.tau, self.value, self.t)
+
+    def __setstate__(self, state: tuple[float, float, float]) -> None:
+        self.tau, self.value, self.t = state
+
+
+class FeatureExtractor:
+    """Turns the events of one stream into features; ``extract`` is pure, ``learn`` updates."""
+
+    #: The stream type this extractor serves (see :func:`stream_type`).
+    stream_type: ClassVar[str] = "generic"
+
+    def extract(self, event: Event) -> dict[str, float]:
+        """The features of ``event`` given the state so far. Changes nothing."""
+        x = _context(event.ts)
+        x.update(event.values)
+        return x
+
+    def learn(self, event: Event) -> None:
+        """Update the windowed state with ``event`` (after it was scored)."""
+        return None
+
+
+class MetricFeatures(FeatureExtractor):
+    """A univariate metric: the ``value`` (or the only value) of the event."""
+
+    stream_type: ClassVar[str] = "metric"
+
+    def extract(self, event: Event) -> dict[str, float]:
+        v = event.values.get("value")
+        if v is None and len(event.values) == 1:
+            v = next(iter(event.values.values()))
+        return {} if v is None else {"value": float(v)}
+
+
+class BuildFeatures(FeatureExtractor):
+    """Builds and deploys of one job: duration, queue time, failure and its decayed rate."""
+
+    stream_type: ClassVar[str] = "build"
+
+    def __init__(self) -> None:
+        self.fail_rate = 0.0
+        self.n = 0
+
+    def extract(self, event: Event) -> dict[str, float]:
+        x = _context(event.ts)
+        vals = event.values
+        for name in ("duration_s", "queue_s"):
+            if name in vals:
+                x[name] = float(vals[name])
+        result = event.labels.get("result")
+        if result is not None:
+            failed = 1.0 if result.upper() in _FAILED_RESULTS else 0.0
+            x["failed"] = failed
+            x["fail_rate"] = self._next_rate(failed)
+        return x
+
+    def _next_rate(self, failed: float) -> float:
+        alpha = max(0.05, 1.0 / (self.n + 1))
+        return self.fail_rate + alpha * (failed - self.fail_rate)
+
+    def learn(self, event: Event) -> None:
+        result = event.labels.get("result")
+        if result is not None:
+            self.fail_rate = self._next_rate(1.0 if result.upper() in _FAILED_RESULTS else 0.0)
+            self.n += 1
+
+
+class TestRunFeatures(FeatureExtractor):
+    """Test runs of one job: failure ratio, failures, duration."""
+
+    stream_type: ClassVar[str] = "test_run"
+    __test__ = False  # not a pytest class
+
+    def extract(self, event: Event) -> dict[str, float]:
+        x = _context(event.ts)
+        vals = event.values
+        failed = vals.get("failed")
+        total = vals.get("total")
+        if total is None and failed is not None:
+            total = failed + vals.get("passed", 0.0) + vals.get("skipped", 0.0)
+        if failed is not None:
+            x["failed"] = float(failed)
+            x["failure_ratio"] = float(failed) / total if total else 0.0
+        if "duration_s" in vals:
+            x["duration_s"] = float(vals["duration_s"])
+        return x
+
+
+class CommitFeatures(FeatureExtractor):
+    """Commits of one repository: size, and how late they are relative to releases.
+
+    Release events of the same repository are routed here too (:meth:`learn` records their time).
+    """
+
+    stream_type: ClassVar[str] = "commit"
+
+    def __init__(self, work_hours: tuple[int, int] = (8, 19)) -> None:
+        self.work_hours = work_hours
+        self.last_release: float | None = None
+
+    def extract(self, event: Event) -> dict[str, float]:
+        if event.kind == "release":
+            return {}
+        x = _context(event.ts)
+        vals = event.values
+        if "lines_added" in vals or "lines_deleted" in vals:
+            x["commit_size"] = float(vals.get("lines_added", 0.0) + vals.get("lines_deleted", 0.0))
+        if "files_changed" in vals:
+            x["files_changed"] = float(vals["files_changed"])
+        if "hours_to_release" in vals:
+            x["hours_to_release"] = float(vals["hours_to_release"])
+        if self.last_release is not None:
+            x["hours_since_release"] = max(0.0, (_seconds(event.ts) - self.last_release) / 3600.0)
+        start, end = self.work_hours
+        x["off_hours"] = 1.0 if (event.ts.weekday() >= 5 or not start <= event.ts.hour < end) else 0.0
+        return x
+
+    def learn(self, event: Event) -> None:
+        if event.kind == "release":
+            t = _seconds(event.ts)
+            self.last_release = t if self.last_release is None else max(self.last_release, t)
+
+
+class IssueFeatures(FeatureExtractor):
+    """Issues of one project: reopen count, cycle time, lead time."""
+
+    stream_type: ClassVar[str] = "issue"
+
+    def extract(self, event: Event) -> dict[str, float]:
+        x = _context(event.ts)
+        for name in ("reopen_count", "cycle_time_h", "lead_time_h"):
+            if name in event.values:
+                x[name] = float(event.values[name])
+        return x
+
+
+class AccessFeatures(FeatureExtractor):
+    """HTTP access lines of one service: request rate, 5xx ratio, latency and its slow trend."""
+
+    stream_type: ClassVar[str] = "access"
+
+    def __init__(self, window_s: float = 300.0, trend_alpha: float = 0.01, trend_beta: float = 0.005) -> None:
+        self.requests = DecayedCount(window_s)
+        self.errors = DecayedCount(window_s)
+        self.window_s = window_s
+        self.trend_alpha = trend_alpha
+        self.trend_beta = trend_beta
+        self.level: float | None = None
+        self.slope = 0.0  # ms per second
+        self.t_last: float | None = None
+
+    def _is_error(self, event: Event) -> float:
+        status = event.values.get("status")
+        return 1.0 if status is not None and 500 <= status < 600 else 0.0
+
+    def _holt(self, latency: float, now: float) -> tuple[float, float]:
+        if self.level is None or self.t_last is None:
+            return latency, 0.0
+        dt = max(0.0, now - self.t_last)
+        predicted = self.level + self.slope * dt
+        level = predicted + self.trend_alpha * (latency - predicted)
+        slope = self.slope
+        if dt > 0:
+            slope += self.trend_beta * ((level - self.level) / dt - self.slope)
+        return level, slope
+
+    def extract(self, event: Event) -> dict[str, float]:
+        now = _seconds(event.ts)
+        x = _context(event.ts)
+        requests = self.requests.rate(now) + 1.0
+        errors = self.errors.rate(now) + self._is_error(event)
+        x["request_rate"] = requests * 60.0 / self.window_s
+        x["error_ratio"] = errors / requests
+        latency = event.values.get("duration_ms")
+        if latency is not None:
+            x["latency_ms"] = float(latency)
+            _, slope = self._holt(float(latency), now)
+            x["latency_trend"] = slope * 3600.0
+        return x
+
+    def learn(self, event: Event) -> None:
+        now = _seconds(event.ts)
+        self.requests.add(now)
+        err = self._is_error(event)
+        if err:
+            self.errors.add(now, err)
+        latency = event.values.get("duration_ms")
+        if latency is not None:
+            self.level, self.slope = self._holt(float(latency), now)
+            self.t_last = now if self.t_last is None else max(self.t_last, now)
+
+
+class LogFeatures(FeatureExtractor):
+    """Log lines of one service: volume per template, never-seen templates, error share.
+
+    The template id comes from ``labels["template_id"]`` (set by the log-template miner). At most
+    ``max_templates`` template rates are kept; beyond that the least active is forgotten.
+    """
+
+    stream_type: ClassVar[str] = "log"
+
+    def __init__(self, window_s: float = 300.0, max_templates: int = 200) -> None:
+        self.window_s = window_s
+        self.max_templates = max_templates
+        self.total = DecayedCount(window_s)
+        self.errors = DecayedCount(window_s)
+        self.templates: dict[str, DecayedCount] = {}
+
+    @staticmethod
+    def _is_error(event: Event) -> float:
+        return 1.0 if event.labels.get("level", "").upper() in _ERROR_LEVELS else 0.0
+
+    def extract(self, event: Event) -> dict[str, float]:
+        now = _seconds(event.ts)
+        x = _context(event.ts)
+        per_min = 60.0 / self.window_s
+        total = self.total.rate(now) + 1.0
+        x["log_rate"] = total * per_min
+        x["error_ratio"] = (self.errors.rate(now) + self._is_error(event)) / total
+        tid = event.labels.get("template_id")
+        if tid is not None:
+            counter = self.templates.get(tid)
+            mine = (counter.rate(now) if counter is not None else 0.0) + 1.0
+            x["template_rate"] = mine * per_min
+            x["template_share"] = mine / total
+            x["new_template"] = 0.0 if counter is not None else 1.0
+        return x
+
+    def learn(self, event: Event) -> None:
+        now = _seconds(event.ts)
+        self.total.add(now)
+        if self._is_error(event):
+            self.errors.add(now)
+        tid = event.labels.get("template_id")
+        if tid is None:
+            return
+        counter = self.templates.get(tid)
+        if counter is None:
+            if len(self.templates) >= self.max_templates:
+                quietest = min(self.templates, key=lambda k: self.templates[k].rate(now))
+                del self.templates[quietest]
+            counter = self.templates[tid] = DecayedCount(self.window_s)
+        counter.add(now)
+
+
+class AuditFeatures(FeatureExtractor):
+    """User/resource accesses: per-user and per-resource rates and rare user–resource pairs.
+
+    Counts are bounded: at most ``max_keys`` users, resources and pairs each are kept (the
+    least recently active are forgotten first), so a stream stays small under a scan.
+    """
+
+    stream_type: ClassVar[str] = "audit"
+
+    def __init__(self, window_s: float = 3600.0, max_keys: int = 256) -> None:
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.users: dict[str, DecayedCount] = {}
+        self.resources: dict[str, DecayedCount] = {}
+        self.pairs: dict[str, int] = {}
+
+    @staticmethod
+    def _who_what(event: Event) -> tuple[str, str]:
+        user = event.labels.get("user") or (event.entity if event.entity_type == "user" else "?")
+        resource = event.labels.get("resource") or event.entity
+        return user, resource
+
+    def extract(self, event: Event) -> dict[str, float]:
+        now = _seconds(event.ts)
+        user, resource = self._who_what(event)
+        x = _context(event.ts)
+        u = self.users.get(user)
+        r = self.resources.get(resource)
+        x["user_rate"] = (u.rate(now) if u is not None else 0.0) + 1.0
+        x["resource_rate"] = (r.rate(now) if r is not None else 0.0) + 1.0
+        seen = self.pairs.get(f"{user}\x00{resource}", 0)
+        x["pair_rarity"] = 1.0 / (1.0 + seen)
+        x["new_pair"] = 0.0 if seen else 1.0
+        return x
+
+    def _bump(self, table: dict[str, DecayedCount], key: str, now: float) -> None:
+        c = table.pop(key, None)
+        if c is None:
+            if len(table) >= self.max_keys:
+                del table[next(iter(table))]  # least recently active (dicts keep insertion order)
+            c = DecayedCount(self.window_s)
+        c.add(now)
+        table[key] = c
+
+    def learn(self, event: Event) -> None:
+        now = _seconds(event.ts)
+        user, resource = self._who_what(event)
+        self._bump(self.users, user, now)
+        self._bump(self.resources, resource, now)
+        pair = f"{user}\x00{resource}"
+        n = self.pairs.pop(pair, 0)
+        if n == 0 and len(self.pairs) >= self.max_keys:
+            del self.pairs[next(iter(self.pairs))]
+        self.pairs[pair] = n + 1
+
+
+#: Stream type → extractor class.
+EXTRACTORS: dict[str, type[FeatureExtractor]] = {
+    "build": BuildFeatures,
+    "test_run": TestRunFeatures,
+    "commit": CommitFeatures,
+    "issue": IssueFeatures,
+    "access": AccessFeatures,
+    "log": LogFeatures,
+    "audit": AuditFeatures,
+    "metric": MetricFeatures,
+}
+
+_KIND_TO_TYPE = {
+    "build": "build",
+    "deploy": "build",
+    "test_run": "test_run",
+    "commit": "commit",
+    "release": "commit",
+    "issue": "issue",
+    "access": "access",
+    "log": "log",
+    "audit": "audit",
+    "metric": "metric",
+}
+
+
+def stream_type(kind: str) -> str | None:
+    """The stream type of an event kind (None for kinds the detectors do not know).
+
+    >>> stream_type("deploy"), stream_type("release"), stream_type("config")
+    ('build', 'commit', None)
+    """
+    return _KIND_TO_TYPE.get(kind)
+
+
+def extractor_for(kind_or_type: str) -> FeatureExtractor:
+    """A fresh extractor for an event kind or stream type."""
+    st = _KIND_TO_TYPE.get(kind_or_type, kind_or_type)
+    cls = EXTRACTORS.get(st)
+    if cls is None:
+        raise KeyError(f"no feature extractor for {kind_or_type!r}; known: {', '.join(sorted(EXTRACTORS))}")
+    return cls()

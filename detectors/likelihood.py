@@ -1,0 +1,133 @@
+"""Calibration: raw detector scores → a probability-like score (Numenta's anomaly likelihood).
+
+A raw score says little on its own: each detector and each stream has its own scale. The
+anomaly likelihood (Ahmad et al., "Unsupervised real-time anomaly detection for streaming data",
+2017; the algorithm of ``htm.core``'s ``anomaly_likelihood``, re-implemented here) compares the mean
+of the *recent* raw scores (a short window) with the long-run distribution of such means (a
+Gaussian fitted over a long history, refitted every ``reestimation_period`` scores). The tail
+probability of the recent mean under that Gaussian is the likelihood that the stream is behaving
+normally; we report ``1 - tail`` on a log scale, so that 0.5 means "one in 10^5" and 1.0 means
+"one in 10^10":
+
+    score = log(1 + 1e-10 - likelihood) / log(1e-10)
+
+Until ``learning_period + estimation_samples`` raw scores have been seen the calibrated score is
+the neutral 0.5-likelihood value (≈ 0.03): a stream does not alert while it warms up.
+
+The state is compact: the history of recent means is an ``array('f')`` ring buffer.
+
+>>> cal = AnomalyLikelihood(learning_period=10, estimation_samples=10, historic_window=100)
+>>> for i in range(60):
+...     s = cal.update(0.1 if i % 2 else 0.05)
+>>> cal.score(0.1) < 0.2 and cal.score(1.0) > 0.5
+True
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+
+__all__ = ["AnomalyLikelihood", "log_score"]
+
+_LOG_1E10 = math.log(1e-10)
+_MIN_MEAN = 0.03
+_MIN_VARIANCE = 0.0003
+_RED = 1e-5  # tail probability that is "red"
+_YELLOW = 1e-3
+
+
+def log_score(likelihood: float) -> float:
+    """``likelihood`` (0..1, high = anomalous) on the log scale of the calibrated score.
+
+    >>> round(log_score(0.99999), 3)
+    0.5
+    """
+    return math.log(1.0000000001 - likelihood) / _LOG_1E10
+
+
+def _tail(x: float, mean: float, std: float) -> float:
+    """Probability of a value ≥ ``x`` (mirrored below the mean) under N(mean, std²)."""
+    if x < mean:
+        x = 2 * mean - x
+    z = (x - mean) / std
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+@dataclass
+class AnomalyLikelihood:
+    """Online anomaly likelihood of one stream's raw scores (see the module docstring)."""
+
+    learning_period: int = 288
+    estimation_samples: int = 100
+    historic_window: int = 8640
+    reestimation_period: int = 100
+    averaging_window: int = 10
+    n: int = 0
+    recent: list[float] = field(default_factory=list)
+    history: array[float] = field(default_factory=lambda: array("f"))
+    head: int = 0
+    mean: float = 0.0
+    std: float = 1.0
+    fitted: bool = False
+    last_tail: float = 0.5
+
+    def _recent_mean(self, raw: float) -> float:
+        window = self.recent[-(self.averaging_window - 1) :] if self.averaging_window > 1 else []
+        return (sum(window) + raw) / (len(window) + 1)
+
+    def _tail_of(self, raw: float) -> float:
+        if not self.fitted:
+            return 0.5
+        tail = _tail(self._recent_mean(raw), self.mean, self.std)
+        # Numenta's filter: a second "red" in a row is shown as "yellow", so a long anomaly
+        # does not fire on every point.
+        if tail <= _RED and self.last_tail <= _RED:
+            tail = _YELLOW
+        return tail
+
+    def score(self, raw: float) -> float:
+        """The calibrated score (0..1) ``raw`` would get now. Changes nothing."""
+        return log_score(1.0 - self._tail_of(raw))
+
+    def likelihood(self, raw: float) -> float:
+        """``1 - tail probability`` of ``raw`` now (0..1). Changes nothing."""
+        return 1.0 - self._tail_of(raw)
+
+    def learn(self, raw: float) -> None:
+        """Add one raw score to the history."""
+        self.last_tail = self._tail_of(raw)
+        avg = self._recent_mean(raw)
+        self.recent.append(raw)
+        if len(self.recent) > self.averaging_window:
+            del self.recent[0]
+        self.n += 1
+        if self.n > self.learning_period:
+            if len(self.history) < self.historic_window:
+                self.history.append(avg)
+            else:
+                self.history[self.head] = avg
+                self.head = (self.head + 1) % self.historic_window
+        warm = self.n >= self.learning_period + self.estimation_samples
+        if warm and (not self.fitted or self.n % self.reestimation_period == 0):
+            self._fit()
+
+    def update(self, raw: float) -> float:
+        """Score ``raw``, then learn it; returns the score."""
+        s = self.score(raw)
+        self.learn(raw)
+        return s
+
+    def _fit(self) -> None:
+        h = self.history
+        m = sum(h) / len(h)
+        var = sum((v - m) ** 2 for v in h) / len(h)
+        self.mean = max(m, _MIN_MEAN)
+        self.std = math.sqrt(max(var, _MIN_VARIANCE))
+        self.fitted = True
+
+    @property
+    def warm(self) -> bool:
+        """Whether the stream has seen enough scores to be calibrated."""
+        return self.fitted

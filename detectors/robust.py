@@ -1,0 +1,215 @@
+"""Per-feature baselines: a robust z-score (optionally seasonal) and streaming quantile bands.
+
+Both keep a few floats per feature, so thousands of streams fit in little memory, and both say
+for each feature what was expected and what range was normal.
+
+:class:`RobustZScore` keeps an exponentially weighted centre and mean absolute deviation per
+feature, updated with Huber-clipped residuals so that outliers barely move the baseline. With
+``seasonal=True`` it also keeps one baseline per (hour of day, weekend) bucket, read from the
+``_hour`` / ``_weekend`` context features, and uses it once the bucket has ``min_bucket`` samples.
+
+>>> det = RobustZScore()
+>>> for i in range(200):
+...     det.learn_one({"latency_ms": 100.0 + (i % 7)})
+>>> det.score_one({"latency_ms": 103.0}) < 1.5 < det.score_one({"latency_ms": 400.0})
+True
+>>> det.explain_one({"latency_ms": 400.0})[0].feature
+'latency_ms'
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from opsradar.models import Contribution
+
+from .base import Detector, register, share_contributions
+
+__all__ = ["QuantileBand", "RobustZScore"]
+
+_MAD_TO_SIGMA = 1.4826
+
+
+def _features(x: dict[str, float]) -> list[tuple[str, float]]:
+    return [(k, v) for k, v in x.items() if not k.startswith("_")]
+
+
+@register
+class RobustZScore(Detector):
+    """Robust z-score per feature; the raw score is the largest |z| (see the module docstring)."""
+
+    name: ClassVar[str] = "robust_z"
+    version: ClassVar[str] = "1"
+    bounded: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        alpha: float = 0.02,
+        seasonal: bool = False,
+        min_bucket: int = 20,
+        clip: float = 3.0,
+        rel_floor: float = 0.01,
+    ) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        self.alpha = alpha
+        self.seasonal = seasonal
+        self.min_bucket = min_bucket
+        self.clip = clip
+        self.rel_floor = rel_floor
+        # feature (or feature@bucket) -> [n, centre, mean absolute deviation]
+        self.stats: dict[str, list[float]] = {}
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        return {"alpha": 0.05, "seasonal": True, "min_bucket": 5}
+
+    def _bucket(self, x: dict[str, float]) -> str | None:
+        if not self.seasonal or "_hour" not in x:
+            return None
+        return f"{int(x['_hour'])}{'w' if x.get('_weekend') else 'd'}"
+
+    def _baseline(self, feature: str, bucket: str | None) -> list[float] | None:
+        if bucket is not None:
+            s = self.stats.get(f"{feature}@{bucket}")
+            if s is not None and s[0] >= self.min_bucket:
+                return s
+        return self.stats.get(feature)
+
+    def _scale(self, s: list[float]) -> float:
+        return _MAD_TO_SIGMA * s[2] + self.rel_floor * abs(s[1]) + 1e-9
+
+    def _z(self, feature: str, value: float, bucket: str | None) -> tuple[float, list[float] | None]:
+        s = self._baseline(feature, bucket)
+        if s is None or s[0] < 2:
+            return 0.0, s
+        return abs(value - s[1]) / self._scale(s), s
+
+    def score_one(self, x: dict[str, float]) -> float:
+        bucket = self._bucket(x)
+        best = 0.0
+        for k, v in _features(x):
+            z, _ = self._z(k, v, bucket)
+            best = max(best, z)
+        return best
+
+    def _update(self, key: str, value: float) -> None:
+        s = self.stats.get(key)
+        if s is None:
+            self.stats[key] = [1.0, value, 0.0]
+            return
+        n, centre, mad = s
+        a = max(self.alpha, 1.0 / (n + 1))
+        r = value - centre
+        if n >= 10 and mad > 0:
+            limit = self.clip * _MAD_TO_SIGMA * mad
+            r = max(-limit, min(limit, r))
+        s[0] = n + 1
+        s[1] = centre + a * r
+        s[2] = mad + a * (abs(r) - mad)
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        bucket = self._bucket(x)
+        for k, v in _features(x):
+            self._update(k, v)
+            if bucket is not None:
+                self._update(f"{k}@{bucket}", v)
+
+    def explain_one(self, x: dict[str, float]) -> list[Contribution]:
+        bucket = self._bucket(x)
+        items = []
+        for k, v in _features(x):
+            z, s = self._z(k, v, bucket)
+            if s is None:
+                items.append((k, v, v, v, v, 0.0))
+                continue
+            w = 3.0 * self._scale(s)
+            items.append((k, v, s[1], s[1] - w, s[1] + w, z))
+        return share_contributions(items)
+
+
+@register
+class QuantileBand(Detector):
+    """Streaming quantile band per feature; the raw score is how far outside the band a value is.
+
+    Each feature keeps estimates of its ``q`` and ``1 - q`` quantiles and its median, updated by
+    stochastic approximation (steps scaled to the band's width). The score of a value outside
+    ``[low, high]`` is its distance to the band divided by the band's width (0 inside).
+
+    >>> det = QuantileBand()
+    >>> for i in range(500):
+    ...     det.learn_one({"queue_s": float(i % 20)})
+    >>> det.score_one({"queue_s": 10.0}), det.score_one({"queue_s": 60.0}) > 1
+    (0.0, True)
+    """
+
+    name: ClassVar[str] = "quantile_band"
+    version: ClassVar[str] = "1"
+    bounded: ClassVar[bool] = False
+
+    def __init__(self, q: float = 0.02, rate: float = 0.05) -> None:
+        if not 0 < q < 0.5:
+            raise ValueError(f"q must be in (0, 0.5), got {q!r}")
+        self.q = q
+        self.rate = rate
+        # feature -> [n, low, median, high]
+        self.stats: dict[str, list[float]] = {}
+
+    def score_one(self, x: dict[str, float]) -> float:
+        best = 0.0
+        for k, v in _features(x):
+            s = self.stats.get(k)
+            if s is None or s[0] < 2:
+                continue
+            width = s[3] - s[1] + 1e-9 + 0.01 * abs(s[2])
+            out = max(0.0, v - s[3], s[1] - v)
+            best = max(best, out / width)
+        return best
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        for k, v in _features(x):
+            s = self.stats.get(k)
+            if s is None:
+                self.stats[k] = [1.0, v, v, v]
+                continue
+            n = s[0]
+            width = s[3] - s[1]
+            step = self.rate * (width if width > 0 else (abs(v - s[2]) or abs(s[2]) * 0.01 or 1.0))
+            if n < 20:  # start from the observed range, then track quantiles
+                s[1] = min(s[1], v)
+                s[3] = max(s[3], v)
+                s[2] += (v - s[2]) / (n + 1)
+            else:
+                s[1] += step * (self.q if v >= s[1] else self.q - 1.0)
+                s[3] += step * (-self.q if v <= s[3] else 1.0 - self.q)
+                s[2] += step * (0.5 if v > s[2] else -0.5 if v < s[2] else 0.0)
+                if s[1] > s[2]:
+                    s[1] = s[2]
+                if s[3] < s[2]:
+                    s[3] = s[2]
+            s[0] = n + 1
+
+    def explain_one(self, x: dict[str, float]) -> list[Contribution]:
+        items = []
+        for k, v in _features(x):
+            s = self.stats.get(k)
+            if s is None:
+                items.append((k, v, v, v, v, 0.0))
+                continue
+            width = s[3] - s[1] + 1e-9 + 0.01 * abs(s[2])
+            items.append((k, v, s[2], s[1], s[3], max(0.0, v - s[3], s[1] - v) / width))
+        return share_contributions(items)
+
+
+def squash(raw: float) -> float:
+    """Map an unbounded non-negative raw score into [0, 1): ``r / (r + 3)``.
+
+    >>> squash(0.0), squash(3.0)
+    (0.0, 0.5)
+    """
+    if raw <= 0 or math.isnan(raw):
+        return 0.0
+    if math.isinf(raw):
+        return 1.0
+    return raw / (raw + 3.0)
