@@ -103,12 +103,15 @@ class Scheduler:
     def health(self) -> dict[str, SourceHealth]:
         return {name: e.health for name, e in self._entries.items()}
 
-    def run_due(self, now: datetime | None = None) -> dict[str, PullResult | CollectorError]:
-        """Run every source whose time has come. A failure in one never stops the others."""
+    def run_due(self, now: datetime | None = None, *, force: bool = False) -> dict[str, PullResult | CollectorError]:
+        """Run every source whose time has come (every source with ``force``).
+
+        A failure in one never stops the others.
+        """
         now = now or self.clock()
         out: dict[str, PullResult | CollectorError] = {}
         for name, entry in self._entries.items():
-            if entry.health.next_run is not None and entry.health.next_run > now:
+            if not force and entry.health.next_run is not None and entry.health.next_run > now:
                 continue
             out[name] = self._run(entry, now)
         return out

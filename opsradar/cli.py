@@ -78,8 +78,12 @@ def config_check(config: ConfigOpt = None) -> None:
 
 @app.command()
 def run(config: ConfigOpt = None) -> None:
-    """Start the pipeline and HTTP API on local Ray Serve."""
-    not_available("run", 8)
+    """Start the pipeline and HTTP API on local Ray Serve (Ctrl-C stops it cleanly)."""
+    from opsradar.serving.run import run_forever
+
+    cfg = load_config_or_exit(config)
+    path = find_config_path(config)
+    run_forever(cfg, config_path=str(path.resolve()) if path else None, echo=console.print)
 
 
 @app.command()

@@ -1,0 +1,336 @@
+"""The Ray Serve application: one FastAPI ingress, detector shards, one owner of incident state,
+and the collectors.
+
+Deployments (each a thin host around plain classes):
+
+- ``Ingress`` (FastAPI, :func:`opsradar.serving.api.create_app`): authenticates, validates, stores
+  pushed events, sends each to the detector shard that owns its stream, then hands events and
+  anomalies to the ``Owner``. Handles to the other deployments are injected through its constructor.
+- ``DetectorShard-<i>`` (one replica each): owns the streams whose key hashes to ``i``
+  (:func:`opsradar.detectors.engine.shard_of`); restores its state from its checkpoint in the store
+  on start, checkpoints every ``detectors.checkpoint_interval`` and at shutdown.
+- ``Owner`` (one replica): the :class:`~opsradar.serving.pipeline.Pipeline` (rules, correlation,
+  notification), the outbox worker and the rules file watch.
+- ``Collectors`` (one replica): the :class:`~opsradar.collectors.scheduler.Scheduler`, whose new
+  events take the same path as pushed ones.
+
+``build_app(args)`` is the application builder: ``serve run opsradar.serving.app:build_app
+config_path=opsradar.yaml`` or the ``import_path`` of ``deploy/serve_config.yaml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from opsradar.config import Config, load_config
+from opsradar.detectors.engine import DetectionEngine, shard_of
+from opsradar.models import Anomaly, Event
+from opsradar.store import Store
+
+__all__ = ["AppArgs", "build_app"]
+
+log = logging.getLogger(__name__)
+
+
+class AppArgs(BaseModel):
+    """Arguments of the application builder (``serve run … key=value`` or the serve config)."""
+
+    config_path: str | None = Field(default=None, description="opsradar config file; default: embedded defaults")
+    shards: int | None = Field(default=None, ge=1, le=256, description="overrides detectors.shards")
+    collect: bool = Field(default=True, description="run the collectors on their schedules")
+    notify: bool = Field(default=True, description="deliver Slack notifications")
+
+
+def _config(args: AppArgs) -> Config:
+    return load_config(args.config_path)
+
+
+def _setup_logging() -> None:
+    from opsradar.logs import setup_logging
+
+    setup_logging()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16, health_check_period_s=5)
+class DetectorShard:
+    """Owns the detector state of one shard of streams."""
+
+    def __init__(self, shard: int, args: dict[str, Any]) -> None:
+        _setup_logging()
+        self.shard = shard
+        self.args = AppArgs.model_validate(args)
+        cfg = _config(self.args)
+        self.store = Store(cfg.store.resolved_url())
+        self.engine = DetectionEngine(cfg.detectors, cfg.entities)
+        self.key = f"detectors/shard-{shard}"
+        self.interval = cfg.detectors.checkpoint_interval.total_seconds()
+        found = self.store.load_checkpoint(self.key)
+        if found is not None:
+            self.engine.restore(found[0])
+            log.info("detector shard %d restored %d streams from its checkpoint", shard, self.engine.streams)
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._checkpoint_loop, daemon=True)
+        self._thread.start()
+
+    def detect(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        with self._lock:
+            for doc in events:
+                e = Event.model_validate(doc)
+                out += [a.model_dump(mode="json") for a in self.engine.process(e)]
+            self._dirty = True
+        return out
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Live settings: ``checkpoint_interval_s``."""
+        if "checkpoint_interval_s" in user_config:
+            self.interval = float(user_config["checkpoint_interval_s"])
+
+    def checkpoint(self) -> int:
+        with self._lock:
+            blob = self.engine.snapshot()
+            self._dirty = False
+            streams = self.engine.streams
+        self.store.save_checkpoint(self.key, blob)
+        return streams
+
+    def stats(self) -> dict[str, Any]:
+        return {"shard": self.shard, "streams": self.engine.streams}
+
+    def _checkpoint_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self._dirty:
+                try:
+                    self.checkpoint()
+                except Exception:
+                    log.exception("detector shard %d: checkpoint failed; will retry", self.shard)
+
+    def __del__(self) -> None:
+        self._stop.set()
+        try:
+            self.checkpoint()
+        except Exception:  # noqa: BLE001 - best effort at shutdown; the periodic checkpoint stands
+            log.warning("detector shard %d: final checkpoint failed", self.shard)
+
+    def check_health(self) -> None:
+        if not self._thread.is_alive():
+            raise RuntimeError("checkpoint thread died")
+
+
+class _RemoteDetectors:
+    """Stands in for LocalDetectors inside the Owner when detection happens in the shards."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.streams = 0
+
+    def detect(self, events: Sequence[Event]) -> list[Anomaly]:
+        raise RuntimeError("detection runs in the detector shards")
+
+    def checkpoint(self) -> None:
+        return None
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+class Owner:
+    """The single owner of rules, incidents and notifications."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        _setup_logging()
+        from opsradar.serving.pipeline import Pipeline
+        from opsradar.serving.runtime import interaction_handler, slack_worker
+
+        self.args = AppArgs.model_validate(args)
+        cfg = _config(self.args)
+        self.cfg = cfg
+        self.store = Store(cfg.store.resolved_url())
+        self.pipeline = Pipeline(cfg, self.store, detectors=_RemoteDetectors(cfg.detectors.shards),  # type: ignore[arg-type]
+                                 worker=slack_worker(cfg, self.store) if self.args.notify else None,
+                                 notify=self.args.notify)
+        self.pipeline.interaction_handler = interaction_handler(cfg, self.pipeline)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True, name="owner-loop")]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.pipeline.rules.reload_if_changed()
+                if self.pipeline.worker is not None:
+                    self.pipeline.worker.drain_once()
+            except Exception:
+                log.exception("owner background loop")
+
+    def handle(self, events: list[dict[str, Any]], anomalies: list[dict[str, Any]]) -> dict[str, Any]:
+        before = self.pipeline.stats.alerts
+        self.pipeline.handle([Event.model_validate(e) for e in events], [Anomaly.model_validate(a) for a in anomalies])
+        return {"alerts": self.pipeline.stats.alerts - before}
+
+    def call(self, method: str, *args: Any) -> Any:
+        allowed = {"incident_action", "feedback", "list_silences", "add_silence", "rules_status", "reload_rules",
+                   "list_models", "model_action", "sources", "slack_interaction", "ready", "metrics_text"}
+        if method not in allowed:
+            raise ValueError(f"unknown operation {method!r}")
+        return getattr(self.pipeline, method)(*args)
+
+    def drain(self) -> int:
+        return self.pipeline.drain_outbox()
+
+    def __del__(self) -> None:
+        self._stop.set()
+
+
+async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle) -> dict[str, Any]:
+    """Detection on each event's shard (concurrently), then rules and correlation on the owner."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(e.model_dump(mode="json"))
+    results = await asyncio.gather(*(shards[i].detect.remote(docs) for i, docs in groups.items()))
+    anomalies = [a for r in results for a in r]
+    done = await owner.handle.remote([e.model_dump(mode="json") for e in events], anomalies)
+    return {"anomalies": len(anomalies), "alerts": done["alerts"]}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class Collectors:
+    """Runs the configured collectors on their schedules; new events go to the shards and the owner."""
+
+    def __init__(self, shards: list[DeploymentHandle], owner: DeploymentHandle, args: dict[str, Any]) -> None:
+        _setup_logging()
+        from opsradar.collectors.registry import build_collectors
+        from opsradar.collectors.scheduler import Scheduler
+
+        self.args = AppArgs.model_validate(args)
+        cfg = _config(self.args)
+        self.store = Store(cfg.store.resolved_url())
+        self.shards, self.owner = shards, owner
+        self.scheduler = Scheduler(self.store, on_events=self._on_events)
+        for c in build_collectors(cfg):
+            self.scheduler.add(c, interval=cfg.sources[c.name].interval)
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        if self.args.collect:
+            self.scheduler.start()
+
+    def _on_events(self, _source: str, events: list[Event]) -> None:
+        fut = asyncio.run_coroutine_threadsafe(route_events(events, self.shards, self.owner), self.loop)
+        fut.result(timeout=600)
+
+    def collect_now(self) -> dict[str, Any]:
+        """Poll every source now (the demo drives simulated time with this)."""
+        out = {}
+        for name, res in self.scheduler.run_due(now=None, force=True).items():
+            out[name] = {"new": getattr(res, "new", 0), "error": str(res) if isinstance(res, Exception) else None}
+        return out
+
+    def health(self) -> dict[str, Any]:
+        return {name: h.as_dict() for name, h in self.scheduler.health().items()}
+
+    def __del__(self) -> None:
+        self.scheduler.stop(timeout=5)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)
+@serve.ingress()
+class Ingress:
+    """The HTTP API. Owned-state operations go to the ``Owner``; reads go to the store."""
+
+    def __init__(self, shards: list[DeploymentHandle], owner: DeploymentHandle,
+                 collectors: DeploymentHandle | None, args: dict[str, Any]) -> None:
+        _setup_logging()
+        from opsradar.serving.auth import TokenAuth
+
+        self.args = AppArgs.model_validate(args)
+        self.cfg = _config(self.args)
+        self.store = Store(self.cfg.store.resolved_url())
+        self.shards, self.owner, self.collectors = shards, owner, collectors
+        self.auth = TokenAuth.from_config(self.cfg.api)
+        self.started = time.monotonic()
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from opsradar.serving.api import create_app
+
+        api = self.cfg.api
+        return create_app(self, self.store, self.auth, graph=self.cfg.entities, max_body_bytes=api.max_body_bytes,
+                          max_batch_items=api.max_batch_items, public_url=api.public_url)
+
+    # -- the Operations protocol (serving/operations.py) --
+    async def ingest(self, events: list[Event]) -> dict[str, Any]:
+        new = self.store.add_events(events)
+        summary = await route_events(new, self.shards, self.owner) if new else {"anomalies": 0, "alerts": 0}
+        return {"stored": len(new), "duplicates": len(events) - len(new), **summary}
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        return await self.owner.call.remote(method, *args)
+
+    async def incident_action(self, incident_id: str, action: str, actor: str) -> dict[str, Any]:
+        return await self._call("incident_action", incident_id, action, actor)  # type: ignore[no-any-return]
+
+    async def feedback(self, incident_id: str, verdict: str, actor: str, reason: str) -> dict[str, Any]:
+        return await self._call("feedback", incident_id, verdict, actor, reason)  # type: ignore[no-any-return]
+
+    async def list_silences(self) -> list[dict[str, Any]]:
+        return await self._call("list_silences")  # type: ignore[no-any-return]
+
+    async def add_silence(self, spec: dict[str, Any], actor: str) -> dict[str, Any]:
+        return await self._call("add_silence", spec, actor)  # type: ignore[no-any-return]
+
+    async def rules_status(self) -> dict[str, Any]:
+        return await self._call("rules_status")  # type: ignore[no-any-return]
+
+    async def reload_rules(self, actor: str) -> dict[str, Any]:
+        return await self._call("reload_rules", actor)  # type: ignore[no-any-return]
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return await self._call("list_models")  # type: ignore[no-any-return]
+
+    async def model_action(self, model_id: str, action: str, actor: str) -> dict[str, Any]:
+        return await self._call("model_action", model_id, action, actor)  # type: ignore[no-any-return]
+
+    async def sources(self) -> dict[str, Any]:
+        if self.collectors is not None:
+            return {"sources": await self.collectors.health.remote()}
+        return {"sources": self.store.source_health()}
+
+    async def slack_interaction(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        status, payload = await self._call("slack_interaction", body, headers)
+        return int(status), payload
+
+    async def ready(self) -> dict[str, Any]:
+        try:
+            owner = await self._call("ready")
+            shards = await asyncio.gather(*(s.stats.remote() for s in self.shards))
+        except Exception as exc:  # noqa: BLE001 - not ready yet: say why
+            return {"ready": False, "reason": f"{type(exc).__name__}: {exc}"}
+        return {**owner, "ready": bool(owner.get("ready")), "shards": shards}
+
+    async def metrics_text(self) -> bytes:
+        from prometheus_client import REGISTRY, generate_latest
+
+        owner = await self._call("metrics_text")
+        return generate_latest(REGISTRY) + bytes(owner)
+
+
+def build_app(args: dict[str, Any] | AppArgs | None = None) -> Any:
+    """The application builder (pydantic-typed arguments)."""
+    parsed = args if isinstance(args, AppArgs) else AppArgs.model_validate(args or {})
+    cfg = _config(parsed)
+    n = parsed.shards or cfg.detectors.shards
+    plain = parsed.model_dump()
+    shards = [DetectorShard.options(name=f"DetectorShard-{i}").bind(i, plain)  # type: ignore[attr-defined]
+              for i in range(n)]
+    owner = Owner.bind(plain)  # type: ignore[attr-defined]
+    collectors = Collectors.bind(shards, owner, plain) if cfg.sources else None  # type: ignore[attr-defined]
+    return Ingress.bind(shards, owner, collectors, plain)  # type: ignore[attr-defined]

@@ -1,0 +1,354 @@
+"""The pipeline, as plain Python: events → detectors → anomalies → rules → alerts → incidents →
+outbox → Slack, with root-cause candidates attached to incidents.
+
+:class:`Pipeline` owns the incident state (rules, correlation, notifier) and, locally, the detector
+shards. On Ray Serve the detector shards live in their own deployments and call
+:meth:`Pipeline.handle` with the anomalies they found; locally :meth:`Pipeline.ingest` does it all
+in-process. Either way the logic is this one class, testable without Ray.
+
+Time is **event time**: the pipeline's clock is the newest event it has processed (its watermark),
+so replaying last week's history behaves as it did live (group windows, quiet periods, reopen
+windows), and going from history to live needs no switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from prometheus_client import REGISTRY, generate_latest
+
+from opsradar.alerting.alerts import alert_from_anomaly
+from opsradar.alerting.correlation import Change, Correlator, IncidentUpdate
+from opsradar.alerting.noise import NoiseMetrics, default_metrics
+from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
+from opsradar.alerting.rules.reload import RuleManager
+from opsradar.config import Config
+from opsradar.detectors.engine import DetectionEngine, shard_of
+from opsradar.models import Alert, Anomaly, Event, Incident
+from opsradar.store import Store
+
+__all__ = ["LocalDetectors", "Pipeline", "PipelineStats"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "detectors/shard-"
+
+
+class LocalDetectors:
+    """``n`` detector shards in this process; an event goes to the shard of its stream key."""
+
+    def __init__(self, cfg: Config, store: Store | None = None) -> None:
+        self.n = cfg.detectors.shards
+        self.store = store
+        self.engines = [DetectionEngine(cfg.detectors, cfg.entities) for _ in range(self.n)]
+        if store is not None:
+            for i, engine in enumerate(self.engines):
+                found = store.load_checkpoint(f"{CHECKPOINT_PREFIX}{i}")
+                if found is not None:
+                    engine.restore(found[0])
+
+    def shard(self, event: Event) -> int:
+        return shard_of(DetectionEngine.stream_key(event), self.n)
+
+    def detect(self, events: Sequence[Event]) -> list[Anomaly]:
+        out: list[Anomaly] = []
+        for e in events:
+            out += self.engines[self.shard(e)].process(e)
+        return out
+
+    def checkpoint(self) -> None:
+        if self.store is not None:
+            self.store.save_checkpoints({f"{CHECKPOINT_PREFIX}{i}": e.snapshot() for i, e in enumerate(self.engines)})
+
+    @property
+    def streams(self) -> int:
+        return sum(e.streams for e in self.engines)
+
+
+@dataclass
+class PipelineStats:
+    events: int = 0
+    anomalies: int = 0
+    alerts: int = 0
+    dropped: int = 0
+    silenced: int = 0
+    inhibited: int = 0
+    incidents_opened: int = 0
+    notifications: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Owns rules, correlation and notification state; see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        *,
+        detectors: LocalDetectors | None = None,
+        rules_paths: Sequence[str] | None = None,
+        worker: OutboxWorker | None = None,
+        metrics: NoiseMetrics | None = None,
+        notify: bool = True,
+        interaction_handler: Any = None,
+        sources: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.graph = cfg.entities
+        self.detectors = detectors if detectors is not None else LocalDetectors(cfg, store)
+        self.metrics = metrics or default_metrics()
+        self.rules = RuleManager(list(rules_paths or cfg.rules.paths), store=store, graph=self.graph)
+        self.correlator = Correlator(store, self.graph, cfg.correlation, metrics=self.metrics)
+        self.notifier = Notifier(store, cfg.slack, targets=self._targets(), metrics=self.metrics)
+        self.worker = worker
+        self.notify = notify
+        self.interaction_handler = interaction_handler
+        self._sources = sources
+        self.watermark: datetime | None = None
+        self.stats = PipelineStats()
+        self._lock = threading.RLock()
+
+    def _targets(self) -> dict[str, Any]:
+        from opsradar.alerting.notifiers.slack import destinations_from_receivers
+
+        return destinations_from_receivers(self.rules.engine.rules.receivers)
+
+    # ------------------------------------------------------------------ the main path
+
+    def ingest(self, events: Sequence[Event]) -> list[Anomaly]:
+        """Store ``events`` (dedup by id), detect on the new ones, and handle the results."""
+        new = self.store.add_events(list(events))
+        return self.process(new)
+
+    def ingest_summary(self, events: Sequence[Event]) -> dict[str, Any]:
+        before = (self.stats.alerts, self.stats.anomalies)
+        new = self.store.add_events(list(events))
+        anomalies = self.process(new)
+        return {"stored": len(new), "duplicates": len(events) - len(new), "anomalies": len(anomalies),
+                "alerts": self.stats.alerts - before[0]}
+
+    def process(self, events: Sequence[Event]) -> list[Anomaly]:
+        """Detect on events that are already stored, then handle them (event-time order)."""
+        ordered = sorted(events, key=lambda e: (e.ts, e.id))
+        anomalies = self.detectors.detect(ordered)
+        self.handle(ordered, anomalies)
+        return anomalies
+
+    def handle(self, events: Sequence[Event], anomalies: Sequence[Anomaly]) -> None:
+        """Rules, correlation and notification for events and the anomalies found on them."""
+        with self._lock:
+            by_event: dict[str, list[Anomaly]] = {}
+            loose: list[Anomaly] = []
+            for a in anomalies:
+                (by_event.setdefault(a.event_id, []) if a.event_id else loose).append(a)
+            for e in sorted(events, key=lambda e: (e.ts, e.id)):
+                self.stats.events += 1
+                self.metrics.record("events", source=e.source)
+                self._advance(e.ts)
+                for a in by_event.pop(e.id, []):
+                    self._on_anomaly(a)
+                for alert in self.rules.engine.on_event(e):
+                    self._on_alert(alert, e.ts)
+            for a in loose + [a for rest in by_event.values() for a in rest]:
+                self._advance(a.ts)
+                self._on_anomaly(a)
+            self.tick()
+
+    def _advance(self, ts: datetime) -> None:
+        if self.watermark is None or ts > self.watermark:
+            self.watermark = ts
+
+    def _on_anomaly(self, anomaly: Anomaly) -> None:
+        self.stats.anomalies += 1
+        self.metrics.record("anomalies", source=anomaly.source, rule=f"{anomaly.kind}-anomaly")
+        self.store.add_anomaly(anomaly.model_dump(mode="json"))
+        self._on_alert(alert_from_anomaly(anomaly, self.graph), anomaly.ts)
+
+    def _on_alert(self, alert: Alert, now: datetime) -> None:
+        decision = self.rules.engine.on_alert(alert, now)
+        if decision.dropped:
+            self.stats.dropped += 1
+            return
+        final = decision.alert
+        if decision.silenced or decision.inhibited:
+            self.stats.silenced += decision.silenced
+            self.stats.inhibited += decision.inhibited
+            self.store.save_alert(final.model_dump(mode="json"), incident_id=None)
+            return
+        self.stats.alerts += 1
+        rule = final.rule or final.labels.get("alertname", "")
+        self.stats.by_rule[rule] = self.stats.by_rule.get(rule, 0) + 1
+        group_by = decision.routes[0].group_by if decision.routes else None
+        update = self.correlator.add(final, now, group_by=group_by or None, receivers=decision.receivers)
+        self._after_update(update, now)
+
+    def _after_update(self, update: IncidentUpdate, now: datetime) -> None:
+        if update.incident is None or not update.visible:
+            return
+        if Change.opened in update.changes:
+            self.stats.incidents_opened += 1
+        if Change.opened in update.changes or Change.new_service in update.changes or Change.joined in update.changes:
+            update = self._attach_root_cause(update, now)
+        if self.notify:
+            self.stats.notifications += len(self.notifier.notify(update, now))
+
+    def _attach_root_cause(self, update: IncidentUpdate, now: datetime) -> IncidentUpdate:
+        """Rank the candidate changes and keep the top three on the incident."""
+        from opsradar.alerting.rootcause import build_report
+
+        inc = update.incident
+        assert inc is not None
+        try:
+            report = build_report(inc, self.store, self.graph, now=now)
+        except Exception:  # a report failure must never stop alerting
+            log.exception("root-cause ranking failed for incident %s", inc.id)
+            return update
+        top = [c.model_dump(mode="json") for c in report.candidates[:3]]
+        if top == inc.root_cause:
+            return update
+        doc = self.store.get_incident(inc.id)
+        if doc is None:
+            return update
+        fresh = Incident.model_validate(doc)
+        fresh.root_cause = top
+        self.store.save_incident(fresh.model_dump(mode="json"))
+        return IncidentUpdate(fresh, update.changes, update.alert, update.new_services, update.actor)
+
+    def tick(self, now: datetime | None = None) -> None:
+        """Time-driven work at ``now`` (default: the watermark): event-rule timers, auto-resolve."""
+        now = now or self.watermark
+        if now is None:
+            return
+        for alert in self.rules.engine.tick(now):
+            self._on_alert(alert, now)
+        for update in self.correlator.tick(now):
+            if self.notify:
+                self.stats.notifications += len(self.notifier.notify(update, now))
+
+    def drain_outbox(self) -> int:
+        """Deliver what is due in the outbox; returns how many were delivered."""
+        if self.worker is None:
+            return 0
+        return self.worker.drain().delivered
+
+    def checkpoint(self) -> None:
+        self.detectors.checkpoint()
+
+    # ------------------------------------------------------------------ operations for the API
+
+    def incident_action(self, incident_id: str, action: str, actor: str) -> dict[str, Any]:
+        with self._lock:
+            if action == "ack":
+                update = self.correlator.ack(incident_id, actor)
+            elif action == "resolve":
+                update = self.correlator.resolve(incident_id, actor)
+            else:
+                raise ValueError(f"unknown action {action!r}")
+            if self.notify and update.visible:
+                self.notifier.notify(update)
+            assert update.incident is not None
+            return update.incident.model_dump(mode="json")
+
+    def feedback(self, incident_id: str, verdict: str, actor: str, reason: str) -> dict[str, Any]:
+        result = self.correlator.feedback("incident", incident_id, verdict, actor, reason)
+        return {"verdict": verdict, "actor": actor, "proposed_drop_rule": getattr(result, "proposed_rule", None)}
+
+    def list_silences(self) -> list[dict[str, Any]]:
+        return [s.to_json() for s in self.rules.silences.list()]
+
+    def add_silence(self, spec: dict[str, Any], actor: str) -> dict[str, Any]:
+        from opsradar.config import parse_duration
+        from opsradar.models import utcnow
+
+        starts = datetime.fromisoformat(spec["starts_at"]) if spec.get("starts_at") else utcnow()
+        if spec.get("ends_at"):
+            ends = datetime.fromisoformat(spec["ends_at"])
+        elif spec.get("duration"):
+            ends = starts + parse_duration(spec["duration"])
+        else:
+            raise ValueError("give ends_at or duration")
+        if starts.tzinfo is None or ends.tzinfo is None:
+            raise ValueError("starts_at and ends_at need a time zone")
+        if ends <= starts:
+            raise ValueError("ends_at must be after starts_at")
+        silence = self.rules.silences.add(spec["matchers"], starts_at=starts, ends_at=ends, created_by=actor,
+                                          comment=spec.get("comment", ""))
+        return silence.to_json()
+
+    def rules_status(self) -> dict[str, Any]:
+        engine = self.rules.engine
+        err = self.rules.last_error
+        return {"digest": engine.digest, "rules": engine.rule_names,
+                "files": sorted(engine.rules.texts), "last_reload": self.rules.last_reload.isoformat() if self.rules.last_reload else None,
+                "last_error": [str(p) for p in err.problems] if err else None,
+                "stats": self.rules.stats.snapshot(engine.rule_names)}
+
+    def reload_rules(self, actor: str) -> dict[str, Any]:
+        with self._lock:
+            result = self.rules.reload(actor=actor)
+            if result.ok:
+                self.notifier.targets = self._targets()
+        return {"ok": result.ok, "changed": result.changed, "digest": result.digest, "diff": result.diff,
+                "errors": [str(p) for p in result.error.problems] if result.error else []}
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return [{**m, "id": f"{m['group_key']}@v{m['version']}"} for m in _jsonable(self.store.list_models())]
+
+    def model_action(self, model_id: str, action: str, actor: str) -> dict[str, Any]:
+        from opsradar.detectors.registry import ModelRegistry
+
+        group, _, version = model_id.rpartition("@v")
+        if not group or not version.isdigit():
+            raise LookupError(f"no model {model_id!r}: ids look like GROUP@vN")
+        registry = ModelRegistry(self.store)
+        if action == "promote":
+            registry.promote(group, int(version), actor=actor)
+        elif action == "rollback":
+            registry.rollback(group, actor=actor)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+        return {"group": group, "champion": _jsonable([self.store.champion(group)])[0]}
+
+    def sources(self) -> dict[str, Any]:
+        health = self._sources() if self._sources else self.store.source_health()
+        return {"sources": health}
+
+    def slack_interaction(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        from opsradar.alerting.notifiers.slack import InvalidSignature
+
+        if self.interaction_handler is None:
+            return 503, {"detail": "Slack interactions are not configured (set slack.signing_secret_env)"}
+        try:
+            with self._lock:
+                result = self.interaction_handler.handle_interaction(body, headers)
+        except InvalidSignature as exc:
+            return 401, {"detail": str(exc)}
+        except (ValueError, LookupError) as exc:
+            return 400, {"detail": str(exc)}
+        return 200, {"response_type": "ephemeral", "text": getattr(result, "message", str(result))}
+
+    def ready(self) -> dict[str, Any]:
+        return {"ready": True, "rules": self.rules.engine.digest, "streams": self.detectors.streams}
+
+    def metrics_text(self) -> bytes:
+        return generate_latest(REGISTRY)
+
+
+def _jsonable(rows: Iterable[dict[str, Any] | None]) -> list[Any]:
+    out: list[Any] = []
+    for r in rows:
+        if r is None:
+            out.append(None)
+            continue
+        out.append({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()})
+    return out
+
+
+_ = timedelta
