@@ -8,8 +8,11 @@ The rules **in force** are the files snapshotted in the store by the last succes
 running opsradar (checkpoint ``rules/in-force``, see :mod:`opsradar.alerting.rules.reload`); with
 no snapshot, ``baseline`` paths (e.g. a checkout of the main branch) or, failing that, no rules.
 
-Incidents are approximated by aggregation groups (receiver + group key of the first route): a
-merge is a candidate group holding alerts of several groups in force, a split the reverse.
+Incidents: every alert that survives the rules goes through the real correlator
+(:class:`opsradar.alerting.correlation.Correlator`, one throw-away in-memory store per side, the
+config's entity graph and correlation settings). A merge is a candidate incident holding alerts of
+several incidents in force, a split the reverse. Without the correlator (``correlate=False``),
+incidents are approximated by aggregation groups (receiver + group key of the first route).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from opsradar.alerting.rules.engine import Decision, RuleEngine
 from opsradar.alerting.rules.loader import RuleSet, load_texts
 from opsradar.alerting.rules.metrics import RuleStats
 from opsradar.alerting.rules.silences import SilenceStore
-from opsradar.config import EntityGraph
+from opsradar.config import CorrelationConfig, EntityGraph
 from opsradar.models import Alert, Anomaly, Event
 from opsradar.store import Store
 
@@ -43,6 +46,7 @@ class Outcome:
     severity: str
     group: str | None
     notify: bool
+    incident: str | None = None
 
     @classmethod
     def of(cls, d: Decision) -> Outcome:
@@ -58,6 +62,7 @@ class BacktestReport:
     anomalies: int = 0
     old: dict[str, Outcome] = field(default_factory=dict)
     new: dict[str, Outcome] = field(default_factory=dict)
+    correlated: bool = False
 
     def per_rule(self) -> dict[str, Counter[str]]:
         """Changes per rule: newly/no longer dropped, newly/no longer raised, severity changed."""
@@ -97,20 +102,29 @@ class BacktestReport:
         return (sum(o.notify for o in self.old.values()), sum(n.notify for n in self.new.values()))
 
     def group_changes(self) -> tuple[int, int, list[str], list[str]]:
-        """(groups in force, candidate groups, merged candidate groups, split groups in force)."""
-        both = [k for k in self.old.keys() & self.new.keys() if self.old[k].group and self.new[k].group]
+        """(incidents in force, candidate incidents, merges, splits), each merge and split with its alerts."""
+        def unit(o: Outcome) -> str | None:
+            return o.incident if self.correlated else o.group
+
+        both = [k for k in self.old.keys() & self.new.keys() if unit(self.old[k]) and unit(self.new[k])]
         old_to_new: dict[str, set[str]] = {}
         new_to_old: dict[str, set[str]] = {}
         for k in both:
-            og, ng = self.old[k].group, self.new[k].group
+            og, ng = unit(self.old[k]), unit(self.new[k])
             assert og is not None
             assert ng is not None
             old_to_new.setdefault(og, set()).add(ng)
             new_to_old.setdefault(ng, set()).add(og)
-        merges = sorted(g for g, olds in new_to_old.items() if len(olds) > 1)
-        splits = sorted(g for g, news in old_to_new.items() if len(news) > 1)
-        n_old = len({o.group for o in self.old.values() if o.group})
-        n_new = len({n.group for n in self.new.values() if n.group})
+        members: dict[tuple[str, str], list[str]] = {}
+        for k in sorted(both):
+            members.setdefault(("new", str(unit(self.new[k]))), []).append(k)
+            members.setdefault(("old", str(unit(self.old[k]))), []).append(k)
+        merges = [f"{len(olds)} incidents in force become one: {', '.join(members[('new', g)][:5])}"
+                  for g, olds in sorted(new_to_old.items()) if len(olds) > 1]
+        splits = [f"one incident in force becomes {len(news)}: {', '.join(members[('old', g)][:5])}"
+                  for g, news in sorted(old_to_new.items()) if len(news) > 1]
+        n_old = len({unit(o) for o in self.old.values() if unit(o)})
+        n_new = len({unit(n) for n in self.new.values() if unit(n)})
         return n_old, n_new, merges, splits
 
     def render(self) -> str:
@@ -137,7 +151,8 @@ class BacktestReport:
         for (s_old, s_new), n in sorted(sev.items()):
             lines.append(f"  {s_old} -> {s_new}: {n} alerts")
         n_old, n_new, merges, splits = self.group_changes()
-        lines.append(f"incidents (approximated by groups): {n_old} in force, {n_new} candidate; "
+        how = "correlated" if self.correlated else "approximated by groups"
+        lines.append(f"incidents ({how}): {n_old} in force, {n_new} candidate; "
                      f"{len(merges)} would merge, {len(splits)} would split")
         lines += [f"  merged: {g}" for g in merges[:10]] + [f"  split: {g}" for g in splits[:10]]
         return "\n".join(lines)
@@ -153,39 +168,85 @@ def _engine(rules: RuleSet, graph: EntityGraph | None) -> RuleEngine:
     return RuleEngine(rules, graph=graph, silences=SilenceStore(), stats=RuleStats(export=False))
 
 
+class _Side:
+    """One rule set replaying the history: its engine, outcomes and (optionally) correlator."""
+
+    def __init__(self, rules: RuleSet, graph: EntityGraph | None, correlation: CorrelationConfig | None,
+                 correlate: bool) -> None:
+        self.engine = _engine(rules, graph)
+        self.out: dict[str, Outcome] = {}
+        self.counts: dict[str, int] = {}
+        self.correlator: Any = None
+        self.store: Store | None = None
+        self.last_tick: datetime | None = None
+        if correlate:
+            from opsradar.alerting.correlation import Correlator
+
+            self.store = Store("sqlite://")
+            self.cfg = correlation or CorrelationConfig()
+            self.correlator = Correlator(self.store, graph or EntityGraph(), self.cfg)
+
+    def decide(self, key: str, alert: Alert) -> None:
+        d = self.engine.on_alert(alert, alert.starts_at)
+        incident = None
+        if self.correlator is not None and not d.dropped:
+            now = alert.starts_at
+            if self.last_tick is None or now - self.last_tick >= self.cfg.quiet_period / 4:
+                self.correlator.tick(now)
+                self.last_tick = now
+            group_by = list(d.routes[0].group_by) if d.routes else None
+            incident = self.correlator.add(d.alert, now, group_by=group_by).incident_id
+        o = Outcome.of(d)
+        self.out[key] = Outcome(o.dropped_by, o.raised_by, o.receivers, o.severity, o.group, o.notify, incident)
+
+    def raised(self, alerts: list[Alert]) -> None:
+        for a in alerts:
+            n = self.counts[a.fingerprint] = self.counts.get(a.fingerprint, 0) + 1
+            self.decide(f"{a.rule}:{a.fingerprint}:{n}", a)
+
+    def feed(self, item: Event | Anomaly, graph: EntityGraph | None) -> None:
+        if isinstance(item, Event):
+            self.raised(self.engine.on_event(item))
+        else:
+            self.decide(f"anomaly:{item.id}", alert_from_anomaly(item, graph))
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def _correlator_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("opsradar.alerting.correlation") is not None
+
+
 def backtest(store: Store, candidate: RuleSet, *, in_force: RuleSet | None, in_force_label: str,
              candidate_label: str, since: datetime | None = None, until: datetime | None = None,
-             graph: EntityGraph | None = None) -> BacktestReport:
+             graph: EntityGraph | None = None, correlation: CorrelationConfig | None = None,
+             correlate: bool = True) -> BacktestReport:
     """Replay history from ``store`` through both rule sets and return the differences."""
-    old_engine = _engine(in_force or load_texts({}), graph)
-    new_engine = _engine(candidate, graph)
-    report = BacktestReport(in_force=in_force_label, candidate=candidate_label)
-    counters: dict[tuple[int, str], int] = {}
-
-    def run(engine: RuleEngine, side: int, out: dict[str, Outcome], item: Event | Anomaly) -> None:
-        if isinstance(item, Event):
-            alerts: list[Alert] = engine.on_event(item)
-            for a in alerts:
-                n = counters[(side, a.fingerprint)] = counters.get((side, a.fingerprint), 0) + 1
-                out[f"{a.rule}:{a.fingerprint}:{n}"] = Outcome.of(engine.on_alert(a, a.starts_at))
-        else:
-            a = alert_from_anomaly(item, graph)
-            out[f"anomaly:{item.id}"] = Outcome.of(engine.on_alert(a, a.starts_at))
-
+    correlate = correlate and _correlator_available()
+    old = _Side(in_force or load_texts({}), graph, correlation, correlate)
+    new = _Side(candidate, graph, correlation, correlate)
+    report = BacktestReport(in_force=in_force_label, candidate=candidate_label, correlated=correlate)
     last: datetime | None = None
-    for ts, kind, item in _history(store, since, until):
-        if kind == 0:
-            report.events += 1
-        else:
-            report.anomalies += 1
-        run(old_engine, 0, report.old, item)
-        run(new_engine, 1, report.new, item)
-        last = ts
-    if last is not None:
-        for side, engine, out in ((0, old_engine, report.old), (1, new_engine, report.new)):
-            for a in engine.tick(until or last):
-                n = counters[(side, a.fingerprint)] = counters.get((side, a.fingerprint), 0) + 1
-                out[f"{a.rule}:{a.fingerprint}:{n}"] = Outcome.of(engine.on_alert(a, a.starts_at))
+    try:
+        for ts, kind, item in _history(store, since, until):
+            if kind == 0:
+                report.events += 1
+            else:
+                report.anomalies += 1
+            old.feed(item, graph)
+            new.feed(item, graph)
+            last = ts
+        if last is not None:
+            for side in (old, new):
+                side.raised(side.engine.tick(until or last))
+    finally:
+        old.close()
+        new.close()
+    report.old, report.new = old.out, new.out
     return report
 
 

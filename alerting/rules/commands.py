@@ -99,7 +99,8 @@ def backtest_command(paths: Sequence[str | os.PathLike[str]], *, since: str | da
         report = backtest(store, candidate, in_force=in_force,
                           in_force_label=f"{describe(in_force_texts, 'no rules (nothing in force yet)')} ({label})"
                           if in_force_texts is not None else "no rules (nothing in force yet)",
-                          candidate_label=describe(cand_texts, ""), since=t0, until=t1, graph=cfg.entities)
+                          candidate_label=describe(cand_texts, ""), since=t0, until=t1, graph=cfg.entities,
+                          correlation=cfg.correlation)
     finally:
         store.close()
     print(report.render(), file=out)

@@ -93,6 +93,36 @@ MatcherText = Annotated[
     }),
 ]
 
+EVENT_FIELDS = ("source", "kind", "entity", "entity_type", "entity_name", "service", "id")
+_EVENT_PREFIXES = ("labels.", "values.", "attrs.")
+
+
+def _check_event_field(name: str) -> str:
+    if name in EVENT_FIELDS or (name.startswith(_EVENT_PREFIXES) and name.split(".", 1)[1]):
+        return name
+    raise ValueError(f"unknown event field {name!r}: use {', '.join(EVENT_FIELDS)}, or labels.x, values.x, attrs.x")
+
+
+def _check_event_matcher(text: str) -> str:
+    _check_event_field(parse_matcher(text).name)
+    return text
+
+
+EventField = Annotated[str, AfterValidator(_check_event_field)]
+EventMatcherText = Annotated[
+    str,
+    AfterValidator(_check_matcher),
+    AfterValidator(_check_event_matcher),
+    WithJsonSchema({
+        "type": "string",
+        "pattern": r"^\s*(source|kind|entity|entity_type|entity_name|service|id|(labels|values|attrs)\.[A-Za-z0-9_.\-]+)"
+                   r"\s*(=~|!~|!=|>=|<=|=|>|<)",
+        "description": "FIELD OP VALUE on an event: source, kind, entity, entity_type, entity_name, service, id, "
+                       "labels.x, values.x, attrs.x",
+        "examples": ['kind="deploy"', 'labels.level=~"(?i)error"', "values.failed>=20"],
+    }),
+]
+
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -209,7 +239,7 @@ class FilterRule(_TimeScoped):
 
 
 class _Trigger(_Strict):
-    match: list[MatcherText] = Field(
+    match: list[EventMatcherText] = Field(
         default_factory=list,
         description="event matchers on source, kind, entity, entity_type, service, labels.x, values.x, attrs.x",
     )
@@ -227,14 +257,14 @@ class FrequencyTrigger(_Trigger):
     type: Literal["frequency"]
     count: int = Field(ge=1)
     window: Duration
-    group_by: list[str] = Field(default_factory=list)
+    group_by: list[EventField] = Field(default_factory=list)
 
 
 class NewTermTrigger(_Trigger):
     """A value of ``fields`` never seen before raises an alert (after ``learn_for`` of learning)."""
 
     type: Literal["new_term"]
-    fields: list[str] = Field(min_length=1)
+    fields: list[EventField] = Field(min_length=1)
     learn_for: Duration = Field(default=timedelta(days=1), description="values seen this early are learned silently")
 
 
@@ -244,11 +274,11 @@ class FlatlineTrigger(_Trigger):
     type: Literal["flatline"]
     threshold: int = Field(ge=1)
     window: Duration
-    group_by: list[str] = Field(default_factory=list)
+    group_by: list[EventField] = Field(default_factory=list)
 
 
 class SequenceStep(_Strict):
-    match: list[MatcherText] = Field(min_length=1)
+    match: list[EventMatcherText] = Field(min_length=1)
     count: int = Field(default=1, ge=1, description="events needed to complete this step")
 
 
@@ -258,7 +288,7 @@ class SequenceTrigger(_Strict):
     type: Literal["sequence"]
     steps: list[SequenceStep] = Field(min_length=2)
     window: Duration
-    by: list[str] = Field(default_factory=list, description="fields the steps must share, e.g. [service]")
+    by: list[EventField] = Field(default_factory=list, description="fields the steps must share, e.g. [service]")
 
 
 Trigger = Annotated[

@@ -33,7 +33,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from opsradar.alerting.rules.engine import Decision, RuleEngine
-from opsradar.alerting.rules.loader import _clean_loc, _message, load_rules
+from opsradar.alerting.rules.loader import RuleSet, _clean_loc, _message, load_rules
+from opsradar.alerting.rules.metrics import RuleStats
 from opsradar.alerting.rules.model import MatcherText, SilenceSpec
 from opsradar.alerting.rules.silences import SilenceStore
 from opsradar.errors import Problem, RuleError
@@ -168,10 +169,9 @@ def _check_refs(file: str, tf: TestFile, lines: dict[Any, int], rule_names: list
         raise RuleError(problems)
 
 
-def _run_one(file: str, t: RuleTest, rule_paths: list[Path]) -> TestResult:
-    rules = load_rules(rule_paths)
+def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
     silences = SilenceStore()
-    engine = RuleEngine(rules, silences=silences)
+    engine = RuleEngine(rules, silences=silences, stats=RuleStats(export=False))
     for s in t.silences:
         SilenceSpec(matchers=s.matchers, starts_at=s.starts_at, ends_at=s.ends_at, created_by=s.created_by,
                     comment=s.comment)
@@ -269,12 +269,12 @@ def run_test_files(files: Sequence[str | os.PathLike[str]]) -> list[TestResult]:
         rule_paths = [base / p for p in tf.rule_files] if tf.rule_files is not None else (
             [base.parent] if base.name == "tests" else [base])
         try:
-            names = load_rules(rule_paths).rule_names
-            _check_refs(str(f), tf, lines, names)
+            rules = load_rules(rule_paths)
+            _check_refs(str(f), tf, lines, rules.rule_names)
         except RuleError as exc:
             problems += exc.problems
             continue
-        results += [_run_one(str(f), t, rule_paths) for t in tf.tests]
+        results += [_run_one(str(f), t, rules) for t in tf.tests]
     if problems:
         raise RuleError(problems)
     return results

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from opsradar.alerting.rules import RuleManager, RuleStats
+from opsradar.alerting.rules import RuleManager, RuleStats, load_texts
+from opsradar.alerting.rules.backtest import backtest
 from opsradar.cli import app
 from opsradar.models import Anomaly, Event
 from opsradar.store import Store
@@ -98,10 +99,23 @@ def test_backtest_prints_a_rule_by_rule_diff(tmp_path: Path) -> None:
         "  ['ci'] -> ['sre']: 1 alerts",
         "severity changes: none",
     ]
-    # in force: groups by service: ci/{} for the build alert, sre/{shop}, sre/{pay} for logs;
-    # candidate: by alertname: the two log anomalies merge into one group
-    assert out[10] == "incidents (approximated by groups): 3 in force, 3 candidate; 1 would merge, 0 would split"
-    assert out[11] == '  merged: sre|route{alertname="log-anomaly"}'
+    # in force: the log anomalies of shop and pay are grouped by service, in two incidents;
+    # the candidate groups by alertname, so the correlator puts them in one
+    assert out[10:12] == [
+        "incidents (correlated): 3 in force, 3 candidate; 1 would merge, 0 would split",
+        "  merged: 2 incidents in force become one: anomaly:an4, anomaly:an5",
+    ]
+
+
+def test_backtest_without_the_correlator_approximates_incidents_by_groups(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    fill(store)
+    report = backtest(store, load_texts({"c.yaml": CANDIDATE}), in_force=load_texts({"l.yaml": IN_FORCE}),
+                      in_force_label="live", candidate_label="cand", correlate=False)
+    assert report.render().splitlines()[-2:] == [
+        "incidents (approximated by groups): 3 in force, 3 candidate; 1 would merge, 0 would split",
+        "  merged: 2 incidents in force become one: anomaly:an4, anomaly:an5",
+    ]
 
 
 def test_backtest_without_anything_in_force_compares_with_no_rules(tmp_path: Path) -> None:

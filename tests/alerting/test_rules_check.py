@@ -122,3 +122,20 @@ def test_the_committed_json_schema_is_up_to_date() -> None:
     assert set(schema["properties"]) == {"receivers", "time_intervals", "route", "filters", "event_rules",
                                          "silences", "inhibit_rules"}
     assert schema["additionalProperties"] is False
+
+
+def test_event_rules_only_address_event_fields() -> None:
+    from opsradar.alerting.rules import load_texts
+    from opsradar.errors import RuleError
+
+    text = ("event_rules:\n  - name: a\n    trigger:\n      type: frequency\n"
+            "      match: ['kindd=\"log\"', 'labels.level=\"x\"', 'values.n>1']\n"
+            "      count: 2\n      window: 1m\n      group_by: [servce, attrs.http.method]\n")
+    with pytest.raises(RuleError) as exc:
+        load_texts({"x.yaml": text})
+    assert [str(p) for p in exc.value.problems] == [
+        "x.yaml:5: event_rules[0].trigger.match[0]: unknown event field 'kindd': use source, kind, entity,"
+        " entity_type, entity_name, service, id, or labels.x, values.x, attrs.x (got 'kindd=\"log\"')",
+        "x.yaml:8: event_rules[0].trigger.group_by[0]: unknown event field 'servce': use source, kind, entity,"
+        " entity_type, entity_name, service, id, or labels.x, values.x, attrs.x",
+    ]
