@@ -65,7 +65,8 @@ def test_an_alert_storm_across_services_and_sources_becomes_one_incident(corr: C
     assert inc.sources == ["elasticsearch", "git", "jenkins", "jira"]
     assert inc.severity == Severity.critical
     changes = [c for u in updates for c in u.changes]
-    assert Change.new_service in changes and Change.escalated in changes
+    assert Change.new_service in changes
+    assert Change.escalated in changes
     assert len(corr.store.alerts_of(inc.id)) == 6
 
 
@@ -105,23 +106,28 @@ def test_duplicates_change_nothing_but_last_seen(corr: Correlator) -> None:
     a = alert("Deploy failed", entity="job:shop-deploy", source="jenkins")
     first = corr.add(a, T0)
     again = corr.add(a, T0 + timedelta(minutes=5))
-    assert again.changes == (Change.duplicate,) and not again.visible
+    assert again.changes == (Change.duplicate,)
+    assert not again.visible
     inc = corr.get(first.incident_id or "")
-    assert inc.alert_count == 1 and inc.last_seen == T0 + timedelta(minutes=5)
+    assert inc.alert_count == 1
+    assert inc.last_seen == T0 + timedelta(minutes=5)
 
 
 def test_lifecycle_ack_resolve_and_auto_resolve(corr: Correlator) -> None:
     u = corr.add(alert("Deploy failed", entity="job:shop-deploy", source="jenkins"), T0)
     iid = u.incident_id or ""
     ack = corr.ack(iid, "ana", T0 + timedelta(minutes=1))
-    assert ack.changes == (Change.acknowledged,) and ack.incident and ack.incident.acknowledged_by == "ana"
+    assert ack.changes == (Change.acknowledged,)
+    assert ack.incident
+    assert ack.incident.acknowledged_by == "ana"
     assert corr.ack(iid, "ana").changes == ()
     assert corr.tick(T0 + timedelta(minutes=30)) == []
     resolved = corr.tick(T0 + timedelta(hours=1, minutes=1))
     assert [r.incident_id for r in resolved] == [iid]
     assert corr.get(iid).status == IncidentStatus.resolved
     actions = [r["action"] for r in corr.store.audit_log()]
-    assert "incident.acknowledged" in actions and "incident.auto_resolve" in actions
+    assert "incident.acknowledged" in actions
+    assert "incident.auto_resolve" in actions
 
 
 def test_flapping_reopens_instead_of_duplicating(corr: Correlator) -> None:
@@ -132,7 +138,8 @@ def test_flapping_reopens_instead_of_duplicating(corr: Correlator) -> None:
     assert again.incident_id == first.incident_id
     assert Change.reopened in again.changes
     inc = corr.get(first.incident_id or "")
-    assert inc.status == IncidentStatus.open and inc.reopen_count == 1
+    assert inc.status == IncidentStatus.open
+    assert inc.reopen_count == 1
     # Flapping again and again stays one incident.
     for k in range(3):
         corr.resolve(inc.id, "ana", T0 + timedelta(minutes=20 + 10 * k))
@@ -146,7 +153,8 @@ def test_firing_again_long_after_resolution_opens_a_new_incident(corr: Correlato
     first = corr.add(a, T0)
     corr.resolve(first.incident_id or "", "ana", T0 + timedelta(minutes=5))
     later = corr.add(a, T0 + timedelta(hours=3))
-    assert later.changes == (Change.opened,) and later.incident_id != first.incident_id
+    assert later.changes == (Change.opened,)
+    assert later.incident_id != first.incident_id
     assert corr.store.get_alert(a.fingerprint)[1] == later.incident_id  # type: ignore[index]
 
 
@@ -155,7 +163,8 @@ def test_a_resolved_incident_never_absorbs_unrelated_or_related_new_alerts(corr:
     corr.resolve(first.incident_id or "", "ana", T0 + timedelta(minutes=2))
     related = corr.add(alert("Errors up", service="shop", source="elasticsearch"), T0 + timedelta(minutes=3))
     unrelated = corr.add(alert("Payments slow", entity="job:payments-deploy", source="jenkins"), T0 + timedelta(minutes=3))
-    assert related.incident_id != first.incident_id and unrelated.incident_id != first.incident_id
+    assert related.incident_id != first.incident_id
+    assert unrelated.incident_id != first.incident_id
     assert corr.get(first.incident_id or "").alert_count == 1
     assert corr.get(first.incident_id or "").status == IncidentStatus.resolved
 
@@ -167,7 +176,8 @@ def test_source_resolution_of_every_alert_resolves_the_incident(corr: Correlator
     corr.add(b, T0 + timedelta(minutes=1))
     assert corr.add(a.model_copy(update={"status": AlertStatus.resolved}), T0 + timedelta(minutes=2)).changes == ()
     done = corr.add(b.model_copy(update={"status": AlertStatus.resolved}), T0 + timedelta(minutes=3))
-    assert done.incident_id == iid and done.changes == (Change.resolved,)
+    assert done.incident_id == iid
+    assert done.changes == (Change.resolved,)
 
 
 def test_concurrent_duplicate_alerts_from_threads_make_one_incident(corr: Correlator) -> None:
@@ -222,10 +232,12 @@ def test_feedback_is_stored_exposed_and_proposes_a_drop_rule(corr: Correlator) -
     assert fb.proposed_rule is not None
     rule = yaml.safe_load(fb.proposed_rule)["filters"][0]
     assert rule["action"] == "drop"
-    assert 'alertname="Build"' in rule["matchers"] and 'entity="job:shop-build"' in rule["matchers"]
+    assert 'alertname="Build"' in rule["matchers"]
+    assert 'entity="job:shop-build"' in rule["matchers"]
     assert corr.get(iid).feedback == "false_positive"
     rows = corr.store.feedback_for("incident", iid)
-    assert rows[0]["actor"] == "ana" and rows[0]["reason"] == "nightly rebuild"
+    assert rows[0]["actor"] == "ana"
+    assert rows[0]["reason"] == "nightly rebuild"
     assert feedback_counts(corr.store)["jenkins|build|job:shop-build"]["false_positive"] == 1
     tp = corr.feedback("alert", a.fingerprint, "true_positive", "bo")
     assert tp.proposed_rule is None
@@ -240,5 +252,6 @@ def test_noise_metrics_count_alerts_and_incidents(store: Store) -> None:
         c.add(a, T0 + timedelta(minutes=i))
     c.add(storm()[0], T0 + timedelta(minutes=9))  # a duplicate is not counted
     snap = m.snapshot()
-    assert snap["totals"]["alerts"] == 6 and snap["totals"]["incidents"] == 1
+    assert snap["totals"]["alerts"] == 6
+    assert snap["totals"]["incidents"] == 1
     assert snap["compression"]["alerts_per_incident"] == 6.0

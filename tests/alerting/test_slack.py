@@ -94,19 +94,24 @@ def test_an_alert_storm_is_one_message_updated_in_place_as_it_grows(store: Store
     msgs = fake.channel_messages("opsradar")
     assert len(msgs) == 1, "a storm is one parent message"
     top = msgs[0]
-    assert "Alerts:* 6" in top["text"] and "checkout, shop" in top["text"]
+    assert "Alerts:* 6" in top["text"]
+    assert "checkout, shop" in top["text"]
     assert top["edits"], "the message was updated in place with chat.update"
     assert top["blocks"][0]["type"] == "header"
     assert {e["action_id"] for e in top["blocks"][-1]["elements"]} == {
         "opsradar_ack", "opsradar_resolve", "opsradar_silence_1h", "opsradar_false_positive"}
-    assert "https://ops.example/v1/incidents/" in top["text"] and "/report?format=html" in top["text"]
+    assert "https://ops.example/v1/incidents/" in top["text"]
+    assert "/report?format=html" in top["text"]
     replies = [r["text"] for r in top["replies"]]
     assert any("New service affected: checkout" in r for r in replies)
     assert any("Escalated to critical" in r for r in replies)
     inc = store.list_incidents()[0]
-    assert inc["slack_ts"] == top["ts"] and inc["slack_channel"] == fake.channel_id("opsradar")
+    assert inc["slack_ts"] == top["ts"]
+    assert inc["slack_channel"] == fake.channel_id("opsradar")
     snap = p.metrics.snapshot()["totals"]
-    assert snap["alerts"] == 6 and snap["incidents"] == 1 and snap["slack_messages"] == 1 + len(replies)
+    assert snap["alerts"] == 6
+    assert snap["incidents"] == 1
+    assert snap["slack_messages"] == 1 + len(replies)
 
 
 def test_root_cause_candidate_shows_when_set(store: Store, fake: SlackFake) -> None:
@@ -148,9 +153,11 @@ def test_routing_to_receivers_with_mentions_for_high_severity(store: Store, fake
     p.add(alert("Payments slow", entity="job:payments-deploy", source="jenkins"), T0, receivers=["#payments"])
     p.worker.drain()
     shop = fake.channel_messages("shop-oncall")
-    assert len(shop) == 1 and shop[0]["text"].startswith("<!subteam^S123>")
+    assert len(shop) == 1
+    assert shop[0]["text"].startswith("<!subteam^S123>")
     pay = fake.channel_messages("payments")
-    assert len(pay) == 1 and "<!subteam" not in pay[0]["text"]
+    assert len(pay) == 1
+    assert "<!subteam" not in pay[0]["text"]
     assert fake.channel_messages("opsradar") == []
 
 
@@ -162,7 +169,8 @@ def test_429_with_retry_after_is_honoured_and_nothing_is_lost(sqlite_store: Stor
     p.worker.drain()
     assert len(fake.channel_messages("opsradar")) == 2
     assert sum(s for s in p.clock.slept if s >= 7) >= 14, "the worker waited Retry-After each time"
-    assert sqlite_store.outbox_rows(status="pending") == [] and sqlite_store.outbox_rows(status="dead") == []
+    assert sqlite_store.outbox_rows(status="pending") == []
+    assert sqlite_store.outbox_rows(status="dead") == []
 
 
 def test_5xx_and_network_errors_are_retried_with_backoff(sqlite_store: Store, fake: SlackFake) -> None:
@@ -172,7 +180,8 @@ def test_5xx_and_network_errors_are_retried_with_backoff(sqlite_store: Store, fa
     p.worker.drain()
     assert len(fake.channel_messages("opsradar")) == 1
     waits = [s for s in p.clock.slept if s >= 1]
-    assert waits[:3] == sorted(waits[:3]) and waits[2] > waits[0], "exponential backoff"
+    assert waits[:3] == sorted(waits[:3]), "exponential backoff"
+    assert waits[2] > waits[0], "exponential backoff"
     # 503 after the message was accepted is not tested here (see test_outbox_crash); updates retry too.
     fake.fail_next(500, times=1, path="/api/chat.update")
     p.notifier.notify(p.corr.ack(u.incident_id, "ana", T0))
@@ -209,7 +218,8 @@ def test_permanent_errors_make_the_row_dead_and_keep_others_flowing(sqlite_store
     p.add(alert("Payments slow", entity="job:payments-deploy", source="jenkins"), T0, receivers=["#payments"])
     p.worker.drain()
     dead = sqlite_store.outbox_rows(status="dead")
-    assert len(dead) == 1 and "channel_not_found" in (dead[0]["last_error"] or "")
+    assert len(dead) == 1
+    assert "channel_not_found" in (dead[0]["last_error"] or "")
     assert len(fake.channel_messages("payments")) == 1
 
 
@@ -250,7 +260,8 @@ def test_storm_mode_sends_one_digest_instead_of_many_messages(sqlite_store: Stor
     p.notifier.notify(p.corr.ack(ids[3], "ana", T0 + timedelta(minutes=3)))
     p.worker.drain()
     msgs = fake.channel_messages("opsradar")
-    assert len(msgs) == 3 and "acknowledged" in msgs[-1]["text"]
+    assert len(msgs) == 3
+    assert "acknowledged" in msgs[-1]["text"]
 
 
 def test_user_text_is_escaped_and_templates_are_overridable(store: Store, fake: SlackFake, tmp_path: Path) -> None:
@@ -298,12 +309,15 @@ def test_signed_interactions_act_and_are_audited(store: Store, fake: SlackFake) 
     silencer = Silencer()
     h = InteractionHandler(signing_secret=SECRET, correlator=p.corr, notifier=p.notifier, silencer=silencer)
     res = h.handle_interaction(*signed(click("opsradar_ack", u.incident_id)))
-    assert res.action == "ack" and res.actor == "slack:ana"
+    assert res.action == "ack"
+    assert res.actor == "slack:ana"
     assert p.corr.get(u.incident_id).status == IncidentStatus.acknowledged
     res = h.handle_interaction(*signed(click("opsradar_silence_1h", u.incident_id, "bo")))
-    assert silencer.calls[0][0] == ['service="shop"'] and silencer.calls[0][2] == "slack:bo"
+    assert silencer.calls[0][0] == ['service="shop"']
+    assert silencer.calls[0][2] == "slack:bo"
     res = h.handle_interaction(*signed(click("opsradar_false_positive", u.incident_id)))
-    assert res.proposed_rule and "action: drop" in res.proposed_rule
+    assert res.proposed_rule
+    assert "action: drop" in res.proposed_rule
     res = h.handle_interaction(*signed(click("opsradar_resolve", u.incident_id)))
     assert p.corr.get(u.incident_id).status == IncidentStatus.resolved
     audit = [(r["actor"], r["action"]) for r in store.audit_log()]

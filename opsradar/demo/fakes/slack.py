@@ -50,7 +50,7 @@ class SlackFake(FakeServer):
         self._messages: dict[str, list[dict[str, Any]]] = {}  # channel id -> messages (incl. replies)
         self._last_ts = 0.0
         self._data_lock = threading.RLock()
-        self._holds: dict[str, list[threading.Event]] = {}
+        self._holds: dict[str, list[tuple[int, threading.Event]]] = {}
         self.held = threading.Event()
         for name in channels or ["opsradar"]:
             self.add_channel(name)
@@ -90,15 +90,15 @@ class SlackFake(FakeServer):
         self.fail_next(429, times=times, retry_after=retry_after, body={"ok": False, "error": "ratelimited"},
                        path=f"/api/{method}" if method else "/api/")
 
-    def hold_after_accept(self, method: str = "chat.postMessage") -> threading.Event:
-        """Make the next ``method`` call record its effect, then block before answering.
+    def hold_after_accept(self, method: str = "chat.postMessage", *, skip: int = 0) -> threading.Event:
+        """Make a ``method`` call (the next one, after ``skip`` more) record its effect, then block before answering.
 
         ``self.held`` is set once a call is held; set the returned event to let it answer. This is how a
         test kills a client after Slack accepted a message but before the client heard back.
         """
         release = threading.Event()
         with self._data_lock:
-            self._holds.setdefault(method, []).append(release)
+            self._holds.setdefault(method, []).append((skip, release))
         return release
 
     def channel_messages(self, channel: str) -> list[dict[str, Any]]:
@@ -167,9 +167,16 @@ class SlackFake(FakeServer):
             return f"{self._last_ts:.6f}"
 
     def _hold(self, method: str) -> None:
+        release = None
         with self._data_lock:
             queue = self._holds.get(method)
-            release = queue.pop(0) if queue else None
+            if queue:
+                skip, ev = queue[0]
+                if skip > 0:
+                    queue[0] = (skip - 1, ev)
+                else:
+                    queue.pop(0)
+                    release = ev
         if release is not None:
             self.held.set()
             release.wait(60)
