@@ -4,8 +4,8 @@ Jobs are ``source.jobs`` or, when empty, every job found by walking ``/api/json?
 down through folders (``Folder``, organisation folders, multibranch projects). For each job one
 request reads its newest ``max_builds`` builds with a ``tree`` (number, result, building, duration,
 timestamp, queueId, causes, queue time, test-result summary, commits); when more builds than that
-are new, older ranges are read from ``allBuilds``. A build with a ``TestResultAction`` also has its
-``testReport`` read.
+are new, older ranges are read from ``allBuilds``. A build whose ``TestResultAction`` summary shows
+failures also has its ``testReport`` read (for the failing cases); a clean one needs no request.
 
 The cursor is the highest build number per job below which every build is finished and emitted,
 ``{"jobs": {"folder/job": 41}}``. A running build holds its job's cursor, so it is read again, and
@@ -134,6 +134,14 @@ def _ts(build: dict[str, Any]) -> datetime:
     if not isinstance(ms, int | float) or isinstance(ms, bool) or ms <= 0:
         raise ValueError(f"bad timestamp {ms!r}")
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _summary_report(action: dict[str, Any]) -> dict[str, Any] | None:
+    """A report without cases from a ``TestResultAction`` summary, when nothing failed (else None)."""
+    total, failed, skipped = action.get("totalCount"), action.get("failCount"), action.get("skipCount", 0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (total, failed, skipped)) or failed:
+        return None
+    return {"passCount": total - skipped, "failCount": 0, "skipCount": skipped, "suites": []}  # type: ignore[operator]
 
 
 def build_event(build: dict[str, Any], *, job: str, source: str, deploy: bool, base_url: str = "") -> Event:
@@ -312,10 +320,13 @@ class JenkinsCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.c
             except (ValueError, KeyError, TypeError, ValidationError) as exc:
                 rejected.append(Rejected(f"{job}#{num}", str(exc).splitlines()[0]))
                 continue
-            if _action(b.get("actions"), "totalCount") is not None:
-                report = self._get(f"{job_path(job)}/{num}/testReport/api/json", allow_404=True)
-                if report is None:
-                    continue
+            summary = _action(b.get("actions"), "totalCount")
+            if summary is not None:
+                report = _summary_report(summary)
+                if report is None:  # something failed: the cases say which, and which newly
+                    report = self._get(f"{job_path(job)}/{num}/testReport/api/json", allow_404=True)
+                    if report is None:
+                        continue
                 try:
                     events.append(test_run_event(self._object(report, f"test report of {job}#{num}"),
                                                  build=b, job=job, source=self.name))

@@ -99,10 +99,15 @@ def test_test_reports_become_test_run_events_with_newly_failing_cases(jenkins: F
     jenkins.add_build("shop/shop-build", _build(2, result="UNSTABLE"),
                       test_report=_report(a="PASSED", b="FAILED", c="FAILED", d="FAILED", e="SKIPPED"))
     jenkins.add_build("shop/shop-build", _build(3))  # no report: no test_run, no 404 asked for
+    jenkins.add_build("shop/shop-build", _build(4), test_report=_report(a="PASSED", b="PASSED", e="SKIPPED"))
     store = Store("sqlite://")
     run_once(_collector(jenkins), store)
     runs = {int(e.values["build_number"]): e for e in _events(store, "test_run")}
-    assert sorted(runs) == [1, 2]
+    assert sorted(runs) == [1, 2, 4]
+    # a clean build's counts come from its TestResultAction summary, without reading the report
+    assert runs[4].values == {"passed": 2.0, "failed": 0.0, "skipped": 1.0, "fail_ratio": 0.0, "newly_failing": 0.0,
+                              "build_number": 4.0}
+    assert not any("/4/testReport" in r.path for r in jenkins.requests)
     two = runs[2]
     assert two.values == {"passed": 1.0, "failed": 3.0, "skipped": 1.0, "fail_ratio": 0.75, "newly_failing": 2.0,
                           "build_number": 2.0}
