@@ -14,7 +14,8 @@ A test file (``rules/tests/*.yaml``)::
         raised: {deploy-outside-change-window: 1}    # every other rule must raise nothing
         expect:
           a1: {dropped: false, severity: error, receivers: [releases], silenced: false,
-               inhibited: false, grouped_with: [deploy-outside-change-window#1], labels: {team: sre}}
+               inhibited: false, grouped_with: [deploy-outside-change-window#1], labels: {team: sre},
+               batch: 1, batched_with: []}   # batch: the notification of its group it goes out in
 
 An alert raised by an event rule is named ``<rule>#<n>`` (its n-th alert in the test).
 ``run_test_files(files)`` returns the results; each failure carries readable diff lines.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,6 +96,8 @@ class Expect(_S):
     inhibited: bool | None = None
     notify: bool | None = None
     grouped_with: list[str] | None = None
+    batch: int | None = Field(default=None, ge=1, description="the notification of its group it goes out in")
+    batched_with: list[str] | None = None
     labels: dict[str, str] | None = None
 
 
@@ -180,8 +183,11 @@ def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
     decisions: dict[str, Decision] = {}
     raised: dict[str, int] = {}
 
+    arrived: dict[str, datetime] = {}
+
     def feed(alert: Alert, aid: str, now: datetime) -> None:
         decisions[aid] = engine.on_alert(alert, now)
+        arrived[aid] = now
 
     def raised_alerts(alerts: list[Alert]) -> None:
         for a in alerts:
@@ -215,6 +221,7 @@ def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
         if not d.dropped:
             for k in d.group_keys:
                 groups.setdefault(k, set()).add(aid)
+    batches = _batches(decisions, arrived)
     for aid, exp in t.expect.items():
         d = decisions.get(aid)
         if d is None:
@@ -225,6 +232,8 @@ def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
             "receivers": sorted(d.receivers), "silenced": d.silenced, "inhibited": d.inhibited,
             "notify": d.notify,
             "grouped_with": sorted({x for k in d.group_keys for x in groups.get(k, set())} - {aid}),
+            "batch": batches[aid][0] if aid in batches else None,
+            "batched_with": sorted(batches[aid][1] - {aid}) if aid in batches else [],
         }
         for key, want in exp.model_dump(exclude_unset=True).items():
             if key == "labels":
@@ -232,7 +241,7 @@ def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
                     if d.alert.labels.get(lk) != lv:
                         fails.append(f"{aid}.labels.{lk}: -expected {lv!r} +got {d.alert.labels.get(lk)!r}")
                 continue
-            if key in ("receivers", "grouped_with"):
+            if key in ("receivers", "grouped_with", "batched_with"):
                 want = sorted(want)
             g = got[key]
             if g != want:
@@ -246,6 +255,31 @@ def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
                 fails.append(f"{aid}.{key}: -expected {shown_w!r} +got {shown_g!r}{extra}")
     result.status = "fail" if fails else "pass"
     return result
+
+
+def _batches(decisions: dict[str, Decision], arrived: dict[str, datetime]) -> dict[str, tuple[int, set[str]]]:
+    """The notification each notified alert goes out in, on its first route: (1-based number, alerts in it).
+
+    As Alertmanager's aggregation groups: a group's first notification leaves ``group_wait`` after
+    its first alert, the next ones every ``group_interval`` after that, each with what arrived since.
+    """
+    first: dict[str, datetime] = {}
+    where: dict[str, tuple[str, int]] = {}
+    for aid in sorted(decisions, key=lambda a: arrived[a]):
+        d = decisions[aid]
+        if not d.notify:
+            continue
+        r = next(r for r in d.routes if r.receiver)
+        key = f"{r.receiver}|{r.group_key}"
+        t0 = first.setdefault(key, arrived[aid])
+        due = t0 + r.group_wait
+        late = arrived[aid] - due
+        n = 1 if late <= timedelta(0) else 2 + int((late - timedelta(microseconds=1)) / r.group_interval)
+        where[aid] = (key, n)
+    members: dict[tuple[str, int], set[str]] = {}
+    for aid, kn in where.items():
+        members.setdefault(kn, set()).add(aid)
+    return {aid: (kn[1], members[kn]) for aid, kn in where.items()}
 
 
 def default_test_files(rules_dir: str | os.PathLike[str] = "rules") -> list[Path]:
