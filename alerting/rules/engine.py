@@ -46,7 +46,7 @@ from opsradar.alerting.rules.routing import RouteNode, compile_route
 from opsradar.alerting.rules.silences import SilenceStore
 from opsradar.alerting.rules.triggers import Firing, Trigger, make_trigger
 from opsradar.config import EntityGraph
-from opsradar.models import Alert, Event, Severity, fingerprint, utcnow
+from opsradar.models import Alert, AlertStatus, Event, Severity, fingerprint, utcnow
 
 __all__ = ["Decision", "RouteDecision", "RuleEngine", "alert_labels"]
 
@@ -284,5 +284,6 @@ class RuleEngine:
                                                   "receivers": list(dict.fromkeys(receivers))})
         decision.silenced_by = self.silences.silenced_by(labels, now)
         decision.inhibited_by = self.inhibitor.inhibited_by(labels, alert.fingerprint, now)
-        self.inhibitor.observe(labels, alert.fingerprint, now, alert.ends_at)
+        ends = alert.ends_at or (now if alert.status == AlertStatus.resolved else None)
+        self.inhibitor.observe(labels, alert.fingerprint, now, ends)
         return decision

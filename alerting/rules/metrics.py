@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["RELOADS", "RuleStats"]
+__all__ = ["LAST_RELOAD_OK", "RELOADS", "RuleStats"]
 
 _MATCHES = Counter("opsradar_rule_matches", "Alerts or events a rule matched", ["rule"])
 _DROPS = Counter("opsradar_rule_drops", "Alerts a rule dropped", ["rule"])
@@ -23,6 +23,8 @@ _RAISED = Counter("opsradar_rule_alerts_raised", "Alerts an event rule raised", 
 _LAST = Gauge("opsradar_rule_last_match_timestamp_seconds", "Event time of the rule's last match", ["rule"])
 #: Rule reloads by outcome (``ok`` / ``rejected``).
 RELOADS = Counter("opsradar_rules_reloads", "Rule reloads", ["outcome"])
+#: 1 when the last reload succeeded, 0 when it was rejected (the previous rules still run).
+LAST_RELOAD_OK = Gauge("opsradar_rules_last_reload_successful", "Whether the last rule reload succeeded")
 
 _COUNTERS = {"drops": _DROPS, "escalations": _ESCALATIONS, "raised": _RAISED}
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from opsradar.alerting.rules.engine import RuleEngine
 from opsradar.alerting.rules.loader import RuleSet, collect_files, load_texts, read_texts
-from opsradar.alerting.rules.metrics import RELOADS, RuleStats
+from opsradar.alerting.rules.metrics import LAST_RELOAD_OK, RELOADS, RuleStats
 from opsradar.alerting.rules.silences import SilenceStore
 from opsradar.config import EntityGraph
 from opsradar.errors import RuleError
@@ -120,6 +120,7 @@ class RuleManager:
             except RuleError as exc:
                 self.last_error = exc
                 RELOADS.labels(outcome="rejected").inc()
+                LAST_RELOAD_OK.set(0)
                 log.error("rules reload rejected (%s); the running rules stay in force:\n%s", actor, exc)
                 if self.store is not None:
                     self.store.audit(actor, "rules.reload_rejected", self.engine.digest,
@@ -131,6 +132,7 @@ class RuleManager:
             self.last_reload = utcnow()
             self._mtimes = self._scan()
             RELOADS.labels(outcome="ok").inc()
+            LAST_RELOAD_OK.set(1)
             self._record(texts, actor=actor, diff=diff)
             log.info("rules reloaded by %s: %s", actor, engine.digest)
             return ReloadResult(ok=True, changed=bool(diff), digest=engine.digest, diff=diff)

@@ -170,6 +170,8 @@ class _Sequence(Trigger):
         self.pending: dict[tuple[str, ...], list[_Instance]] = {}
 
     def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        if any(n not in f for n in self.t.by):  # an event we cannot place is in no sequence
+            return []
         key = _key(f, self.t.by)
         insts = [i for i in self.pending.get(key, []) if ts - i.start <= self.t.window]
         out: list[Firing] = []

@@ -102,6 +102,9 @@ def test_inhibition_follows_alertmanager(engine: RuleEngine) -> None:
     assert not engine.on_alert(alert(T + timedelta(minutes=1), alertname="slow", service="pay")).inhibited
     # the source fires for source_ttl only
     assert not engine.on_alert(alert(T + timedelta(minutes=31), alertname="slow", service="shop")).inhibited
+    # a resolved source stops inhibiting at once
+    engine.on_alert(down.model_copy(update={"status": "resolved"}), T + timedelta(minutes=2))
+    assert not engine.on_alert(alert(T + timedelta(minutes=3), alertname="slow", service="shop")).inhibited
     # an alert does not inhibit itself
     self_source = alert(T + timedelta(hours=2), alertname="ServiceDown", service="web")
     assert not engine.on_alert(self_source).inhibited

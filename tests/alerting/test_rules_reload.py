@@ -45,6 +45,10 @@ def test_a_broken_reload_leaves_the_old_rules_running(setup: tuple[Path, Store, 
     assert str(mgr.last_error.problems[0]).startswith(f"{rules / 'a.yaml'}:2: filters[0].matchers[0]: invalid regex")
     assert [r["action"] for r in store.audit_log()] == ["rules.reload", "rules.reload_rejected"]
     assert load_in_force(store) == {str(rules / "a.yaml"): GOOD}  # the snapshot did not move
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("opsradar_rules_last_reload_successful") == 0.0
+    assert (REGISTRY.get_sample_value("opsradar_rules_reloads_total", {"outcome": "rejected"}) or 0) >= 1
 
 
 def test_a_good_reload_is_atomic_audited_and_snapshotted(setup: tuple[Path, Store, RuleManager]) -> None:
