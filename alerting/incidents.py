@@ -46,6 +46,8 @@ __all__ = [
     "drop_rule_yaml",
     "feedback_counts",
     "incident_lock",
+    "incident_rows",
+    "incidents_table",
     "load_incident",
     "revision",
     "save_incident",
@@ -223,3 +225,37 @@ def feedback_counts(store: Store, *, label: str = "stream") -> dict[str, dict[st
 
 def now_or_utc(now: datetime | None) -> datetime:
     return now if now is not None else utcnow()
+
+
+# ------------------------------------------------------------------------------------ the CLI listing
+
+
+def incident_rows(store: Store, *, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Incidents for a listing, newest first: the fields a person scans."""
+    if status is not None and status not in {s.value for s in IncidentStatus}:
+        raise ValueError(f"status must be one of {', '.join(s.value for s in IncidentStatus)}; got {status!r}")
+    out = []
+    for doc in store.list_incidents(status=status, limit=limit):
+        inc = Incident.model_validate(doc)
+        out.append({
+            "id": inc.id, "status": inc.status.value, "severity": inc.severity.value, "title": inc.title,
+            "services": inc.services, "sources": inc.sources, "alerts": inc.alert_count,
+            "first_seen": inc.first_seen.isoformat(), "last_seen": inc.last_seen.isoformat(),
+            "acknowledged_by": inc.acknowledged_by, "reopened": inc.reopen_count, "feedback": inc.feedback,
+            "slack": f"{inc.slack_channel}/{inc.slack_ts}" if inc.slack_ts else None,
+        })
+    return out
+
+
+def incidents_table(rows: list[dict[str, Any]]) -> Any:
+    """A Rich table of :func:`incident_rows`."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} incident{'s' if len(rows) != 1 else ''}")
+    for col in ("id", "status", "severity", "title", "services", "alerts", "first seen", "last seen"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["id"], r["status"] + (f" ({r['acknowledged_by']})" if r["acknowledged_by"] else ""),
+                      r["severity"], r["title"], ", ".join(r["services"]) or "—", str(r["alerts"]),
+                      r["first_seen"][:16].replace("T", " "), r["last_seen"][:16].replace("T", " "))
+    return table

@@ -99,9 +99,28 @@ def collect(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def incidents(config: ConfigOpt = None) -> None:
+def incidents(
+    config: ConfigOpt = None,
+    status: Annotated[str | None, typer.Option(help="open, acknowledged or resolved (default: all).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
     """List incidents."""
-    not_available("incidents", 7)
+    import json
+
+    from opsradar.alerting.incidents import incident_rows, incidents_table
+    from opsradar.store import Store
+
+    cfg = load_config_or_exit(config)
+    try:
+        rows = incident_rows(Store(cfg.store.resolved_url()), status=status, limit=limit)
+    except ValueError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        console.print(incidents_table(rows))
 
 
 @app.command()

@@ -67,7 +67,7 @@ def test_version() -> None:
 
 
 # Commands whose capability has not landed yet; remove an entry when its command is implemented.
-NOT_YET = [["demo"], ["collect"], ["incidents"]]
+NOT_YET = [["demo"], ["collect"]]
 
 
 @pytest.mark.parametrize("args", NOT_YET)
