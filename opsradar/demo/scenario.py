@@ -324,9 +324,11 @@ def load_scenario(name_or_path: str = "default") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            Problem(format_path(tuple(e["loc"])), e["msg"].removeprefix("Value error, "), file=str(path),
-                    line=line_of(lines, tuple(e["loc"])))
-            for e in exc.errors()
-        ]
+        problems = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            if len(loc) > 2 and loc[0] == "incidents" and loc[2] in INCIDENT_TYPES:  # the union's tag
+                loc = (*loc[:2], *loc[3:])
+            problems.append(Problem(format_path(loc), e["msg"].removeprefix("Value error, "), file=str(path),
+                                    line=line_of(lines, loc)))
         raise ConfigError(problems, file=str(path)) from None
