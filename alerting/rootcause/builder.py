@@ -27,6 +27,7 @@ from opsradar.alerting.rootcause.evidence import (
     top_features,
 )
 from opsradar.alerting.rootcause.model import RootCauseReport, Series, TimelineItem
+from opsradar.alerting.rootcause.onset import drift_start
 from opsradar.alerting.rootcause.scoring import CAUSE_KINDS, ScoringParams, rank_changes
 from opsradar.config import EntityGraph
 from opsradar.errors import OpsradarError
@@ -50,6 +51,7 @@ class ReportSettings:
 
     lookback: timedelta = timedelta(hours=24)  # changes this long before the onset are candidates
     symptom_lookback: timedelta = timedelta(hours=1)  # anomalies this long before the onset count for 'order'
+    drift_lookback: timedelta = timedelta(hours=48)  # values this long before the first anomaly fit the drift models
     log_baseline: timedelta = timedelta(hours=6)  # logs before the template window are the baseline
     log_window_lead: timedelta = timedelta(minutes=30)  # the template window starts this long before the onset
     chart_lead: timedelta = timedelta(hours=1)
@@ -68,6 +70,29 @@ def _affected(incident: Incident, alerts: Iterable[Alert]) -> set[str]:
         if a.labels.get("service"):
             out.add(f"service:{a.labels['service']}")
     return {e for e in out if ":" in e}
+
+
+def _drift_onset(
+    store: Store, symptoms: list[Anomaly], onset: datetime, inc: Incident, st: ReportSettings
+) -> tuple[datetime, str]:
+    """The onset moved back to the estimated start of a drift, when a symptom stream shows one."""
+    basis = "first anomaly"
+    seen: set[str] = set()
+    for a in sorted(symptoms, key=lambda a: a.ts):
+        if a.stream in seen or not a.explanation or len(seen) >= 3:
+            continue
+        seen.add(a.stream)
+        c = a.explanation[0]
+        direction = 1.0 if c.value > c.expected else -1.0 if c.value < c.expected else 0.0
+        source, kind, entity = stream_parts(a)
+        until = min(inc.last_seen, a.ts + timedelta(hours=24)) + timedelta(seconds=1)
+        pts = [(e.ts, e.values[c.feature]) for e in store.iter_events(
+            since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind], entities=[entity])
+            if c.feature in e.values]
+        start = drift_start(pts, a.ts, direction=direction)
+        if start is not None and start < onset:
+            onset, basis = start, f"estimated start of a drift in {a.stream} {c.feature} (first anomaly at {a.ts:%Y-%m-%d %H:%M} UTC)"
+    return onset, basis
 
 
 def build_report(
@@ -126,15 +151,20 @@ def build_report(
         onset = min(cause_times)
     else:
         onset = min([a.starts_at for a in alerts] + [inc.first_seen])
+    first_anomaly = onset
+    onset, onset_basis = _drift_onset(store, symptoms_linked, onset, inc, st)
     symptoms = [a for a in anomalies if a.kind not in CAUSE_KINDS and a.ts >= onset - st.symptom_lookback]
     flagged_changes = {a.event_id for a in anomalies if a.kind in CAUSE_KINDS and a.event_id}
     flagged_changes |= {ev.id for ev in alert_events if ev.kind in CAUSE_KINDS}
-    # The incident's own anomalous builds are symptoms, not candidates.
+    # The incident's own anomalous builds are symptoms, not candidates; so are the other events of
+    # the anomalous streams (the builds of a job whose duration drifts are its measurements).
     own_symptoms = {a.event_id for a in symptoms_linked if a.event_id} | {ev.id for ev in symptom_events}
+    symptom_streams = {stream_parts(a) for a in symptoms_linked}
 
     window_start = onset - st.lookback
     window_end = max(inc.last_seen, onset) + timedelta(minutes=1)
     changes = list(store.iter_events(since=window_start, until=window_end, kinds=sorted(CHANGE_KINDS)))
+    own_symptoms |= {e.id for e in changes if (e.source, e.kind, e.entity) in symptom_streams}
 
     # Logs of the affected services: new and increased templates.
     log_start = onset - st.log_window_lead
@@ -144,14 +174,17 @@ def build_report(
     new_templates = [(ent, t.first_seen) for t in templates if t.status == "new" for ent in t.entities]
 
     symptom_points = [(a.ts, a.entity, a.kind) for a in symptoms] + [(ev.ts, ev.entity, ev.kind) for ev in symptom_events]
-    ranked = rank_changes(changes, graph=graph, affected=affected, onset=onset, anomalies=symptom_points,
+    ranked = rank_changes(changes, graph=graph, affected=affected, onset=onset, first_anomaly=first_anomaly,
+                          anomalies=symptom_points,
                           new_templates=new_templates, flagged=flagged_changes, exclude=own_symptoms, params=st.scoring)
     excluded = sum(1 for e in changes if e.is_change and e.id not in own_symptoms) - len(ranked)
     candidates = ranked[: st.max_candidates]
 
     # Timeline: alerts, the onset, the incident's own entries, and the related changes near it.
-    timeline: list[TimelineItem] = [TimelineItem(ts=onset, type="onset", title="first anomaly (onset)",
+    timeline: list[TimelineItem] = [TimelineItem(ts=first_anomaly, type="onset", title="first anomaly",
                                                  detail="; ".join(a.summary() for a in (symptoms_linked or linked)[:1]))]
+    if onset < first_anomaly:
+        timeline.append(TimelineItem(ts=onset, type="onset", title="drift start (estimated)", detail=onset_basis))
     for al in alerts:
         timeline.append(TimelineItem(ts=al.starts_at, type="alert", title=al.title, entity=al.labels.get("entity"),
                                      detail=f"{al.severity.value}" + (f", rule {al.rule}" if al.rule else "")))
@@ -202,7 +235,7 @@ def build_report(
     return RootCauseReport(
         incident_id=inc.id, title=inc.title, status=inc.status.value, severity=inc.severity.value,
         services=inc.services, entities=sorted(affected), first_seen=inc.first_seen, last_seen=inc.last_seen,
-        onset=onset, generated_at=now or utcnow(), window_start=window_start, window_end=window_end,
+        onset=onset, first_anomaly=first_anomaly, onset_basis=onset_basis, generated_at=now or utcnow(), window_start=window_start, window_end=window_end,
         chart_start=chart_start, chart_end=chart_end,
         candidates=candidates, excluded_unrelated=excluded, timeline=timeline,
         top_features=top_features(symptoms_linked or linked or symptoms), log_templates=templates,

@@ -145,6 +145,8 @@ class RootCauseReport(_Model):
     first_seen: UtcDatetime
     last_seen: UtcDatetime
     onset: UtcDatetime
+    first_anomaly: UtcDatetime
+    onset_basis: str = Field("first anomaly", description="first anomaly, or the estimated start of a drift")
     generated_at: UtcDatetime
     window_start: UtcDatetime
     window_end: UtcDatetime

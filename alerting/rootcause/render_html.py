@@ -104,9 +104,16 @@ def render_svg(r: RootCauseReport, *, max_changes: int = 10) -> str:
                      f'<text x="{xt:.1f}" y="{bottom + 18}" font-size="11" text-anchor="middle" fill="#333">{e(label)}</text>')
     # the onset and the changes
     xo = x(r.onset)
+    drift = r.onset < r.first_anomaly
+    label = "drift start (est.)" if drift else "onset"
     parts.append(f'<g class="onset"><line x1="{xo:.1f}" y1="{_TOP - 14}" x2="{xo:.1f}" y2="{bottom}" stroke="#d62728" stroke-width="2">'
-                 f'<title>onset {e(_fmt(r.onset))}</title></line>'
-                 f'<text x="{xo + 4:.1f}" y="{_TOP - 4}" font-size="11" fill="#d62728">onset</text></g>')
+                 f'<title>{e(label)} {e(_fmt(r.onset))}</title></line>'
+                 f'<text x="{xo + 4:.1f}" y="{_TOP - 4}" font-size="11" fill="#d62728">{e(label)}</text></g>')
+    if drift:
+        xf = x(r.first_anomaly)
+        parts.append(f'<g class="first-anomaly"><line x1="{xf:.1f}" y1="{_TOP - 14}" x2="{xf:.1f}" y2="{bottom}" stroke="#ff7f0e" '
+                     f'stroke-width="2" stroke-dasharray="6 3"><title>first anomaly {e(_fmt(r.first_anomaly))}</title></line>'
+                     f'<text x="{xf + 4:.1f}" y="{_TOP - 4}" font-size="11" fill="#ff7f0e">first anomaly</text></g>')
     placed: list[tuple[float, int]] = []  # (x, row) of the rank badges, so that close ones stack
     shown = [c for c in r.candidates[:max_changes] if t0 <= (c.effective_ts or c.ts).timestamp() <= t1]
     badges = []
@@ -158,7 +165,7 @@ def render_html(r: RootCauseReport) -> str:
     w(f"<h1>Root cause report: {e(r.title)}</h1>")
     w(f'<p class="meta">Incident <code>{e(r.incident_id)}</code> · {e(r.status)} · {e(r.severity)} · services '
       f"{e(', '.join(r.services) or '—')}<br>first seen {e(_fmt(r.first_seen))} · last seen {e(_fmt(r.last_seen))} · "
-      f"onset {e(_fmt(r.onset))} · generated {e(_fmt(r.generated_at))}</p>")
+      f"onset {e(_fmt(r.onset))} ({e(r.onset_basis)}) · generated {e(_fmt(r.generated_at))}</p>")
     top = r.top
     if top:
         w(f'<div class="top" id="top-candidate"><strong>Most likely: </strong>{_link(top.url, top.summary)} '

@@ -49,7 +49,7 @@ def render_markdown(r: RootCauseReport) -> str:
     w("")
     w(f"- Incident: {md_code(r.incident_id)} ({md_escape(r.status)}, {md_escape(r.severity)})")
     w(f"- Services: {md_escape(', '.join(r.services) or '—')}")
-    w(f"- First seen {_ts(r.first_seen)} UTC, last seen {_ts(r.last_seen)} UTC; onset of the first anomaly {_ts(r.onset)} UTC")
+    w(f"- First seen {_ts(r.first_seen)} UTC, last seen {_ts(r.last_seen)} UTC; onset {_ts(r.onset)} UTC ({md_escape(r.onset_basis)})")
     w(f"- Changes considered: {_ts(r.window_start)} to {_ts(r.window_end)} UTC; "
       f"{len(r.candidates)} candidates shown, {r.excluded_unrelated} unrelated changes left out")
     w("")

@@ -10,7 +10,8 @@ being large. ``score = time × graph × reach × risk × order × logs``, in [0,
     τ = 30 min: 1.0 at the onset, 0.5 half an hour before, 0.33 an hour before, 0.02 a day before.
     The tail is heavy on purpose (latent faults exist). A commit counts from the deploy that shipped
     it, when a deploy lists its sha in ``attrs.commits``. A change more than 2 min (clock skew)
-    *after* the onset cannot have caused it: 0.05.
+    *after* the first anomaly cannot have caused it: 0.05. When the onset is the estimated start of a
+    drift (:mod:`~opsradar.alerting.rootcause.onset`), Δ is the distance to it in either direction.
 ``graph`` – distance in the entity graph between the changed entity and the nearest affected one
     1.0 when both belong to the same service; ``0.5 ** k`` when their services are k dependency
     hops apart (0.5, 0.25, 0.125); entities without a service use their raw graph distance.
@@ -293,6 +294,7 @@ def rank_changes(
     graph: EntityGraph,
     affected: Iterable[str],
     onset: datetime,
+    first_anomaly: datetime | None = None,
     anomalies: Iterable[Any] = (),
     new_templates: Iterable[tuple[str, datetime]] = (),
     flagged: Iterable[str] = (),
@@ -303,7 +305,9 @@ def rank_changes(
     """Score and rank change events as root-cause candidates (best first, ranks from 1).
 
     ``affected``: entities of the incident (``service:x``, the anomalous streams' entities, …).
-    ``onset``: when the first anomaly of the incident started. ``anomalies``: the symptom anomalies,
+    ``onset``: when the trouble started: the first anomaly, or the estimated start of the drift that
+    ended in the first anomaly (``first_anomaly``, see :mod:`~opsradar.alerting.rootcause.onset`);
+    changes between the two count by their distance to the onset. ``anomalies``: the symptom anomalies,
     as objects with ``ts``, ``entity`` and ``kind`` or as ``(ts, entity[, kind])`` tuples (kind
     defaults to a production one), used for the ``order`` and ``reach`` factors.
     ``new_templates``: ``(entity, first_seen)`` of log templates new in the incident window.
@@ -314,6 +318,8 @@ def rank_changes(
     out unless ``include_unrelated``.
     """
     p = params or ScoringParams()
+    first = max(first_anomaly or onset, onset)
+    drifting = first > onset
     events = [e for e in changes if e.is_change]
     flagged_ids = set(flagged)
     related = _Relatedness(graph, affected, p)
@@ -346,7 +352,7 @@ def rank_changes(
         for c in carried:
             if e.kind in _SHIP_KINDS:
                 deployed.setdefault(c.id, []).append(e)
-            elif e.kind == "build" and c.ts <= e.ts <= onset + p.grace:
+            elif e.kind == "build" and c.ts <= e.ts <= first + p.grace:
                 built.setdefault(c.id, []).append(e)
 
     # Services whose deploys say what they shipped: there, a commit no deploy lists was not deployed.
@@ -361,13 +367,18 @@ def rank_changes(
             continue
         evidence = [graph_why]
         eff = e.ts
-        ships = sorted((d for d in deployed.get(e.id, []) if d.ts >= e.ts and d.ts <= onset + p.grace), key=lambda d: d.ts)
+        ships = sorted((d for d in deployed.get(e.id, []) if d.ts >= e.ts and d.ts <= first + p.grace), key=lambda d: d.ts)
         if ships:
             eff = ships[0].ts
             evidence.append(f"shipped by {ships[0].kind} {ships[0].entity} at {eff:%Y-%m-%d %H:%M} UTC")
         delta = onset - eff
-        time_f = 1.0 / (1.0 + max(delta, timedelta(0)) / p.time_scale) if delta >= -p.grace else p.after_onset
-        evidence.insert(0, _fmt_delta(delta))
+        if eff > first + p.grace:
+            time_f = p.after_onset
+        else:  # before the onset; or within the estimated drift (either side of its start is uncertain)
+            dist = abs(delta) if drifting else max(delta, timedelta(0))
+            time_f = 1.0 / (1.0 + dist / p.time_scale)
+        evidence.insert(0, _fmt_delta(delta) if eff <= onset or not drifting or eff > first + p.grace
+                        else f"{_fmt_delta(delta)}, during the drift (first anomaly at {first:%Y-%m-%d %H:%M} UTC)")
 
         reached: list[str] = []
         if "production" in domains and (e.kind in _PRODUCTION_KINDS or (e.kind == "commit" and ships)):

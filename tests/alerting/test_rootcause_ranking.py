@@ -232,3 +232,17 @@ def test_a_commit_takes_the_failed_tests_of_the_build_that_built_it() -> None:
     c = by_name(ranked)
     assert "35 failed tests in its build" in " ".join(c[commit.id].evidence)
     assert c[build.id].related_event_ids == [commit.id]
+
+
+def test_during_an_estimated_drift_time_counts_by_distance_to_its_start() -> None:
+    drift = ONSET - timedelta(hours=6)
+    at_start = ev("start", "commit", "repo:shop-svc", 6 * 60 + 20)  # 20 min before the estimated start
+    inside = ev("inside", "commit", "repo:shop-svc", 3 * 60)  # 3 h after it, before the first anomaly
+    after = ev("after", "commit", "repo:shop-svc", -10)  # after the first anomaly
+    ranked = rank_changes([inside, after, at_start], graph=GRAPH, affected=["job:shop-build"], onset=drift,
+                          first_anomaly=ONSET, anomalies=[(ONSET, "job:shop-build", "build")])
+    assert [c.event_id for c in ranked] == [at_start.id, inside.id, after.id]
+    c = by_name(ranked)
+    assert c[inside.id].factors["time"] == pytest.approx(1 / (1 + 180 / 30), abs=1e-4)
+    assert "during the drift" in c[inside.id].evidence[0]
+    assert c[after.id].factors["time"] == ScoringParams().after_onset

@@ -63,3 +63,41 @@ def test_a_rule_alert_on_a_change_flags_it_and_sets_the_onset(store: Store) -> N
     assert top.event_id == big.id
     assert "flagged anomalous by a detector" in " ".join(top.evidence)
     assert top.factors["time"] == 1.0
+
+
+def test_a_slow_drift_moves_the_onset_back_to_where_it_started(store: Store) -> None:
+    """Build durations creep up from 48 h on; the detector fires at 60 h. The commit at 48 h must win
+    over the commits made while the creep was still below the threshold."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    start = ONSET - timedelta(hours=60)
+    creep_at = start + timedelta(hours=48)
+    events = []
+    for i, h in enumerate(np.cumsum(rng.exponential(1.0, 75))):
+        ts = start + timedelta(hours=float(h))
+        grow = 1 + 1.5 * min(1.0, max(0.0, (ts - creep_at) / timedelta(hours=30)))
+        events.append(Event.new(source="jenkins", native_id=f"b{i}", kind="build", entity="job:shop-build", ts=ts,
+                                labels={"result": "SUCCESS", "number": str(i)},
+                                values={"duration_s": 360 * grow * float(rng.lognormal(0, 0.1))}))
+    events = [e for e in events if e.ts <= ONSET + timedelta(hours=6)]
+    root = Event.new(source="git", native_id="root", kind="commit", entity="repo:shop-svc", ts=creep_at,
+                     labels={"sha": "a1" * 20}, attrs={"message": "Disable workspace cleanup"})
+    later = [Event.new(source="git", native_id=f"later{k}", kind="commit", entity="repo:shop-svc",
+                       ts=creep_at + timedelta(hours=k), labels={"sha": f"{k}" * 40}) for k in (3, 6, 9)]
+    store.add_events([*events, root, *later])
+    fired = min((e for e in events if e.ts >= ONSET), key=lambda e: e.ts)
+    anomaly = Anomaly(id="drift", stream="jenkins|build|job:shop-build", detector="hst", detector_version="1",
+                      ts=fired.ts, event_id=fired.id, source="jenkins", kind="build", entity="job:shop-build",
+                      score=0.995, threshold=0.99, raw_score=1.0, explanation=[Contribution(
+                          feature="duration_s", value=fired.values["duration_s"], expected=420, low=300, high=520,
+                          contribution=1.0)])
+    store.add_anomaly(anomaly.model_dump(mode="json"))
+    alert = Alert.from_labels(title="shop-build slower", labels={"service": "shop", "entity": "job:shop-build"},
+                              starts_at=fired.ts, anomaly_id="drift")
+    report = build_report(_incident(store, alert, first_seen=fired.ts), store, GRAPH)
+    assert report.first_anomaly == fired.ts
+    assert report.onset < report.first_anomaly - timedelta(hours=4)
+    assert "drift" in report.onset_basis
+    assert report.candidates[0].event_id == root.id
+    assert "drift start (est.)" in report.to_html()
