@@ -11,7 +11,8 @@ Events
   labels ``author`` (name), ``branch`` (the first selected branch that holds it, ``main`` /
   ``master`` first), ``merge`` (``"true"``/``"false"``), ``off_hours`` (``"true"`` when the author's
   local hour is outside ``work_hours``, or on a weekend when ``weekend_off_hours``), ``late``
-  (``"true"`` within ``freeze_window`` before the next release tag, ``"false"`` otherwise,
+  (``"true"`` within ``freeze_window`` before the next release tag of the repository, in time,
+  ``"false"`` otherwise,
   ``"unknown"`` while no later release tag exists), ``first_time_author`` (``"true"`` for the
   author's first commit in that repository, by e-mail); values ``lines_added``, ``lines_deleted``,
   ``files``, ``size`` (added + deleted), ``hour`` (author local hour, fractional), and
@@ -54,6 +55,7 @@ repository and why.
 >>> [(e.kind, e.entity, e.labels["off_hours"], e.labels["first_time_author"], e.values["lines_added"])
 ...  for b in col.pull(None) for e in b.events]
 [('commit', 'repo:shop-svc', 'true', 'true', 2.0)]
+>>> import shutil; shutil.rmtree(d)
 """
 
 from __future__ import annotations

@@ -206,3 +206,56 @@ def test_python_api_for_the_world(fake: ElasticsearchFake) -> None:
     assert Elasticsearch(fake.url, api_key=key).count(index="logs-x")["count"] == 2
     fake.delete_index("logs-x")
     assert fake.count("logs-x") == 0
+
+
+# Response examples as the Elasticsearch reference shows them (values shortened); the fake's answers
+# must have the same shape: the same keys, recursively, with values of the same JSON types.
+DOC_EXAMPLES: dict[str, Any] = {
+    "root": {"name": "instance-0000000000", "cluster_name": "my_cluster", "cluster_uuid": "5QaxoN0pRZuOmWSxstBBwQ",
+             "version": {"build_date": "2024-02-01T13:07:13.727175297Z", "minimum_wire_compatibility_version": "7.17.0",
+                         "build_hash": "6185ba65d27469afabc9bc951cded6c17c21e3f3", "number": "8.12.1",
+                         "lucene_version": "9.9.2", "minimum_index_compatibility_version": "7.0.0",
+                         "build_flavor": "default", "build_snapshot": False, "build_type": "docker"},
+             "tagline": "You Know, for Search"},
+    "open_pit": {"id": "46ToAwMDaWR5BXV1aWQyKwZub2RlXzMAAAAAAAAAACoBYwADaWR4BXV1aWQxAgZub2RlXzEAAAAAAAAAAAEBYQADaWR5",
+                 "_shards": {"total": 10, "successful": 10, "skipped": 0, "failed": 0}},
+    "close_pit": {"succeeded": True, "num_freed": 3},
+    "search_pit": {"pit_id": "46ToAwMDaWR5BXV1aWQyKwZub2Rl", "took": 17, "timed_out": False,
+                   "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+                   "hits": {"total": {"value": 10000, "relation": "gte"}, "max_score": None,
+                            "hits": [{"_index": "my-index-000001", "_id": "FaslK3QBySSL_rrj9zM5", "_score": None,
+                                      "_source": {}, "sort": ["2021-05-20T05:30:04.832Z", 4294967298]}]}},
+    "bulk": {"took": 30, "errors": False,
+             "items": [{"index": {"_index": "test", "_id": "1", "_version": 1, "result": "created",
+                                  "_shards": {"total": 2, "successful": 1, "failed": 0}, "status": 201,
+                                  "_seq_no": 0, "_primary_term": 1}}]},
+    "error": {"error": {"root_cause": [{"type": "index_not_found_exception", "reason": "no such index [x]"}],
+                        "type": "index_not_found_exception", "reason": "no such index [x]"}, "status": 404},
+}
+
+
+def _shape(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _shape(v) for k, v in doc.items() if k not in ("_source", "resource.type", "resource.id", "index_uuid", "index")}
+    if isinstance(doc, list):
+        return [_shape(doc[0])] if doc else []
+    if isinstance(doc, bool) or doc is None:
+        return type(doc).__name__
+    if isinstance(doc, int | float):
+        return "number"
+    return type(doc).__name__
+
+
+def test_responses_have_the_shape_of_the_documented_examples(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    assert _shape(client.info().body) == _shape(DOC_EXAMPLES["root"])
+    opened = client.open_point_in_time(index="logs-*", keep_alive="1m").body
+    assert _shape(opened) == _shape(DOC_EXAMPLES["open_pit"])
+    sort = [{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {"_shard_doc": "asc"}]
+    found = client.search(pit={"id": opened["id"]}, size=1, sort=sort, track_total_hits=5).body
+    assert _shape(found) == _shape(DOC_EXAMPLES["search_pit"])
+    assert _shape(client.close_point_in_time(id=found["pit_id"]).body) == _shape(DOC_EXAMPLES["close_pit"])
+    bulk = client.bulk(operations=[{"index": {"_index": "test", "_id": "1"}}, {"a": 1}]).body
+    assert _shape(bulk) == _shape(DOC_EXAMPLES["bulk"])
+    with pytest.raises(NotFoundError) as info:
+        client.search(index="x")
+    assert _shape(info.value.body) == _shape(DOC_EXAMPLES["error"])
