@@ -29,6 +29,7 @@ __all__ = ["OPERATORS", "Matcher", "compile_regex", "parse_matcher"]
 OPERATORS = ("=~", "!~", "!=", ">=", "<=", "=", ">", "<")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
+_CACHE_SIZE = 4096
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
 
@@ -76,7 +77,18 @@ def _build(name: str, op: str, value: str) -> Matcher:
     elif op in ("=~", "!~"):
         rx = compile_regex(value)
         want = op == "=~"
-        test = lambda v: (rx.match(v or "") is not None) == want  # noqa: E731
+        seen: dict[str, bool] = {}  # label values repeat a lot: remember the last few thousand answers
+
+        def test(v: str | None) -> bool:
+            s = v or ""
+            hit = seen.get(s)
+            if hit is None:
+                hit = rx.match(s) is not None
+                if len(seen) >= _CACHE_SIZE:
+                    seen.clear()
+                if len(s) <= 256:
+                    seen[s] = hit
+            return hit == want
     else:
         bound = _number(value)
         if bound is None:
