@@ -75,6 +75,25 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def _role(needed: str) -> Any:
+    def check(request: Request) -> Principal:
+        auth: TokenAuth = request.app.state.auth
+        try:
+            return auth.check(_bearer(request), needed)
+        except Unauthorized as exc:
+            raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        except Forbidden as exc:
+            raise HTTPException(403, str(exc)) from None
+
+    return Depends(check)
+
+
+Reader = Annotated[Principal, _role("reader")]
+Operator = Annotated[Principal, _role("operator")]
+RuleAuthor = Annotated[Principal, _role("rule-author")]
+Admin = Annotated[Principal, _role("admin")]
+
+
 def create_app(
     ops: Operations,
     store: Store,
@@ -94,22 +113,8 @@ def create_app(
         responses={401: {"model": ApiError}, 403: {"model": ApiError}},
     )
     graph = graph or EntityGraph()
+    app.state.auth = auth
 
-    def role(needed: str) -> Any:
-        def check(request: Request) -> Principal:
-            try:
-                return auth.check(_bearer(request), needed)
-            except Unauthorized as exc:
-                raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-            except Forbidden as exc:
-                raise HTTPException(403, str(exc)) from None
-
-        return Depends(check)
-
-    Reader = Annotated[Principal, role("reader")]
-    Operator = Annotated[Principal, role("operator")]
-    RuleAuthor = Annotated[Principal, role("rule-author")]
-    Admin = Annotated[Principal, role("admin")]
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -151,7 +156,7 @@ def create_app(
                   "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
                   "application/x-ndjson": {"schema": {"type": "string"}}}}})
     async def post_events(request: Request, _p: Operator) -> JSONResponse:
-        from opsradar.collectors.push import PayloadTooLarge, parse_batch
+        from opsradar.collectors.push import PayloadTooLarge, PushFormatError, parse_batch
 
         body = await _body(request)
         ctype = request.headers.get("content-type", "application/json")
@@ -159,7 +164,7 @@ def create_app(
             parsed = parse_batch(body, ctype, max_bytes=max_body_bytes, max_items=max_batch_items)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
-        except ValueError as exc:
+        except PushFormatError as exc:
             raise HTTPException(400, str(exc)) from None
         errors = [ItemError(index=e.index, path=e.path, message=e.message) for e in parsed.errors]
         summary: dict[str, Any] = {"stored": 0}

@@ -307,11 +307,13 @@ class Pipeline:
         group, _, version = model_id.rpartition("@v")
         if not group or not version.isdigit():
             raise LookupError(f"no model {model_id!r}: ids look like GROUP@vN")
-        registry = ModelRegistry(self.store)
+        registry = ModelRegistry(self.store, actor=actor)
+        if not any(m["version"] == int(version) for m in self.store.list_models(group)):
+            raise LookupError(f"no model {model_id!r}")
         if action == "promote":
-            registry.promote(group, int(version), actor=actor)
+            registry.promote(group, int(version), reason=f"manual, by {actor}")
         elif action == "rollback":
-            registry.rollback(group, actor=actor)
+            registry.rollback(group, reason=f"rollback, by {actor}")
         else:
             raise ValueError(f"unknown action {action!r}")
         return {"group": group, "champion": _jsonable([self.store.champion(group)])[0]}

@@ -51,7 +51,7 @@ def shutdown(*, drain_timeout: float = 30.0) -> None:
             deadline = time.monotonic() + drain_timeout
             while time.monotonic() < deadline and owner.drain.remote().result(timeout_s=60):
                 pass
-    except Exception:  # noqa: BLE001 - shut down anyway, but say what was not saved
+    except Exception:
         log.exception("clean shutdown was incomplete (checkpoint or outbox drain failed)")
     serve.shutdown()
     ray.shutdown()

@@ -1,0 +1,168 @@
+"""The HTTP API without Ray: the same app, on an in-process pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from opsradar.config import parse_config
+from opsradar.serving.api import create_app
+from opsradar.serving.auth import TokenAuth
+from opsradar.serving.operations import LocalOperations
+from opsradar.serving.pipeline import Pipeline
+from opsradar.store import Store
+
+ROOT = Path(__file__).parents[2]
+TOKENS = {"reader": "r-token-123", "operator": "o-token-123", "rule-author": "ra-token-123", "admin": "a-token-123"}
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def h(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    cfg = parse_config(
+        "entities:\n  services:\n    shop: {jobs: [shop-build], es_services: [shop]}\n"
+        "detectors: {warmup: 20}\nslack: {enabled: false}\n"
+    )
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    pipeline = Pipeline(cfg, store, rules_paths=[str(ROOT / "rules")])
+    auth = TokenAuth([(role, role, hashlib.sha256(tok.encode()).hexdigest()) for role, tok in TOKENS.items()])
+    app = create_app(LocalOperations(pipeline), store, auth, graph=cfg.entities, max_body_bytes=200_000, max_batch_items=2000)
+    with TestClient(app) as c:
+        yield c
+    store.close()
+
+
+def builds(n: int, *, spike_at: int | None = None) -> list[dict[str, object]]:
+    rng = random.Random(7)
+    out = []
+    for i in range(n):
+        dur = 3000.0 if i == spike_at else 300 + rng.gauss(0, 8)
+        out.append({"source": "ci", "native_id": f"b{i}", "kind": "build", "ts": (T0 + timedelta(hours=i)).isoformat(),
+                    "entity": "job:shop-build", "labels": {"result": "SUCCESS"}, "values": {"duration_s": dur, "queue_s": 2.0}})
+    return out
+
+
+def test_health_needs_no_token(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
+
+
+@pytest.mark.parametrize(("method", "path", "role"), [
+    ("GET", "/v1/incidents", "reader"), ("GET", "/metrics", "reader"), ("GET", "/v1/sources", "reader"),
+    ("POST", "/v1/events", "operator"), ("POST", "/v1/rules/reload", "rule-author"),
+    ("POST", "/v1/models/g@v1/promote", "admin"),
+])
+def test_missing_or_wrong_token_is_401_and_low_role_is_403(client: TestClient, method: str, path: str, role: str) -> None:
+    assert client.request(method, path).status_code == 401
+    assert client.request(method, path, headers={"Authorization": "Bearer nope"}).status_code == 401
+    lower = {"reader": None, "operator": "reader", "rule-author": "operator", "admin": "rule-author"}[role]
+    if lower:
+        r = client.request(method, path, headers=h(lower))
+        assert r.status_code == 403
+        assert f"this needs {role}" in r.json()["detail"]
+
+
+def test_events_to_incident_through_the_api(client: TestClient) -> None:
+    r = client.post("/v1/events", json=builds(120, spike_at=119), headers=h("operator"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 120
+    assert body["stored"] == 120
+    assert body["anomalies"] >= 1
+    again = client.post("/v1/events", json=builds(120, spike_at=119), headers=h("operator")).json()
+    assert again["stored"] == 0
+    incidents = client.get("/v1/incidents", headers=h("reader")).json()["incidents"]
+    assert len(incidents) >= 1
+    inc = incidents[0]
+    assert "shop" in inc["services"]
+    detail = client.get(f"/v1/incidents/{inc['id']}", headers=h("reader")).json()
+    assert detail["alerts"]
+    rep = client.get(f"/v1/incidents/{inc['id']}/report?format=md", headers=h("reader"))
+    assert rep.status_code == 200
+    assert rep.headers["content-type"].startswith("text/markdown")
+    html = client.get(f"/v1/incidents/{inc['id']}/report?format=html", headers=h("reader"))
+    assert "<svg" in html.text
+    ack = client.post(f"/v1/incidents/{inc['id']}/ack", headers=h("operator"))
+    assert ack.status_code == 200
+    assert ack.json()["status"] == "acknowledged"
+    fb = client.post(f"/v1/incidents/{inc['id']}/feedback", json={"verdict": "false_positive", "reason": "load test"},
+                     headers=h("operator"))
+    assert fb.status_code == 200
+    assert "drop" in (fb.json()["proposed_drop_rule"] or "drop")
+
+
+def test_malformed_items_get_their_own_errors(client: TestClient) -> None:
+    items = builds(3)
+    items[1] = {**items[1], "entity": "shop", "ts": "yesterday"}
+    r = client.post("/v1/events", json=items, headers=h("operator"))
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert {e["index"] for e in body["errors"]} == {1}
+    only_bad = client.post("/v1/events", json=[items[1]], headers=h("operator"))
+    assert only_bad.status_code == 422
+
+
+def test_ndjson_and_bad_bodies(client: TestClient) -> None:
+    nd = "\n".join(json.dumps(x) for x in builds(2)).encode()
+    r = client.post("/v1/events", content=nd, headers={**h("operator"), "Content-Type": "application/x-ndjson"})
+    assert r.json()["accepted"] == 2
+    assert client.post("/v1/events", content=b"{not json", headers={**h("operator"), "Content-Type": "application/json"}).status_code == 400
+    big = b"[" + b" " * 300_000 + b"]"
+    r = client.post("/v1/events", content=big, headers={**h("operator"), "Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert "over the limit" in r.json()["detail"]
+
+
+def test_unknown_incident_is_404_and_bad_query_is_422(client: TestClient) -> None:
+    assert client.get("/v1/incidents/nope", headers=h("reader")).status_code == 404
+    assert client.get("/v1/incidents?limit=0", headers=h("reader")).status_code == 422
+    assert client.get("/v1/incidents?status=weird", headers=h("reader")).status_code == 422
+
+
+def test_silences_rules_models_sources_metrics(client: TestClient) -> None:
+    r = client.post("/v1/silences", json={"matchers": ['service="shop"'], "duration": "1h", "comment": "maint"},
+                    headers=h("operator"))
+    assert r.status_code == 201, r.text
+    listed = client.get("/v1/silences", headers=h("reader")).json()["silences"]
+    assert any(s["comment"] == "maint" for s in listed)
+    bad = client.post("/v1/silences", json={"matchers": ["service=~(a"], "duration": "1h"}, headers=h("operator"))
+    assert bad.status_code == 422
+    rules = client.get("/v1/rules", headers=h("reader")).json()
+    assert rules["rules"]
+    assert client.post("/v1/rules/reload", headers=h("rule-author")).json()["ok"] is True
+    assert client.get("/v1/models", headers=h("reader")).json() == {"models": []}
+    assert client.post("/v1/models/nothing@v1/promote", headers=h("admin")).status_code == 404
+    assert client.get("/v1/sources", headers=h("reader")).status_code == 200
+    metrics = client.get("/metrics", headers=h("reader")).text
+    assert "opsradar_pipeline_items_total" in metrics
+
+
+def test_slack_interactions_without_secret_say_so(client: TestClient) -> None:
+    r = client.post("/v1/slack/interactions", content=b"payload=%7B%7D")
+    assert r.status_code == 503
+
+
+def test_openapi_is_complete(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = set(spec["paths"])
+    for p in ("/v1/events", "/v1/incidents", "/v1/incidents/{incident_id}", "/v1/incidents/{incident_id}/ack",
+              "/v1/incidents/{incident_id}/resolve", "/v1/incidents/{incident_id}/feedback",
+              "/v1/incidents/{incident_id}/report", "/v1/silences", "/v1/rules", "/v1/rules/reload", "/v1/models",
+              "/v1/models/{model_id}/promote", "/v1/models/{model_id}/rollback", "/v1/sources",
+              "/v1/slack/interactions", "/healthz", "/readyz", "/metrics"):
+        assert p in paths, p
+    assert client.get("/docs").status_code == 200
