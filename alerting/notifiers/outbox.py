@@ -42,14 +42,14 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 
 from opsradar import schema as t
-from opsradar.alerting.correlation import Change, IncidentUpdate
+from opsradar.alerting.correlation import Change, Correlator, IncidentUpdate
 from opsradar.alerting.noise import NoiseMetrics
 from opsradar.config import SlackConfig
 from opsradar.errors import NotifyError
 from opsradar.models import Incident, utcnow
 from opsradar.store import Store
 
-__all__ = ["Deferred", "Destination", "DrainStats", "Notifier", "OutboxWorker", "Transport", "post_key"]
+__all__ = ["Deferred", "Destination", "DrainStats", "Notifier", "OutboxWorker", "Transport", "handle_decision", "post_key"]
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class Notifier:
                     keys += self._enqueue_digest(ch, digest_id, inc.id, rev)
                     continue
                 if not self._exists(post_key(inc.id, ch)):
-                    payload = {"incident_id": inc.id, "mentions": self._mentions(inc, dest)}
+                    payload = {"incident_id": inc.id, "mentions": list(dest.mentions),
+                               "mention_on": list(self.cfg.mention_on)}
                     if self.store.enqueue(dedup_key=post_key(inc.id, ch), channel=ch, action="post",
                                           payload=payload, incident_id=inc.id):
                         keys.append(post_key(inc.id, ch))
@@ -227,6 +228,24 @@ class Notifier:
         if self.store.enqueue(dedup_key=key, channel=channel, action="digest_update", payload=payload):
             return [key]
         return []
+
+
+def handle_decision(decision: Any, correlator: Correlator, notifier: Notifier,
+                    now: datetime | None = None) -> IncidentUpdate | None:
+    """The pipeline's glue: a rule engine ``Decision`` → correlation → notification.
+
+    A dropped alert is ignored. A silenced or inhibited alert is still correlated (the incident
+    records it) but not notified; when a notifiable alert later reaches the incident, its message
+    is posted then.
+    """
+    if decision.dropped:
+        return None
+    routes = getattr(decision, "routes", None) or []
+    group_by = list(routes[0].group_by) if routes else None
+    update = correlator.add(decision.alert, now, group_by=group_by, receivers=list(decision.receivers))
+    if decision.notify:
+        notifier.notify(update, now)
+    return update
 
 
 # ------------------------------------------------------------------------------------ the worker

@@ -58,7 +58,9 @@ __all__ = [
     "InteractionResult",
     "InvalidSignature",
     "SlackTransport",
+    "destinations_from_receivers",
     "make_slack_worker",
+    "record_message_ts",
 ]
 
 log = logging.getLogger(__name__)
@@ -184,7 +186,7 @@ class SlackTransport:
         payload = row["payload"]
         if action == "post":
             inc = self._incident(payload["incident_id"])
-            mentions = list(payload.get("mentions") or [])
+            mentions = self._mentions_for(inc, payload)
             text = self.renderer.incident_text(inc, mentions=mentions)
             blocks = self.renderer.incident_blocks(inc, mentions=mentions)
             result = self._post(row, maybe_sent, before_send, text=text, blocks=blocks)
@@ -195,7 +197,7 @@ class SlackTransport:
         if action == "update":
             parent = self._parent(post_key(row["incident_id"], row["channel"]))
             inc = self._incident(row["incident_id"])
-            mentions = self._post_mentions(row)
+            mentions = self._post_mentions(row, inc)
             self._call("chat.update", self.client.chat_update, channel=parent["channel"], ts=parent["ts"],
                        text=self.renderer.incident_text(inc, mentions=mentions),
                        blocks=self.renderer.incident_blocks(inc, mentions=mentions))
@@ -221,11 +223,18 @@ class SlackTransport:
             return {"channel": parent["channel"], "ts": parent["ts"]}
         raise NotifyError(f"unknown outbox action {action!r}", retryable=False)
 
-    def _post_mentions(self, row: Mapping[str, Any]) -> list[str]:
+    @staticmethod
+    def _mentions_for(inc: Incident, post_payload: Mapping[str, Any]) -> list[str]:
+        """The channel's mentions when the incident's *current* severity calls for them."""
+        if inc.severity.value not in (post_payload.get("mention_on") or []):
+            return []
+        return list(post_payload.get("mentions") or [])
+
+    def _post_mentions(self, row: Mapping[str, Any], inc: Incident) -> list[str]:
         with self.store.engine.connect() as conn:
             payload = conn.execute(select(t.outbox.c.payload).where(
                 t.outbox.c.dedup_key == post_key(row["incident_id"], row["channel"]))).scalar()
-        return list((payload or {}).get("mentions") or [])
+        return self._mentions_for(inc, payload or {})
 
     def _post(self, row: Mapping[str, Any], maybe_sent: bool, before_send: Callable[[], None], *, text: str,
               blocks: list[dict[str, Any]] | None = None, thread_ts: str | None = None,

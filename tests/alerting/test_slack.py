@@ -345,3 +345,44 @@ def test_forged_stale_or_unsigned_interactions_are_rejected(store: Store) -> Non
         h.handle_interaction(body, {})
     assert corr.get(u.incident_id).status == IncidentStatus.open
     assert not any(r["action"].startswith("slack.") for r in store.audit_log())
+
+
+def test_rule_engine_decisions_route_correlate_and_silence_end_to_end(store: Store, fake: SlackFake) -> None:
+    from opsradar.alerting.notifiers.outbox import handle_decision
+    from opsradar.alerting.notifiers.slack import destinations_from_receivers
+    from opsradar.alerting.rules.engine import RuleEngine
+    from opsradar.alerting.rules.loader import load_texts
+    from opsradar.alerting.rules.silences import SilenceStore
+
+    rules = load_texts({"r.yaml": """
+receivers:
+  - {name: shop, slack: {channel: "#shop-oncall", mentions: ["<!here>"]}}
+  - {name: quiet}
+route:
+  receiver: shop
+  group_by: [service]
+  routes:
+    - {matchers: ['team="none"'], receiver: quiet}
+filters:
+  - {name: drop-nightly, action: drop, matchers: ['entity=~"job:nightly-.*"']}
+"""})
+    silences = SilenceStore(store)
+    engine = RuleEngine(rules, graph=GRAPH, silences=silences)
+    p = Pipeline(store, fake, targets=destinations_from_receivers(engine.receivers.values()))
+    now = datetime.now(UTC)
+    for i, a in enumerate(storm()):
+        handle_decision(engine.on_alert(a, now), p.corr, p.notifier, now + timedelta(seconds=i))
+    assert handle_decision(engine.on_alert(alert("nightly slow", entity="job:nightly-etl"), now),
+                           p.corr, p.notifier, now) is None
+    p.worker.drain()
+    msgs = fake.channel_messages("shop-oncall")
+    assert len(msgs) == 1
+    assert "Alerts:* 6" in msgs[0]["text"]
+    assert msgs[0]["text"].startswith("<!here>"), "critical: the receiver's mentions"
+    iid = store.list_incidents()[0]["id"]
+    h = InteractionHandler(signing_secret=SECRET, correlator=p.corr, notifier=p.notifier, silencer=engine.silences)
+    res = h.handle_interaction(*signed(click("opsradar_silence_1h", iid)))
+    assert len(res.silences) == 2
+    later = engine.on_alert(alert("Errors up again", service="shop", source="elasticsearch"), now + timedelta(minutes=5))
+    assert later.silenced
+    assert not later.notify
