@@ -28,7 +28,7 @@ from opsradar.alerting.rules.engine import RuleEngine
 from opsradar.alerting.rules.loader import RuleSet, collect_files, load_texts, read_texts
 from opsradar.alerting.rules.metrics import LAST_RELOAD_OK, RELOADS, RuleStats
 from opsradar.alerting.rules.silences import SilenceStore
-from opsradar.config import EntityGraph
+from opsradar.config import Config, EntityGraph
 from opsradar.errors import RuleError
 from opsradar.models import utcnow
 from opsradar.store import Store
@@ -86,6 +86,15 @@ class RuleManager:
         self.engine = self._build(load_texts(texts), None)  # the first load must succeed: raises RuleError
         self._mtimes = self._scan()
         self._record(texts, actor="startup", diff="")
+
+    @classmethod
+    def from_config(cls, cfg: Config, store: Store | None = None, *, watch: bool | None = None) -> RuleManager:
+        """The manager for ``cfg.rules.paths`` with the config's entity graph; watches the files when
+        ``cfg.rules.watch`` (or ``watch``) is true."""
+        mgr = cls(cfg.rules.paths, store=store, graph=cfg.entities)
+        if cfg.rules.watch if watch is None else watch:
+            mgr.watch()
+        return mgr
 
     def _build(self, rules: RuleSet, previous: RuleEngine | None) -> RuleEngine:
         return RuleEngine(rules, graph=self.graph, silences=self.silences, stats=self.stats, previous=previous)

@@ -139,3 +139,18 @@ def test_event_rules_only_address_event_fields() -> None:
         "x.yaml:8: event_rules[0].trigger.group_by[0]: unknown event field 'servce': use source, kind, entity,"
         " entity_type, entity_name, service, id, or labels.x, values.x, attrs.x",
     ]
+
+
+def test_the_shipped_rule_files_validate_against_the_json_schema() -> None:
+    """What editors see: the schema accepts the shipped files and flags an unknown key."""
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    schema = json.loads((ROOT / "rules" / "schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for f in sorted((ROOT / "rules").glob("*.yaml")):
+        data = yaml.safe_load(f.read_text())
+        errors = [e.message for e in validator.iter_errors(json.loads(json.dumps(data, default=str)))]
+        assert errors == [], f"{f.name}: {errors}"
+    bad = {"filters": [{"name": "x", "action": "drop", "colour": "red"}]}
+    assert any("colour" in e.message for e in validator.iter_errors(bad))

@@ -113,3 +113,14 @@ def test_sighup_reloads_and_status_reports_the_rejection(setup: tuple[Path, Stor
     assert status["rules"] == ["drop-noise", "drop-more"]
     assert len(status["last_error"]) == 1
     assert "invalid regex '(noise'" in status["last_error"][0]
+
+
+def test_from_config_uses_the_rules_section(tmp_path: Path) -> None:
+    from opsradar.config import Config
+
+    (tmp_path / "a.yaml").write_text(GOOD)
+    cfg = Config.model_validate({"rules": {"paths": [str(tmp_path)], "watch": False},
+                                 "entities": {"services": {"shop": {"jobs": ["shop-deploy"]}}}})
+    mgr = RuleManager.from_config(cfg)
+    assert mgr.engine.rule_names == ["drop-noise"]
+    assert mgr.engine.graph is cfg.entities
