@@ -15,7 +15,10 @@ returns:
   message of a matching incident (0 when the message came first);
 - ``rca_top1`` / ``rca_top3``: over the detected injected incidents that have a root-cause change,
   the share whose main matching incident (most alerts, then earliest) ranks that change first / in
-  its first three candidates.
+  its first three candidates;
+- ``grouped_as_one`` (injected incidents found as exactly one incident), ``fragmentation``
+  (matching detections per found injected incident) and ``signal_coverage`` (the share of an
+  injected incident's expected signals whose entity its main detection holds) measure grouping.
 
 A metric with nothing to measure is ``None``. Extra keys give the counts and a per-incident view.
 
@@ -102,6 +105,15 @@ def match_incidents(ground_truth: GroundTruth, detected: Sequence[Mapping[str, A
     return out
 
 
+def _coverage(inj: InjectedIncident, dets: list[dict[str, Any]]) -> float | None:
+    """The share of the injected incident's expected signals whose entity the main detection holds."""
+    if not inj.signals:
+        return None
+    main = dets[0]
+    entities = set(main.get("entities") or []) | {f"service:{s}" for s in main.get("services") or []}
+    return round(sum(sig.entity in entities for sig in inj.signals) / len(inj.signals), 4)
+
+
 def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
@@ -135,6 +147,7 @@ def score(
     scored = [i for i in ground_truth.incidents if i.detectable]
     found = [i for i in scored if i.id in by_injected]
     ttds: list[float] = []
+    coverages: list[float] = []
     rca_n = top1 = top3 = 0
     per_incident = []
     for inj in ground_truth.incidents:
@@ -152,8 +165,12 @@ def score(
                     break
             top1 += rank == 1
             top3 += rank is not None and rank <= 3
+        coverage = _coverage(inj, dets) if dets else None
+        if coverage is not None and inj.detectable:
+            coverages.append(coverage)
         per_incident.append({"id": inj.id, "type": inj.type, "detected": bool(dets), "incidents": [d["id"] for d in dets],
-                             "ttd_s": ttd, "rca_rank": rank, "has_root_cause": bool(inj.root_cause)})
+                             "ttd_s": ttd, "rca_rank": rank, "has_root_cause": bool(inj.root_cause),
+                             "signal_coverage": coverage})
     messages = count_incident_messages(slack_messages)
     matched_detected = sum(1 for v in matches.values() if v is not None)
     return {
@@ -171,6 +188,7 @@ def score(
         "alerts_per_message": round(alerts_count / messages, 2) if messages else None,
         "fragmentation": round(matched_detected / len(found), 2) if found else None,
         "grouped_as_one": _ratio(sum(1 for i in found if len(by_injected[i.id]) == 1), len(found)),
+        "signal_coverage": round(sum(coverages) / len(coverages), 4) if coverages else None,
         "ttd_n": len(ttds),
         "rca_n": rca_n,
         "unmatched": sorted(k for k, v in matches.items() if v is None),

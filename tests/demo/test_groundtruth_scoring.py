@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opsradar.demo.groundtruth import ChangeRef, GroundTruth, InjectedIncident
+from opsradar.demo.groundtruth import ChangeRef, ExpectedSignal, GroundTruth, InjectedIncident
 from opsradar.demo.scoring import count_incident_messages, match_incidents, score
 from opsradar.models import Event, Incident
 
@@ -25,7 +25,11 @@ def _gt() -> GroundTruth:
         InjectedIncident(id="flood", type="request_flood", title="flood", start=T0 + 5 * h, end=T0 + 6 * h,
                          services=["gateway"]),
         InjectedIncident(id="storm", type="alert_storm", title="storm", start=T0 + 20 * h, end=T0 + 21 * h,
-                         services=["auth", "gateway", "checkout"], root_cause=[
+                         services=["auth", "gateway", "checkout"], signals=[
+                             ExpectedSignal(source="app-logs", kind="log", entity=f"service:{s}", start=T0 + 20 * h,
+                                            end=T0 + 21 * h, what="errors") for s in ("auth", "gateway", "checkout")
+                         ] + [ExpectedSignal(source="jenkins", kind="deploy", entity="job:auth-deploy", start=T0 + 20 * h,
+                                             end=T0 + 20 * h, what="the deploy")], root_cause=[
                              ChangeRef(source="jenkins", kind="deploy", entity="job:auth-deploy", job="auth-deploy", number=9)]),
         InjectedIncident(id="creep", type="build_creep", title="creep", start=T0 + 30 * h, end=T0 + 40 * h,
                          services=["search"]),
@@ -102,6 +106,8 @@ def test_score_on_a_hand_built_run() -> None:
     assert s["grouped_as_one"] == round(2 / 3, 4)
     assert s["unmatched"] == ["e", "f"]
     per = {p["id"]: p for p in s["per_incident"]}
+    assert per["storm"]["signal_coverage"] == 0.5  # auth and gateway of four expected signals
+    assert s["signal_coverage"] == 0.5  # the other found incidents list no expected signals
     assert per["bad-deploy"]["incidents"] == ["a", "b"]
     assert per["bad-deploy"]["rca_rank"] == 2
     assert per["creep"]["detected"] is False

@@ -17,7 +17,7 @@ from opsradar.models import Event
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    w = World("default", days=2.0)  # Thursday and Friday: the bad deploy and the late large commit
+    w = World("default", days=2.0, scale=0.5)  # Thursday and Friday: the bad deploy and the late large commit
     with w:
         yield w
 

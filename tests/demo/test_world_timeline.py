@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 from collections import Counter
 from datetime import timedelta
 
@@ -18,9 +19,16 @@ def scenario() -> Scenario:
     return load_scenario("default")
 
 
-@pytest.fixture(scope="module")
-def tl(scenario: Scenario) -> Timeline:
-    return generate(scenario)
+_TIMELINES: dict[int, Timeline] = {}
+
+
+@pytest.fixture(scope="module", params=[1, 2, 7], ids=lambda s: f"seed{s}")
+def tl(request: pytest.FixtureRequest, scenario: Scenario) -> Timeline:
+    """The default world with its own seed, the held-out seed 2, and another: every check holds for each."""
+    seed = request.param
+    if seed not in _TIMELINES:
+        _TIMELINES[seed] = generate(scenario, seed=seed)
+    return _TIMELINES[seed]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +49,8 @@ def test_default_scenario_has_every_incident_type_and_a_modest_size(scenario: Sc
     assert counts["tags"] >= len(scenario.services)
 
 
-def test_same_seed_same_world_other_seed_other_background_and_timings(scenario: Scenario, tl: Timeline,
-                                                                        tl2: Timeline) -> None:
+def test_same_seed_same_world_other_seed_other_background_and_timings(scenario: Scenario, tl2: Timeline) -> None:
+    tl = generate(scenario)
     assert generate(scenario).digest() == tl.digest()
     assert tl2.digest() != tl.digest()
     gt1, gt2 = tl.ground_truth, tl2.ground_truth
@@ -109,7 +117,7 @@ def test_build_creep_test_failures_and_late_commit(tl: Timeline) -> None:
             and b.result != "FAILURE"]
     assert len(durations) > 30
     assert late
-    assert min(late) > 1.8 * max(before)
+    assert statistics.median(late) > 2 * statistics.median(before)  # growth 2.5 at the end
 
     tf = tl.ground_truth.incident("test-failures")
     merge = next(c for c in tl.commits if c.sha == tf.root_cause[0].sha)
