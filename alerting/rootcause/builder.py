@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from opsradar.alerting.rootcause.evidence import (
+    feature_points,
     series_for,
     similar_incidents,
     stream_parts,
@@ -86,9 +87,9 @@ def _drift_onset(
         direction = 1.0 if c.value > c.expected else -1.0 if c.value < c.expected else 0.0
         source, kind, entity = stream_parts(a)
         until = min(inc.last_seen, a.ts + timedelta(hours=24)) + timedelta(seconds=1)
-        pts = [(e.ts, e.values[c.feature]) for e in store.iter_events(
-            since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind], entities=[entity])
-            if c.feature in e.values]
+        evs = list(store.iter_events(since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind],
+                                     entities=[entity]))
+        pts = feature_points(evs, c.feature)
         start = drift_start(pts, a.ts, direction=direction)
         if start is not None and start < onset:
             onset, basis = start, f"estimated start of a drift in {a.stream} {c.feature} (first anomaly at {a.ts:%Y-%m-%d %H:%M} UTC)"
@@ -168,8 +169,14 @@ def build_report(
 
     # Logs of the affected services: new and increased templates.
     log_start = onset - st.log_window_lead
-    logs = [e for e in store.iter_events(since=log_start - st.log_baseline, until=window_end, kinds=["log"])
-            if is_affected(e.entity)]
+    log_entities = set(affected)
+    for svc_name in affected_services:
+        svc = graph.services.get(svc_name)
+        log_entities.add(f"service:{svc_name}")
+        if svc is not None:
+            log_entities |= {f"service:{s}" for s in svc.es_services} | {f"host:{h}" for h in svc.hosts}
+    logs = list(store.iter_events(since=log_start - st.log_baseline, until=window_end, kinds=["log"],
+                                  entities=sorted(log_entities)))
     templates = template_changes(logs, window_start=log_start, window_end=window_end)
     new_templates = [(ent, t.first_seen) for t in templates if t.status == "new" for ent in t.entities]
 

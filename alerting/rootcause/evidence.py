@@ -24,7 +24,7 @@ from typing import Any
 from opsradar.alerting.rootcause.model import FeatureDeviation, Series, SeriesPoint, SimilarIncident, TemplateChange
 from opsradar.models import Anomaly, Event, Incident
 
-__all__ = ["series_for", "similar_incidents", "stream_parts", "template_changes", "top_features"]
+__all__ = ["feature_points", "series_for", "similar_incidents", "stream_parts", "template_changes", "top_features"]
 
 
 def top_features(anomalies: Iterable[Anomaly], *, limit: int = 10) -> list[FeatureDeviation]:
@@ -164,6 +164,43 @@ def stream_parts(anomaly: Anomaly) -> tuple[str, str, str]:
     return anomaly.source, anomaly.kind, anomaly.entity
 
 
+def feature_points(events: Sequence[Event], feature: str) -> list[tuple[datetime, float]]:
+    """The values of ``feature`` along a stream's events, as the detectors computed them.
+
+    The events are replayed through the stream type's feature extractor
+    (:func:`opsradar.detectors.features.extractor_for`), so derived features (``latency_ms``,
+    ``log_rate``, ``error_ratio``…) come out as the detector saw them; a feature that is a plain
+    event value is read directly. Empty when neither gives it.
+
+    >>> from datetime import datetime, timezone
+    >>> ts = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
+    >>> e = Event.new(source="es", native_id="r1", kind="access", ts=ts, entity="service:shop",
+    ...               values={"status": 200.0, "duration_ms": 120.0})
+    >>> feature_points([e], "latency_ms"), feature_points([e], "duration_ms")
+    ([(datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.timezone.utc), 120.0)], [(datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.timezone.utc), 120.0)])
+    """
+    ordered = sorted(events, key=lambda e: (e.ts, e.id))
+    direct = [(e.ts, float(e.values[feature])) for e in ordered if feature in e.values]
+    if direct or not ordered:
+        return direct
+    try:
+        from opsradar.detectors.features import extractor_for
+
+        extractor = extractor_for(ordered[0].kind)
+    except (ImportError, KeyError):
+        return []
+    out: list[tuple[datetime, float]] = []
+    for e in ordered:
+        try:
+            x = extractor.extract(e)
+            extractor.learn(e)
+        except (ValueError, KeyError, TypeError, ArithmeticError):  # one odd event must not hide the series
+            continue
+        if feature in x:
+            out.append((e.ts, float(x[feature])))
+    return out
+
+
 def series_for(
     anomalies: Sequence[Anomaly],
     events: Sequence[Event],
@@ -174,8 +211,8 @@ def series_for(
 ) -> Series:
     """The series of one stream for the chart, between ``start`` and ``end``.
 
-    The plotted feature is the anomalies' top explained feature when the events carry it as a value;
-    otherwise the events are counted per bucket (a rate: what log and access streams show). Points
+    The plotted feature is the anomalies' top explained feature (see :func:`feature_points`);
+    when the events do not give it, they are counted per bucket (a rate: what log and access streams show). Points
     at an anomaly's time are marked anomalous.
     """
     a0 = anomalies[0]
@@ -183,12 +220,14 @@ def series_for(
     feature = a0.explanation[0].feature if a0.explanation else None
     anomalous_ids = {a.event_id for a in anomalies if a.event_id}
     anomalous_ts = sorted(a.ts for a in anomalies)
-    valued = [e for e in events if feature is not None and feature in e.values]
+    valued = feature_points(events, feature) if feature is not None else []
     points: list[SeriesPoint] = []
     if feature is not None and valued:
-        for e in valued:
-            hit = e.id in anomalous_ids or any(abs((e.ts - t).total_seconds()) < 1 for t in anomalous_ts)
-            points.append(SeriesPoint(ts=e.ts, value=e.values[feature], anomalous=hit))
+        ids_at = {e.ts: e.id for e in events}
+        for ts, value in valued:
+            hit = ids_at.get(ts) in anomalous_ids or any(abs((ts - t).total_seconds()) < 1 for t in anomalous_ts)
+            if start <= ts <= end:
+                points.append(SeriesPoint(ts=ts, value=value, anomalous=hit))
         label = feature
     else:
         span = (end - start).total_seconds()

@@ -166,6 +166,11 @@ class RootCauseReport(_Model):
         """The best candidate, if any."""
         return self.candidates[0] if self.candidates else None
 
+    def root_cause_entries(self, limit: int = 3) -> list[dict[str, Any]]:
+        """The top candidates as plain dicts, for ``Incident.root_cause`` (what the notifier shows)."""
+        keys = ("rank", "event_id", "kind", "entity", "ts", "summary", "score", "factors", "related_event_ids", "url")
+        return [c.model_dump(mode="json", include=set(keys)) for c in self.candidates[:limit]]
+
     def to_json(self, *, indent: int | None = 2) -> str:
         return self.model_dump_json(indent=indent)
 

@@ -28,7 +28,8 @@ being large. ``score = time × graph × reach × risk × order × logs``, in [0,
     flagged): 1.0.
 ``risk`` – how risky the change was, a prior: ``0.5 + 0.5 × r``
     r combines the risk signals as a noisy-OR, ``r = 1 − Π (1 − r_i)``: size
-    ``lines / (lines + 200)`` (or ``files / (files + 10)``, the larger), late check-in 0.3, off-hours
+    ``lines / (lines + 200)`` (or ``files / (files + 10)``, the larger), late check-in 0.3
+    (``labels.late``, ``values.late_hours``, or ``values.hours_to_release`` within 24 h), off-hours
     0.2, first-time author 0.3, failed tests in its build 0.6 (a commit takes them from the builds
     that list it), a failed or unstable build/deploy 0.4, a production change (deploy, release, config) 0.2, a high-priority issue 0.2, flagged as
     anomalous by a detector (an unusual commit or build) 0.3. A deploy also
@@ -105,6 +106,7 @@ class ScoringParams:
     size_half_lines: float = 200.0
     size_half_files: float = 10.0
     risk_late: float = 0.3
+    late_window_h: float = 24.0  # a commit this close before a release is late (the git freeze window)
     risk_off_hours: float = 0.2
     risk_first_time_author: float = 0.3
     risk_failed_tests: float = 0.6
@@ -219,11 +221,12 @@ def change_risk(
     signals: list[tuple[float, str]] = []
     events = [event, *shipped]
     lines = sum(e.values.get("lines_added", 0.0) + e.values.get("lines_deleted", 0.0) for e in events)
-    files = sum(e.values.get("files", 0.0) for e in events)
+    files = sum(e.values.get("files", e.values.get("files_changed", 0.0)) for e in events)
     size = max(lines / (lines + p.size_half_lines) if lines > 0 else 0.0, files / (files + p.size_half_files) if files > 0 else 0.0)
     if size > 0:
         signals.append((size, f"{lines:.0f} lines changed" if lines > 0 else f"{files:.0f} files changed"))
-    if any(_flag(e, "late") or e.values.get("late_hours", 0.0) > 0 for e in events):
+    if any(_flag(e, "late") or e.values.get("late_hours", 0.0) > 0
+           or 0 <= e.values.get("hours_to_release", -1.0) <= p.late_window_h for e in events):
         signals.append((p.risk_late, "late check-in"))
     if any(_flag(e, "off_hours") for e in events):
         signals.append((p.risk_off_hours, "off-hours"))

@@ -75,6 +75,10 @@ def test_json_is_structured_and_round_trips(world: tuple[Store, dict[str, str]])
     assert doc["scoring"]["time_scale"] == 1800.0
     assert RootCauseReport.model_validate(doc) == report
     assert report.model_dump()["incident_id"] == INCIDENT_ID
+    (entry,) = report.root_cause_entries(limit=1)
+    assert entry["summary"] == "deploy job:shop-deploy #17 (SUCCESS)"
+    assert entry["score"] == report.candidates[0].score
+    assert isinstance(entry["ts"], str)
 
 
 def test_markdown_and_html_escape_user_text(world: tuple[Store, dict[str, str]]) -> None:
