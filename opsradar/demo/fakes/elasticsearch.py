@@ -45,6 +45,7 @@ The Python API, for the simulated world and tests:
 from __future__ import annotations
 
 import base64
+import bisect
 import fnmatch
 import itertools
 import json
@@ -151,6 +152,9 @@ class _Pit:
     docs: list[_Doc]
     mappings: dict[str, str]
     expires: float
+    # (query, sort) → the matching hits sorted, with their comparison keys: a PIT is frozen, so
+    # pages after the first are a binary search away
+    sorted_cache: dict[str, tuple[list[tuple[_Doc, tuple[Any, ...]]], list[Any], int]] = field(default_factory=dict)
 
 
 class ElasticsearchFake(FakeServer):
@@ -473,16 +477,27 @@ class ElasticsearchFake(FakeServer):
         if unknown:
             raise EsQueryError(400, "parsing_exception", f"Unknown key for a START_OBJECT in [{unknown[0]}].")
         docs, mappings, pit_id = self._collect(req, index, body)
-        matcher = _compile_query(body.get("query", {"match_all": {}}), mappings)
-        hits = [d for d in docs if matcher(d.source)]
         size = _int_param(body.get("size", 10), "size")
         start = _int_param(body.get("from", 0), "from")
         if start + size > _MAX_RESULT_WINDOW:
             raise EsQueryError(400, "illegal_argument_exception",
                                f"Result window is too large, from + size must be less than or equal to: [{_MAX_RESULT_WINDOW}] but was [{start + size}].")
         sort_specs = _parse_sort(body.get("sort"), pit=pit_id is not None)
+        query = body.get("query", {"match_all": {}})
+        pit = self._pits.get(pit_id) if pit_id is not None else None
+        cache_key = json.dumps([query, body.get("sort")], sort_keys=True, default=str)
+        if pit is not None and sort_specs and cache_key in pit.sorted_cache:
+            keyed, cmp_keys, total = pit.sorted_cache[cache_key]
+        else:
+            matcher = _compile_query(query, mappings)
+            hits = [d for d in docs if matcher(d.source)]
+            total = len(hits)
+            keyed = _sort_hits(hits, sort_specs, mappings) if sort_specs else []
+            cmp_keys = [_cmp_key(k, sort_specs) for _, k in keyed]
+            if pit is not None and sort_specs:
+                pit.sorted_cache[cache_key] = (keyed, cmp_keys, total)
         sorted_hits: list[tuple[_Doc, tuple[Any, ...] | None]] = (
-            list(_sort_hits(hits, sort_specs, mappings)) if sort_specs else [(d, None) for d in hits])
+            list(keyed) if sort_specs else [(d, None) for d in hits])
         after = body.get("search_after")
         if after is not None:
             if not sort_specs:
@@ -492,8 +507,9 @@ class ElasticsearchFake(FakeServer):
                 n = len(after) if isinstance(after, list) else 1
                 raise EsQueryError(400, "illegal_argument_exception",
                                    f"search_after has {n} value(s) but sort has {len(sort_specs)}.")
-            after_key = _after_key(after, sort_specs, mappings)
-            sorted_hits = [(d, k) for d, k in sorted_hits if k is not None and _after(k, after_key, sort_specs)]
+            after_key = _cmp_key(_after_key(after, sort_specs, mappings), sort_specs)
+            first = bisect.bisect_right(cmp_keys, after_key)
+            sorted_hits = list(keyed[first:])
         page = sorted_hits[start : start + size]
         out_hits = []
         for doc, sort_key in page:
@@ -505,12 +521,11 @@ class ElasticsearchFake(FakeServer):
         hits_obj: dict[str, Any] = {}
         track = body.get("track_total_hits", _MAX_RESULT_WINDOW)  # Elasticsearch counts up to 10,000 by default
         if track is not False:
-            total = len(hits)
             if track is not True and isinstance(track, int) and total > track:
                 hits_obj["total"] = {"value": track, "relation": "gte"}
             else:
                 hits_obj["total"] = {"value": total, "relation": "eq"}
-        hits_obj["max_score"] = None if sort_specs or not hits else 1.0
+        hits_obj["max_score"] = None if sort_specs or not total else 1.0
         hits_obj["hits"] = out_hits
         response: dict[str, Any] = {}
         if pit_id is not None:
@@ -968,10 +983,6 @@ def _after_key(after: list[Any], specs: list[_SortSpec], mappings: Mapping[str, 
         else:
             out.append(_typed(v, typ))
     return tuple(out)
-
-
-def _after(key: tuple[Any, ...], after_key: tuple[Any, ...], specs: list[_SortSpec]) -> bool:
-    return _cmp_key(key, specs) > _cmp_key(after_key, specs)
 
 
 def _render_sort_value(value: Any, spec: _SortSpec, mappings: Mapping[str, str]) -> Any:
