@@ -261,7 +261,7 @@ class RuleEngine:
                 if floor.rank > severity.rank:
                     severity = floor
                     decision.escalated_by.append(r.name)
-                self.stats.record(r.name, "escalations", ts)
+                self.stats.record(r.name, "escalations" if r.name in decision.escalated_by else "matches", ts)
             else:
                 if r.severity is not None:
                     if r.severity.rank > severity.rank:

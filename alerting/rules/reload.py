@@ -2,7 +2,8 @@
 
 A reload (file change, SIGHUP or an API call) validates the files first; one that fails is
 rejected **as a whole**: the running engine stays, the error is kept (``last_error``), logged and
-counted (``opsradar_rules_reloads{outcome="rejected"}``). A successful reload builds a new engine
+counted (``opsradar_rules_reloads_total{outcome="rejected"}``,
+``opsradar_rules_last_reload_successful`` 0). A successful reload builds a new engine
 (adopting the state of unchanged rules), swaps it in one assignment, and is audited in the store
 (``rules.reload``: who, when, the unified diff of the files). The files of the rule set in force
 are snapshotted in the store (checkpoint ``rules/in-force``): that is what

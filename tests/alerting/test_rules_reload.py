@@ -124,3 +124,21 @@ def test_from_config_uses_the_rules_section(tmp_path: Path) -> None:
     mgr = RuleManager.from_config(cfg)
     assert mgr.engine.rule_names == ["drop-noise"]
     assert mgr.engine.graph is cfg.entities
+
+
+def test_the_watcher_reloads_on_file_change(tmp_path: Path) -> None:
+    import time
+
+    (tmp_path / "a.yaml").write_text(GOOD)
+    mgr = RuleManager([tmp_path], stats=RuleStats(export=False))
+    thread = mgr.watch(interval=0.05)
+    try:
+        (tmp_path / "b.yaml").write_text("filters:\n  - {name: drop-more, action: drop, matchers: ['alertname=\"more\"']}\n")
+        deadline = time.monotonic() + 20
+        while "drop-more" not in mgr.engine.rule_names and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert mgr.engine.rule_names == ["drop-noise", "drop-more"]
+    finally:
+        mgr.stop()
+        thread.join(5)
+    assert not thread.is_alive()
