@@ -113,6 +113,11 @@ def matrix(rows: Sequence[dict[str, float]], features: Sequence[str]) -> np.ndar
     return out
 
 
+def _features(rows: Sequence[dict[str, float]]) -> tuple[str, ...]:
+    """The sorted feature names of ``rows``; context features (``_hour``, ``_weekend``…) are left out."""
+    return tuple(sorted({k for r in rows for k in r if not k.startswith("_")}))
+
+
 def auc(negatives: Sequence[float], positives: Sequence[float]) -> float:
     """ROC AUC: the chance that a positive outscores a negative (ties count half).
 
@@ -170,7 +175,7 @@ class FittedModel:
     @classmethod
     def fit(cls, algorithm: str, params: dict[str, Any], rows: Sequence[dict[str, float]],
             features: Sequence[str] | None = None) -> FittedModel:
-        feats = tuple(sorted({k for r in rows for k in r})) if features is None else tuple(features)
+        feats = _features(rows) if features is None else tuple(features)
         if not rows or not feats:
             raise ValueError(f"cannot fit {algorithm!r} on {len(rows)} rows with features {list(feats)!r}")
         x = matrix(rows, feats)
@@ -304,7 +309,7 @@ class Refitter:
         train = sorted(idx[n_hold:])
         train_rows = [recent[i][1] for i in train]
         hold_rows = [recent[i][1] for i in hold]
-        features = tuple(sorted({k for _, r in recent for k in r}))
+        features = _features([r for _, r in recent])
         model = FittedModel.fit(self.algorithm, self.params, train_rows, features)
         metrics = {"proxy_auc": proxy_auc(model, hold_rows, rng), "train_rows": float(len(train_rows)),
                    "holdout_rows": float(len(hold_rows)), "features": float(len(features))}
@@ -377,7 +382,9 @@ class PyODDetector(Detector):
             return super().explain_one(x)
         items = []
         for j, f in enumerate(model.features):
-            v = float(x.get(f, 0.0))
+            if f not in x:
+                continue
+            v = float(x[f])
             med, s = float(model.medians[j]), float(model.scales[j])
             items.append((f, v, med, med - 3 * s, med + 3 * s, abs(v - med) / s if s > 0 else 0.0))
         return share_contributions(items)

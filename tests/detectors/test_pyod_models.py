@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from opsradar.detectors.base import DETECTORS
+from opsradar.detectors.checks import check_detector
 from opsradar.detectors.pyod_models import FittedModel, PyODDetector, Refitter, auc, matrix
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -154,3 +155,16 @@ def test_auc_scored_before_learning(algorithm: str, params: dict[str, int]) -> N
 
 def test_wrapper_is_in_the_detector_registry() -> None:
     assert DETECTORS["pyod"] is PyODDetector
+
+
+def test_generic_detector_checks() -> None:
+    # The default (ECOD); IForest goes through the lighter checks above (its pickles are large).
+    check_detector(PyODDetector)
+
+
+def test_context_features_are_not_modelled() -> None:
+    det = PyODDetector(min_rows=64)
+    for _, row in rows_with_ts(100):
+        det.learn_one({**row, "_hour": 3.0})
+    assert det.model is not None
+    assert "_hour" not in det.model.features
