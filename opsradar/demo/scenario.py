@@ -34,6 +34,7 @@ __all__ = [
     "AlertStorm",
     "BadDeploy",
     "BuildCreep",
+    "ChangeWindow",
     "IncidentSpec",
     "LateLargeCommit",
     "MemoryLeak",
@@ -121,6 +122,16 @@ class Volume(_Model):
     deploys_per_day: float = Field(default=1.5, ge=0, description="deploys per service per workday")
     pr_builds_per_day: float = Field(default=5.0, ge=0, description="pull-request builds per job per workday")
     nightly_builds: bool = True
+
+
+class ChangeWindow(_Model):
+    """When people deploy (the organisation's change policy); deploys of injected incidents ignore it."""
+
+    weekdays: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4], description="0 = Monday")
+    hours: tuple[int, int] = Field(default=(8, 18), description="[from, to) UTC hours")
+
+    def allows(self, t: datetime) -> bool:
+        return t.weekday() in self.weekdays and self.hours[0] <= t.hour < self.hours[1]
 
 
 class _IncidentBase(_Model):
@@ -238,6 +249,7 @@ class Scenario(_Model):
     days: float = Field(gt=0, le=60)
     seed: int = 1
     min_gap: Duration = Field(default=timedelta(hours=2), description="incidents start at least this far apart")
+    change_window: ChangeWindow = Field(default_factory=ChangeWindow, description="when background deploys happen")
     volume: Volume = Field(default_factory=Volume)
     rhythm: Rhythm = Field(default_factory=Rhythm)
     people: list[str] = Field(min_length=3)

@@ -391,6 +391,8 @@ class _Gen:
             for t in self.human_times(rng, self.sc.volume.deploys_per_day):
                 if any(s == svc_name and a <= t <= b for s, a, b in self.quiet_deploys):
                     continue
+                if not self.sc.change_window.allows(t):
+                    continue
                 self.deploys.append(_PlannedDeploy(svc_name, t, self.person(svc_name, rng)))
 
     def make_deploys(self) -> None:
@@ -570,7 +572,7 @@ class _Gen:
                 self.app_doc(svc_name, t, level, msg, rng)
 
     def gc_docs(self) -> None:
-        interval = self.sc.volume.gc_interval / self.sc.volume.scale
+        interval = self.sc.volume.gc_interval  # a heartbeat: not scaled with the volume
         leaks = [p for p in self.pending if isinstance(p.spec, MemoryLeak)]
         for svc_name, svc in self.sc.services.items():
             rng = np.random.default_rng([self.seed, 42, _h(svc_name)])

@@ -188,10 +188,12 @@ def test_scenario_errors_name_the_path(tmp_path) -> None:  # type: ignore[no-unt
     assert "unknown service 'ghost'" in msg
     assert "bad.yaml" in msg
     # field errors come with their line and path (the incident type tag left out)
-    p.write_text(scenario_path("default").read_text().replace("window: [2d01h, 2d04h]", "window: [2d04h, 2d01h]"))
+    text = scenario_path("default").read_text().replace("window: [2d01h, 2d04h]", "window: [2d04h, 2d01h]")
+    p.write_text(text)
     with pytest.raises(ConfigError) as exc:
         load_scenario(str(p))
-    assert "bad.yaml:133: incidents[2]: window end 2 days, 1:00:00 is before its start 2 days, 4:00:00" in str(exc.value)
+    line = text.splitlines().index("  - id: sensitive-access") + 1
+    assert f"bad.yaml:{line}: incidents[2]: window end 2 days, 1:00:00 is before its start 2 days, 4:00:00" in str(exc.value)
 
 
 def test_size_knob_scales_the_background(scenario: Scenario) -> None:
