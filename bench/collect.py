@@ -115,9 +115,23 @@ def bench_jenkins(scale: float, repeat: int) -> dict[str, float]:
     return out
 
 
+def _sibling(name: str) -> Callable[[float, int], dict[str, float]]:
+    """A section defined in ``bench/collect_logs_git.py`` (elasticsearch, git)."""
+
+    def run(scale: float, repeat: int) -> dict[str, float]:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import collect_logs_git
+
+        return collect_logs_git.SECTIONS[name](scale, repeat)  # type: ignore[no-any-return]
+
+    return run
+
+
 SECTIONS: dict[str, Callable[[float, int], dict[str, float]]] = {
     "jira": bench_jira,
     "jenkins": bench_jenkins,
+    "elasticsearch": _sibling("elasticsearch"),
+    "git": _sibling("git"),
 }
 
 
