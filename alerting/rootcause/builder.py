@@ -29,7 +29,7 @@ from opsradar.alerting.rootcause.evidence import (
 )
 from opsradar.alerting.rootcause.model import RootCauseReport, Series, TimelineItem
 from opsradar.alerting.rootcause.onset import drift_start
-from opsradar.alerting.rootcause.scoring import CAUSE_KINDS, ScoringParams, rank_changes
+from opsradar.alerting.rootcause.scoring import CAUSE_KINDS, ScoringParams, rank_changes, with_test_results
 from opsradar.config import EntityGraph
 from opsradar.errors import OpsradarError
 from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, utcnow
@@ -165,6 +165,10 @@ def build_report(
     window_start = onset - st.lookback
     window_end = max(inc.last_seen, onset) + timedelta(minutes=1)
     changes = list(store.iter_events(since=window_start, until=window_end, kinds=sorted(CHANGE_KINDS)))
+    jobs = sorted({e.entity for e in changes if e.kind in ("build", "deploy")})
+    if jobs:  # failed tests live on the builds' test_run events
+        tests = store.iter_events(since=window_start, until=window_end, kinds=["test_run"], entities=jobs)
+        changes = with_test_results(changes, tests)
     own_symptoms |= {e.id for e in changes if (e.source, e.kind, e.entity) in symptom_streams}
 
     # Logs of the affected services: new and increased templates.

@@ -76,7 +76,16 @@ from opsradar.alerting.rootcause.model import Candidate
 from opsradar.config import EntityGraph
 from opsradar.models import Event
 
-__all__ = ["CAUSE_KINDS", "CI_KINDS", "FACTORS", "ScoringParams", "change_risk", "describe_change", "rank_changes"]
+__all__ = [
+    "CAUSE_KINDS",
+    "CI_KINDS",
+    "FACTORS",
+    "ScoringParams",
+    "change_risk",
+    "describe_change",
+    "rank_changes",
+    "with_test_results",
+]
 
 #: The factors of every candidate's score, in the order they are shown.
 FACTORS = ("time", "graph", "reach", "risk", "order", "logs")
@@ -184,7 +193,7 @@ def describe_change(event: Event) -> str:
         head = f"commit {sha[:10]}" if sha else "commit"
         return " ".join(p for p in (head, f"by {who}" if who else "", f"on {event.entity}", f"— {title}" if title else "") if p)
     if event.kind in ("build", "deploy", "release"):
-        number = str(labels.get("number") or attrs.get("number") or "")
+        number = _build_number(event)
         result = labels.get("result")
         s = f"{event.kind} {event.entity}" + (f" #{number}" if number else "")
         s += f" ({result})" if result else ""
@@ -194,6 +203,50 @@ def describe_change(event: Event) -> str:
         status = labels.get("status")
         return " ".join(p for p in ("issue", str(issue_key) if issue_key else "", title, f"→ {status}" if status else "") if p)
     return f"{event.kind} on {event.entity}" + (f" — {title}" if title else "")
+
+
+def _is_late(event: Event, p: ScoringParams) -> bool:
+    """``labels.late`` when the collector decided; else hours to the next release within the window."""
+    label = event.labels.get("late", "").strip().lower()
+    if label in ("true", "false"):
+        return label == "true"
+    for key in ("late_hours", "hours_to_release"):  # the git collector: hours from the commit to the next tag
+        if key in event.values:
+            return 0.0 <= event.values[key] <= p.late_window_h
+    return False
+
+
+def _build_number(event: Event) -> str:
+    raw = event.labels.get("number") or event.attrs.get("number") or event.values.get("build_number") or ""
+    return str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw)
+
+
+def with_test_results(changes: Iterable[Event], test_runs: Iterable[Event]) -> list[Event]:
+    """Builds and deploys with ``values.failed_tests`` taken from their ``test_run`` events.
+
+    A test run belongs to the build of the same job entity and build number (``values.build_number``,
+    or ``labels.number``); its ``values.failed`` becomes the build's ``failed_tests``.
+
+    >>> from datetime import datetime, timezone
+    >>> ts = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    >>> b = Event.new(source="jenkins", native_id="j#4", kind="build", entity="job:j", ts=ts, values={"build_number": 4})
+    >>> t = Event.new(source="jenkins", native_id="j#4/tests", kind="test_run", entity="job:j", ts=ts,
+    ...               values={"build_number": 4, "failed": 35})
+    >>> with_test_results([b], [t])[0].values["failed_tests"]
+    35.0
+    """
+    failed: dict[tuple[str, str], float] = {}
+    for t in test_runs:
+        n = _build_number(t)
+        if n and "failed" in t.values:
+            failed[(t.entity, n)] = max(failed.get((t.entity, n), 0.0), float(t.values["failed"]))
+    out = []
+    for e in changes:
+        key = (e.entity, _build_number(e))
+        if e.kind in ("build", "deploy") and key in failed and "failed_tests" not in e.values:
+            e = e.model_copy(update={"values": {**e.values, "failed_tests": failed[key]}})
+        out.append(e)
+    return out
 
 
 def change_risk(
@@ -225,8 +278,7 @@ def change_risk(
     size = max(lines / (lines + p.size_half_lines) if lines > 0 else 0.0, files / (files + p.size_half_files) if files > 0 else 0.0)
     if size > 0:
         signals.append((size, f"{lines:.0f} lines changed" if lines > 0 else f"{files:.0f} files changed"))
-    if any(_flag(e, "late") or e.values.get("late_hours", 0.0) > 0
-           or 0 <= e.values.get("hours_to_release", -1.0) <= p.late_window_h for e in events):
+    if any(_is_late(e, p) for e in events):
         signals.append((p.risk_late, "late check-in"))
     if any(_flag(e, "off_hours") for e in events):
         signals.append((p.risk_off_hours, "off-hours"))

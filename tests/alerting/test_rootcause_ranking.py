@@ -246,3 +246,15 @@ def test_during_an_estimated_drift_time_counts_by_distance_to_its_start() -> Non
     assert c[inside.id].factors["time"] == pytest.approx(1 / (1 + 180 / 30), abs=1e-4)
     assert "during the drift" in c[inside.id].evidence[0]
     assert c[after.id].factors["time"] == ScoringParams().after_onset
+
+
+def test_lateness_follows_the_collectors_label_then_the_hours_to_the_release() -> None:
+    def late(**kw: Any) -> bool:
+        return "late check-in" in change_risk(ev("c", "commit", "repo:shop-svc", 5, **kw))[1]
+
+    assert late(labels={"late": "true"}, values={"late_hours": 300})
+    assert not late(labels={"late": "false"}, values={"late_hours": 2})
+    assert not late(labels={"late": "unknown"})
+    assert late(values={"late_hours": 2})
+    assert not late(values={"late_hours": 300})  # the next release is 12 days away: not late
+    assert late(values={"hours_to_release": 1})

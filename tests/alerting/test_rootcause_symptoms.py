@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from opsradar.alerting.rootcause import build_report
+from opsradar.alerting.rootcause import ScoringParams, build_report
 from opsradar.models import Alert, Anomaly, Contribution, Event, Incident
 from opsradar.store import Store
 from tests.alerting.rootcause_world import GRAPH, ONSET
@@ -101,3 +101,36 @@ def test_a_slow_drift_moves_the_onset_back_to_where_it_started(store: Store) -> 
     assert "drift" in report.onset_basis
     assert report.candidates[0].event_id == root.id
     assert "drift start (est.)" in report.to_html()
+
+
+def test_failing_test_runs_blame_the_commit_their_build_built(store: Store) -> None:
+    """The Jenkins collector's shape: builds carry ``build_number`` and ``attrs.commits``; the
+    failures are on a separate ``test_run`` event of the same job and number."""
+    sha = "7" * 40
+    merge = Event.new(source="git", native_id=f"shop-svc:{sha}", kind="commit", entity="repo:shop-svc",
+                      ts=ONSET - timedelta(minutes=12), labels={"merge": "true", "late": "unknown"},
+                      attrs={"sha": sha, "subject": "Merge branch 'feature/refund-rework' into main"})
+    noise = Event.new(source="git", native_id="shop-svc:" + "8" * 40, kind="commit", entity="repo:shop-svc",
+                      ts=ONSET - timedelta(minutes=5), attrs={"sha": "8" * 40, "subject": "Fix typo in README"})
+    build = Event.new(source="jenkins", native_id="shop-build#31", kind="build", entity="job:shop-build",
+                      ts=ONSET - timedelta(minutes=10), labels={"job": "shop-build", "result": "UNSTABLE"},
+                      values={"duration_s": 300, "build_number": 31}, attrs={"commits": [sha]})
+    tests = Event.new(source="jenkins", native_id="shop-build#31/tests", kind="test_run", entity="job:shop-build",
+                      ts=build.ts, labels={"job": "shop-build", "result": "UNSTABLE"},
+                      values={"passed": 265, "failed": 35, "fail_ratio": 35 / 300, "build_number": 31})
+    store.add_events([merge, noise, build, tests])
+    anomaly = Anomaly(id="t1", stream="jenkins|test_run|job:shop-build", detector="hst", detector_version="1",
+                      ts=tests.ts, event_id=tests.id, source="jenkins", kind="test_run", entity="job:shop-build",
+                      score=0.999, threshold=0.99, raw_score=1.0, explanation=[Contribution(
+                          feature="failure_ratio", value=35 / 300, expected=0.001, low=0, high=0.01, contribution=1.0)])
+    store.add_anomaly(anomaly.model_dump(mode="json"))
+    alert = Alert.from_labels(title="Tests failing", labels={"service": "shop", "entity": "job:shop-build"},
+                              starts_at=tests.ts, anomaly_id="t1")
+    report = build_report(_incident(store, alert, first_seen=tests.ts), store, GRAPH)
+    c = {x.event_id: x for x in report.candidates}
+    top = report.candidates[0]
+    assert top.event_id == merge.id
+    assert "35 failed tests in its build" in " ".join(top.evidence)
+    assert c[noise.id].factors["time"] == ScoringParams().after_onset  # committed after the failing build
+    assert c[build.id].summary == "build job:shop-build #31 (UNSTABLE)"
+    assert c[build.id].factors["reach"] == ScoringParams().reach_not
