@@ -51,6 +51,8 @@ def test_command(files: Sequence[str | os.PathLike[str]], out: TextIO) -> int:
     failed = [r for r in results if r.status == "fail"]
     for r in results:
         print(r, file=out)
+    if results.untested:
+        print(f"warning: no test makes these rules match: {', '.join(results.untested)}", file=out)
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed", file=out)
     return 1 if failed else 0
 

@@ -42,7 +42,7 @@ from opsradar.errors import Problem, RuleError
 from opsradar.models import Alert, Event, Severity, UtcDatetime, fingerprint
 from opsradar.yamlutil import YamlPath, format_path, line_of, load_with_lines
 
-__all__ = ["TestResult", "run_test_files"]
+__all__ = ["TestResult", "TestRun", "run_test_files"]
 
 
 class _S(BaseModel):
@@ -122,6 +122,16 @@ class TestFile(_S):
     tests: list[RuleTest] = Field(min_length=1)
 
 
+class TestRun(list["TestResult"]):
+    """The results, plus the rules no test made match (``untested``), so dead rules show up."""
+
+    untested: list[str]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.untested = []
+
+
 @dataclass
 class TestResult:
     file: str
@@ -172,9 +182,9 @@ def _check_refs(file: str, tf: TestFile, lines: dict[Any, int], rule_names: list
         raise RuleError(problems)
 
 
-def _run_one(file: str, t: RuleTest, rules: RuleSet) -> TestResult:
+def _run_one(file: str, t: RuleTest, rules: RuleSet, stats: RuleStats) -> TestResult:
     silences = SilenceStore()
-    engine = RuleEngine(rules, silences=silences, stats=RuleStats(export=False))
+    engine = RuleEngine(rules, silences=silences, stats=stats)
     for s in t.silences:
         SilenceSpec(matchers=s.matchers, starts_at=s.starts_at, ends_at=s.ends_at, created_by=s.created_by,
                     comment=s.comment)
@@ -286,9 +296,10 @@ def default_test_files(rules_dir: str | os.PathLike[str] = "rules") -> list[Path
     return sorted(Path(rules_dir, "tests").glob("*.yaml"))
 
 
-def run_test_files(files: Sequence[str | os.PathLike[str]]) -> list[TestResult]:
+def run_test_files(files: Sequence[str | os.PathLike[str]]) -> TestRun:
     """Run the rule tests in ``files``. Invalid test or rule files raise :class:`RuleError`."""
-    results: list[TestResult] = []
+    results = TestRun()
+    tested: dict[str, bool] = {}
     problems: list[Problem] = []
     for f in map(Path, files):
         try:
@@ -308,7 +319,12 @@ def run_test_files(files: Sequence[str | os.PathLike[str]]) -> list[TestResult]:
         except RuleError as exc:
             problems += exc.problems
             continue
-        results += [_run_one(str(f), t, rules) for t in tf.tests]
+        stats = RuleStats(export=False)
+        results += [_run_one(str(f), t, rules, stats) for t in tf.tests]
+        for name, row in stats.snapshot(rules.rule_names).items():
+            tested.setdefault(name, False)
+            tested[name] = tested[name] or row["matches"] > 0
     if problems:
         raise RuleError(problems)
+    results.untested = sorted(name for name, hit in tested.items() if not hit)
     return results

@@ -93,3 +93,18 @@ def test_bad_test_files_report_every_problem(rules_dir: Path) -> None:
         "rules/tests/refs_test.yaml:7: tests[0].expect.b: no input alert with id 'b'",
         "rules/tests/refs_test.yaml:8: tests[0].expect.a.dropped_by: undefined rule 'nope'",
     ]
+
+
+def test_rules_that_no_test_exercises_are_named(rules_dir: Path) -> None:
+    (rules_dir / "more.yaml").write_text("filters:\n  - {name: never, action: drop, matchers: ['alertname=\"zzz\"']}\n")
+    (rules_dir / "tests" / "r_test.yaml").write_text(TESTS.split("  - name: a wrong expectation")[0])
+    result = CliRunner().invoke(app, ["rules", "test"])
+    assert result.output.splitlines()[-2:] == ["warning: no test makes these rules match: never", "1 passed, 0 failed"]
+    assert result.exit_code == 0
+
+
+def test_every_shipped_rule_is_exercised_by_a_shipped_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).parents[2])
+    result = CliRunner().invoke(app, ["rules", "test"])
+    assert result.exit_code == 0, result.output
+    assert "warning: no test makes" not in result.output
