@@ -44,6 +44,7 @@ import httpx
 from opsradar.errors import CollectorError, SourceAuthError, SourceDataError, SourceUnavailable
 
 __all__ = [
+    "decode_json",
     "error_detail",
     "get_json",
     "parse_retry_after",
@@ -201,7 +202,8 @@ def send(
     return response
 
 
-def _decode(response: httpx.Response, *, source: str) -> Any:
+def decode_json(response: httpx.Response, *, source: str) -> Any:
+    """The JSON body of ``response``; :class:`SourceDataError` (with a hint) when it is not JSON."""
     try:
         return response.json()
     except (ValueError, UnicodeDecodeError) as exc:
@@ -230,7 +232,7 @@ def request_json(
                     auth_hint=auth_hint, allow_status=allow_status)
     if response.status_code in allow_status:
         return None
-    return _decode(response, source=source)
+    return decode_json(response, source=source)
 
 
 def get_json(

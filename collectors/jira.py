@@ -1,8 +1,10 @@
 """Jira collector: issue changes from Jira Cloud (``/rest/api/3``) or Server/DC (``/rest/api/2``).
 
 One JQL search per poll, ``project in (…) AND updated >= "<cursor − overlap>" ORDER BY updated ASC,
-key ASC``, paged with ``startAt`` (by what the server returned, since Jira caps ``maxResults``), with
-``expand=changelog``; when a search truncates an issue's changelog, the full one is read from
+key ASC``, with ``expand=changelog``. Jira Cloud (``api_version: 3``) is searched with
+``/search/jql`` and its ``nextPageToken`` (the old ``/search`` is removed from Cloud, CHANGE-2046);
+Server/DC (``api_version: 2``) with ``/search`` and ``startAt``, paged by what the server returned
+since Jira caps ``maxResults``, switching to ``/search/jql`` if ``/search`` answers 410 Gone; when a search truncates an issue's changelog, the full one is read from
 ``/issue/{key}/changelog``. JQL dates are read by Jira in the user's profile time zone, so the
 collector asks ``/myself`` for it once. Each page is one :class:`~opsradar.collectors.base.Batch`
 whose cursor is the newest ``updated`` seen; the overlap re-reads late changes and stable ids dedup.
@@ -44,7 +46,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import ValidationError
 
-from opsradar.collectors._http import get_json
+from opsradar.collectors._http import decode_json, get_json, send
 from opsradar.collectors.base import Batch, Collector, Rejected
 from opsradar.collectors.registry import register
 from opsradar.config import JiraSource, resolve_secret
@@ -249,6 +251,8 @@ class JiraCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.coll
         self._owns_client = client is None
         self._tz: ZoneInfo | None = None
         self._api = f"/rest/api/{source.api_version}"
+        # Cloud (v3) searches with /search/jql; Server/DC (v2) with /search, switching on a 410 Gone
+        self._enhanced = source.api_version == 3
         self._incident_types = {t.lower() for t in source.incident_issue_types}
         self._done = {s.lower() for s in source.done_statuses}
 
@@ -303,29 +307,53 @@ class JiraCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.coll
             if not values or page.get("isLast") is True or (isinstance(total, int) and start >= total):
                 return out
 
+    def _search_page(self, jql: str, start: int, token: str | None) -> tuple[list[Any], bool, str | None]:
+        """One page of the search: (issues, whether it was the last page, the next page token)."""
+        params: dict[str, Any] = {"jql": jql, "maxResults": self.source.page_size, "fields": FIELDS,
+                                  "expand": "changelog"}
+        if not self._enhanced:
+            params["startAt"] = start
+            response = send(self.client, "GET", f"{self._api}/search", source=self.name, params=params,
+                            auth_hint=self.auth_hint, allow_status=(410,))
+            if response.status_code == 410:  # Jira Cloud removed it (CHANGE-2046): use the enhanced search
+                log.info("source %r: %s/search is gone; using %s/search/jql", self.name, self._api, self._api)
+                self._enhanced = True
+                return self._search_page(jql, 0, None)
+            page = decode_json(response, source=self.name)
+            issues, total = (page.get("issues"), page.get("total")) if isinstance(page, dict) else (None, None)
+            if not isinstance(issues, list) or not isinstance(total, int):
+                raise SourceDataError(f"search answered without 'issues' and 'total': {str(page)[:120]!r}",
+                                      source=self.name, hint="check that the url points at Jira and api_version is right")
+            return issues, not issues or start + len(issues) >= total, None
+        if token:
+            params["nextPageToken"] = token
+        page = self._get(f"{self._api}/search/jql", params)
+        issues = page.get("issues") if isinstance(page, dict) else None
+        if not isinstance(issues, list):
+            raise SourceDataError(f"search/jql answered without 'issues': {str(page)[:120]!r}",
+                                  source=self.name, hint="check that the url points at Jira Cloud")
+        nxt = page.get("nextPageToken")
+        last = page.get("isLast") is True or not isinstance(nxt, str) or not nxt or not issues
+        return issues, last, None if last else nxt
+
     def pull(self, cursor: Any, *, until: datetime | None = None) -> Iterator[Batch]:
         last: datetime | None = None
         if isinstance(cursor, dict) and cursor.get("updated"):
             last = parse_jira_datetime(cursor["updated"])
         since = last - self.source.overlap if last is not None else None
         jql = self.jql(since)
-        start = 0
+        start, token = 0, None
         while True:
-            page = self._get(f"{self._api}/search", {
-                "jql": jql, "startAt": start, "maxResults": self.source.page_size,
-                "fields": FIELDS, "expand": "changelog"})
-            issues = page.get("issues") if isinstance(page, dict) else None
-            total = page.get("total") if isinstance(page, dict) else None
-            if not isinstance(issues, list) or not isinstance(total, int):
-                raise SourceDataError(
-                    f"search answered without 'issues' and 'total': {str(page)[:120]!r}",
-                    source=self.name, hint="check that the url points at Jira and api_version is right")
+            enhanced = self._enhanced
+            issues, is_last, token = self._search_page(jql, start, token)
+            if enhanced != self._enhanced:
+                start = 0  # switched to the enhanced search: it pages from its first page
             events, rejected, newest, stop = self._convert(issues, start, since, until)
             if newest is not None and (last is None or newest > last):
                 last = newest
             yield Batch(events=events, cursor={"updated": last.isoformat() if last else None}, rejected=rejected)
             start += len(issues)
-            if stop or not issues or start >= total:
+            if stop or is_last:
                 return
 
     def _convert(self, issues: Iterable[Any], start: int, since: datetime | None,

@@ -251,3 +251,33 @@ def test_issue_events_only_emits_changes_at_or_after_since() -> None:
     assert done.labels["resolved"] == "true"  # Jira's 'done' category counts
     assert (done.labels["priority"], done.labels["assignee"], done.labels["incident"]) == ("none", "ana", "true")
     assert done.values == {"time_in_status_h": 2.0, "cycle_time_h": 3.0, "reopen_count": 0.0}
+
+
+def test_jira_cloud_is_searched_with_search_jql_and_next_page_tokens(jira: FakeJira) -> None:
+    for n in range(1, 8):
+        jira.add_issue(_issue(f"SHOP-{n}", T0 + timedelta(minutes=n)))
+    store = Store("sqlite://")
+    result = run_once(_collector(jira, api_version=3), store)
+    searches = [r for r in jira.requests if "/search" in r.path]
+    assert {r.path for r in searches} == {"/rest/api/3/search/jql"}
+    assert [("nextPageToken" in r.query) for r in searches] == [False, True, True]
+    assert (result.new, result.batches) == (7, 3)
+    jira.transition("SHOP-7", "Done", at=T0 + timedelta(hours=1))
+    assert run_once(_collector(jira, api_version=3), store).new == 1
+
+
+def test_a_410_gone_search_switches_to_the_enhanced_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIRA_TOKEN", "token")
+    fake = FakeJira(users={"bot": "token"}, legacy_search_removed=True)
+    for n in range(1, 5):
+        fake.add_issue(_issue(f"SHOP-{n}", T0 + timedelta(minutes=n)))
+    with fake:
+        coll = _collector(fake, projects=["SHOP"])
+        store = Store("sqlite://")
+        assert run_once(coll, store).new == 4
+        assert run_once(coll, store).new == 0
+        paths = [r.path for r in fake.requests if "/search" in r.path]
+    assert paths[0] == "/rest/api/2/search"  # once: then the collector remembers
+    assert paths[1:] == ["/rest/api/2/search/jql"] * (len(paths) - 1)
+    ids = _ids(store)
+    assert len(ids) == len(set(ids)) == 4

@@ -165,3 +165,41 @@ def test_upsert_replaces_an_issue_and_keeps_its_id(jira: FakeJira) -> None:
         jira.add_issue(changed)
     with pytest.raises(ValueError, match="issue key must look like"):
         jira.add_issue({"key": "shop", "fields": {"updated": T0}})
+
+
+def test_enhanced_search_pages_with_next_page_token_and_has_no_total(jira: FakeJira) -> None:
+    keys: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        params: dict[str, str] = {"jql": "project = SHOP ORDER BY updated ASC", "fields": "summary,updated"}
+        if token:
+            params["nextPageToken"] = token
+        page = httpx.get(jira.url + "/rest/api/3/search/jql", auth=("bot", "token"), params=params).json()
+        pages += 1
+        assert "total" not in page
+        assert set(page["issues"][0]["fields"]) == {"summary", "updated"}
+        keys += [i["key"] for i in page["issues"]]
+        if page["isLast"]:
+            assert "nextPageToken" not in page
+            break
+        token = page["nextPageToken"]
+    assert (keys, pages) == ([f"SHOP-{n}" for n in range(1, 8)], 3)
+    ids_only = httpx.get(jira.url + "/rest/api/3/search/jql", auth=("bot", "token"), params={"jql": "project = SHOP"})
+    assert ids_only.json()["issues"][0]["fields"] == {}
+    unbounded = httpx.get(jira.url + "/rest/api/3/search/jql", auth=("bot", "token"), params={"jql": ""})
+    assert unbounded.status_code == 400
+    assert unbounded.json()["errorMessages"][0].startswith("Unbounded JQL queries are not allowed here.")
+    forged = httpx.get(jira.url + "/rest/api/3/search/jql", auth=("bot", "token"),
+                       params={"jql": "project = PAY", "nextPageToken": token or "x"})
+    assert forged.status_code == 400
+
+
+def test_the_legacy_search_can_be_gone_as_on_jira_cloud() -> None:
+    fake = FakeJira(users={"bot": "token"}, legacy_search_removed=True)
+    fake.add_issue(_issue("SHOP-1", 0))
+    with fake:
+        gone = _search(fake, "project = SHOP")
+    assert gone.status_code == 410
+    assert gone.json()["errorMessages"][0].startswith("The requested API has been removed. Please migrate to the "
+                                                      "/rest/api/3/search/jql API.")

@@ -7,6 +7,10 @@ It serves what the Jira collector reads, with Jira's documented shapes:
   "maxResults", "total", "issues": [...]}``; each issue is ``{"expand", "id", "self", "key", "fields",
   "changelog": {"startAt", "maxResults", "total", "histories"}}``. As on Jira Cloud, a search returns
   at most ``changelog_limit`` histories per issue (the newest), with the real ``total``.
+- ``GET /rest/api/{2,3}/search/jql``: Jira Cloud's enhanced search (the old ``/search`` is removed
+  from Cloud, CHANGE-2046): ``nextPageToken`` paging, ``{"issues", "isLast", "nextPageToken"}`` and
+  no ``total``; only ids unless ``fields`` are asked for; an empty (unbounded) JQL is a 400. With
+  ``legacy_search_removed=True`` the old ``/search`` answers 410 Gone, as Cloud now does.
 - ``GET /rest/api/{2,3}/issue/{key}/changelog``: a page ``{"self", "maxResults", "startAt", "total",
   "isLast", "values": [...]}``, oldest first; unknown issue → 404 with Jira's ``errorMessages``.
 - ``GET /rest/api/{2,3}/myself``: the user, with the ``timeZone`` in which JQL dates are read.
@@ -45,7 +49,9 @@ The world loads issues in the REST shape and changes them as simulated time pass
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -287,7 +293,8 @@ class FakeJira(FakeServer):
     """Jira on 127.0.0.1. ``users`` maps user → API token (basic auth); ``pats`` maps user → PAT (bearer).
 
     ``timezone`` is the users' profile time zone (JQL dates are read in it); ``max_results`` caps
-    ``maxResults`` as Jira does; ``changelog_limit`` caps the histories a search returns per issue.
+    ``maxResults`` as Jira does; ``changelog_limit`` caps the histories a search returns per issue;
+    ``legacy_search_removed`` makes ``/search`` answer 410 Gone (Jira Cloud since 2025).
     """
 
     name = "jira"
@@ -300,6 +307,7 @@ class FakeJira(FakeServer):
         timezone: str = "UTC",
         max_results: int = 100,
         changelog_limit: int = 100,
+        legacy_search_removed: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -309,6 +317,7 @@ class FakeJira(FakeServer):
         self.timezone = timezone
         self.max_results = max_results
         self.changelog_limit = changelog_limit
+        self.legacy_search_removed = legacy_search_removed
         self._issues: dict[str, dict[str, Any]] = {}
         self._projects: dict[str, dict[str, Any]] = {}
         self._data_lock = threading.RLock()
@@ -317,6 +326,7 @@ class FakeJira(FakeServer):
         for v in ("2", "3"):
             base = rf"/rest/api/{v}"
             self.route("GET", base + "/search", self._search)
+            self.route("GET", base + "/search/jql", self._search_jql)
             self.route("GET", base + r"/issue/(?P<key>[^/]+)/changelog", self._changelog)
             self.route("GET", base + "/myself", self._myself)
 
@@ -471,15 +481,8 @@ class FakeJira(FakeServer):
                      "emailAddress": f"{user}@example.com", "displayName": user, "active": True,
                      "timeZone": self.timezone, "locale": "en_US"}
 
-    def _search(self, req: FakeRequest) -> Response:
-        try:
-            start = int(req.arg("startAt", "0") or 0)
-            max_results = int(req.arg("maxResults", "50") or 50)
-        except ValueError:
-            return 400, {"errorMessages": ["startAt and maxResults must be numbers."], "warningMessages": []}
-        if start < 0 or max_results < 0:
-            return 400, {"errorMessages": ["startAt and maxResults must not be negative."], "warningMessages": []}
-        max_results = min(max_results, self.max_results)
+    def _query(self, req: FakeRequest, start: int, max_results: int) -> tuple[list[dict[str, Any]], int] | Response:
+        """(the page of matching issues, rendered; how many match), or a 400 response."""
         try:
             query = parse_jql(req.arg("jql", "") or "")
             with self._data_lock:
@@ -495,9 +498,59 @@ class FakeJira(FakeServer):
             return 400, {"errorMessages": [str(exc)], "warningMessages": []}
         wanted = _wanted_fields(req.arg("fields"))
         expand = {e.strip() for e in (req.arg("expand") or "").split(",") if e.strip()}
-        issues = [self._render(i, wanted, "changelog" in expand) for i in page]
-        return 200, {"expand": "names,schema", "startAt": start, "maxResults": max_results,
-                     "total": len(matches), "issues": issues}
+        return [self._render(i, wanted, "changelog" in expand) for i in page], len(matches)
+
+    def _search(self, req: FakeRequest) -> Response:
+        if self.legacy_search_removed:
+            return 410, {"errorMessages": [
+                "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
+                "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"],
+                "errors": {}}
+        try:
+            start = int(req.arg("startAt", "0") or 0)
+            max_results = int(req.arg("maxResults", "50") or 50)
+        except ValueError:
+            return 400, {"errorMessages": ["startAt and maxResults must be numbers."], "warningMessages": []}
+        if start < 0 or max_results < 0:
+            return 400, {"errorMessages": ["startAt and maxResults must not be negative."], "warningMessages": []}
+        max_results = min(max_results, self.max_results)
+        found = self._query(req, start, max_results)
+        if not isinstance(found[0], list):
+            return found  # type: ignore[return-value]
+        issues, total = found
+        return 200, {"expand": "names,schema", "startAt": start, "maxResults": max_results, "total": total,
+                     "issues": issues}
+
+    def _search_jql(self, req: FakeRequest) -> Response:
+        """Jira Cloud's enhanced search: ``nextPageToken`` paging, no ``total``, only ids by default."""
+        jql = req.arg("jql", "") or ""
+        if not jql.strip() or jql.strip().lower().startswith("order"):
+            return 400, {"errorMessages": ["Unbounded JQL queries are not allowed here. "
+                                           "Please add a search restriction to your query."], "errors": {}}
+        try:
+            max_results = min(int(req.arg("maxResults", "50") or 50), self.max_results)
+        except ValueError:
+            return 400, {"errorMessages": ["maxResults must be a number."], "errors": {}}
+        start = 0
+        token = req.arg("nextPageToken")
+        if token:
+            try:
+                offset, _, digest = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+                start = int(offset)
+            except (ValueError, UnicodeDecodeError):
+                digest = ""
+            if digest != _digest(jql):
+                return 400, {"errorMessages": ["The provided next page token is invalid or expired."], "errors": {}}
+        if req.arg("fields") is None:  # the enhanced search returns only ids unless fields are asked for
+            req.query["fields"] = ["id"]
+        found = self._query(req, start, max_results)
+        if not isinstance(found[0], list):
+            return found  # type: ignore[return-value]
+        issues, total = found
+        out: dict[str, Any] = {"issues": issues, "isLast": start + len(issues) >= total}
+        if not out["isLast"]:
+            out["nextPageToken"] = base64.urlsafe_b64encode(f"{start + len(issues)}:{_digest(jql)}".encode()).decode()
+        return 200, out
 
     def _render(self, issue: dict[str, Any], wanted: set[str] | None, changelog: bool) -> dict[str, Any]:
         fields = issue["fields"] if wanted is None else {k: v for k, v in issue["fields"].items() if k in wanted}
@@ -550,6 +603,10 @@ class FakeJira(FakeServer):
             if c.op in ("!=", "not in") and inside:
                 return False
         return True
+
+
+def _digest(jql: str) -> str:
+    return hashlib.sha256(jql.encode()).hexdigest()[:12]
 
 
 def _date_ok(op: str, value: datetime, bound: datetime, step: timedelta) -> bool:
