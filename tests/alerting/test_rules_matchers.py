@@ -64,3 +64,27 @@ def test_a_pattern_re2_cannot_compile_is_a_rule_error_with_its_place() -> None:
         "r.yaml:4: filters[0].matchers[0]: invalid regex '(?<=b)c': invalid perl operator: (?<="
         " (got 'a=~\"(?<=b)c\"')"
     ]
+
+
+PATTERNS = ["a", "a|b", "ab*", "(a|b)+c?", ".*x", "[a-c]{2,3}", "(?i)ab", "a.b|c", "", "x*"]
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_regex_matchers_are_fully_anchored_like_fullmatch(pattern: str) -> None:
+    """RE2 with our anchoring agrees with Python's ``re.fullmatch`` (newlines included)."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    m = parse_matcher(f'x=~"{pattern}"')
+    n = parse_matcher(f'x!~"{pattern}"')
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(alphabet="abcxAB\n", max_size=6))
+    def check(s: str) -> None:
+        expected = re.fullmatch(pattern, s) is not None
+        assert m.matches({"x": s}) is expected
+        assert n.matches({"x": s}) is (not expected)
+
+    check()
