@@ -6,8 +6,8 @@ incident's *revision*, which the notifier uses to send one message per state cha
 
 Writers of incident state (the correlator, the Slack worker recording a message ts, the interaction
 handler) serialise through :func:`incident_lock`: a thread lock, plus a lock shared by every process
-on the same store — ``flock`` on a file beside a SQLite database, ``pg_advisory_xact_lock`` on
-PostgreSQL — held for one transaction.
+on the same store — ``flock`` on a file beside a SQLite database, ``pg_advisory_xact_lock`` keyed by
+the schema on PostgreSQL — held for one transaction.
 
 >>> from datetime import datetime, timezone
 >>> t = datetime(2026, 1, 5, 9, tzinfo=timezone.utc)
@@ -92,8 +92,8 @@ def incident_lock(store: Store) -> Iterator[Connection]:
                     fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
             with store.transaction() as conn:
                 if store.dialect == "postgresql":
-                    key = int.from_bytes(hashlib.sha256(b"opsradar.incidents").digest()[:8], "big", signed=True)
-                    conn.execute(text("select pg_advisory_xact_lock(:k)"), {"k": key})
+                    key = int.from_bytes(hashlib.sha256(b"opsradar.incidents").digest()[:4], "big", signed=True)
+                    conn.execute(text("select pg_advisory_xact_lock(:k, hashtext(current_schema()))"), {"k": key})
                 yield conn
         finally:
             if lock_file is not None:

@@ -25,11 +25,16 @@ updated as the storm grows (and as its incidents change).
 :mod:`opsradar.alerting.notifiers.slack`): replies and updates wait for their parent message;
 each channel keeps Slack's pace (``pace`` seconds between messages); ``Retry-After`` on 429 pauses
 the channel; 5xx and network errors back off exponentially; a permanent error makes the row ``dead``.
-Run one worker per store (the architecture's single owner of notification state).
+Only one worker drains a store's outbox at a time: :class:`OutboxOwner` is an exclusive lock held by
+the draining worker (``flock`` on a file beside a SQLite database, a session-level
+``pg_try_advisory_lock`` keyed by the schema on PostgreSQL) and released when the worker closes or its process dies; other
+workers stay idle meanwhile, so a standby worker can be started without sending anything twice.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
 import threading
@@ -37,9 +42,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, text, update
+from sqlalchemy.engine import make_url
 
 from opsradar import schema as t
 from opsradar.alerting.correlation import Change, Correlator, IncidentUpdate
@@ -49,7 +56,17 @@ from opsradar.errors import NotifyError
 from opsradar.models import Incident, utcnow
 from opsradar.store import Store
 
-__all__ = ["Deferred", "Destination", "DrainStats", "Notifier", "OutboxWorker", "Transport", "handle_decision", "post_key"]
+__all__ = [
+    "Deferred",
+    "Destination",
+    "DrainStats",
+    "Notifier",
+    "OutboxOwner",
+    "OutboxWorker",
+    "Transport",
+    "handle_decision",
+    "post_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +267,67 @@ def handle_decision(decision: Any, correlator: Correlator, notifier: Notifier,
 
 # ------------------------------------------------------------------------------------ the worker
 
+_OUTBOX_KEY = int.from_bytes(hashlib.sha256(b"opsradar.outbox").digest()[:4], "big", signed=True)
+_MEMORY_OWNERS: dict[str, threading.Lock] = {}
+_MEMORY_GUARD = threading.Lock()
+
+
+class OutboxOwner:
+    """An exclusive, non-blocking lock: the one worker allowed to drain a store's outbox."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._file: Any = None
+        self._conn: Connection | None = None
+        self._mem: threading.Lock | None = None
+        self.held = False
+
+    def acquire(self) -> bool:
+        """Take ownership if free (or already ours); False when another worker owns the outbox."""
+        if self.held:
+            return True
+        if self.store.dialect == "postgresql":
+            conn = self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if conn.execute(text("select pg_try_advisory_lock(:k, hashtext(current_schema()))"), {"k": _OUTBOX_KEY}).scalar():
+                self._conn, self.held = conn, True
+            else:
+                conn.close()
+            return self.held
+        db = make_url(self.store.url).database
+        if db and db != ":memory:":
+            path = Path(db).expanduser()
+            f = open(path.with_name(path.name + ".outbox.lock"), "a+b")  # noqa: SIM115 - held while owner
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                return False
+            self._file, self.held = f, True
+            return True
+        with _MEMORY_GUARD:
+            lock = _MEMORY_OWNERS.setdefault(self.store.url + f"#{id(self.store)}", threading.Lock())
+        if lock.acquire(blocking=False):
+            self._mem, self.held = lock, True
+        return self.held
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        if self._conn is not None:
+            try:  # the pooled session outlives close(): unlock explicitly
+                self._conn.execute(text("select pg_advisory_unlock(:k, hashtext(current_schema()))"), {"k": _OUTBOX_KEY})
+            finally:
+                self._conn.close()
+                self._conn = None
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+        if self._mem is not None:
+            self._mem.release()
+            self._mem = None
+        self.held = False
+
 
 @dataclass
 class DrainStats:
@@ -281,6 +359,11 @@ class OutboxWorker:
         self.metrics = metrics
         self.on_delivered = on_delivered
         self._next_ok: dict[str, datetime] = {}
+        self.owner = OutboxOwner(store)
+
+    def close(self) -> None:
+        """Give up the ownership of the outbox (a standby worker may take over)."""
+        self.owner.release()
 
     # ------------------------------------------------------------------ row bookkeeping
 
@@ -312,6 +395,9 @@ class OutboxWorker:
     def drain_once(self) -> DrainStats:
         """One pass over the due rows. Rows of a channel that must wait are left for a later pass."""
         stats = DrainStats()
+        if not self.owner.acquire():
+            stats.waiting = 1.0  # another worker owns the outbox; stand by
+            return stats
         now = self.clock()
         blocked: set[str] = set()
         waits: list[float] = []
@@ -389,7 +475,7 @@ class OutboxWorker:
             s = self.drain_once()
             for f in ("delivered", "superseded", "retried", "dead", "deferred"):
                 setattr(total, f, getattr(total, f) + getattr(s, f))
-            if not self.pending():
+            if not self.pending() or not self.owner.held:
                 break
             progressed = s.delivered or s.superseded
             wait = s.waiting or (0.0 if progressed else self._next_due_in())
@@ -405,7 +491,13 @@ class OutboxWorker:
         return float(max(0.0, min((r["next_attempt_at"] - now).total_seconds() for r in rows)))
 
     def run(self, stop: threading.Event, *, idle: float = 0.5) -> None:
-        """Drain until ``stop`` is set (the serving loop)."""
+        """Drain until ``stop`` is set (the serving loop); then give up the ownership."""
+        try:
+            self._run(stop, idle)
+        finally:
+            self.close()
+
+    def _run(self, stop: threading.Event, idle: float) -> None:
         while not stop.is_set():
             try:
                 s = self.drain_once()

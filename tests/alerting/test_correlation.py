@@ -207,12 +207,14 @@ def _add_in_process(url: str, start: multiprocessing.synchronize.Event, out: mul
     store.close()
 
 
-def test_concurrent_duplicate_alerts_from_two_processes_make_one_incident(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/state.db"
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_concurrent_duplicate_alerts_from_two_processes_make_one_incident(
+        tmp_path: Path, request: pytest.FixtureRequest, backend: str) -> None:
+    url = f"sqlite:///{tmp_path}/state.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     Store(url).close()  # migrate once
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_add_in_process, args=(url, start, out)) for _ in range(3)]
+    procs = [ctx.Process(target=_add_in_process, args=(url, start, out)) for _ in range(2)]
     for p in procs:
         p.start()
     start.set()

@@ -386,3 +386,20 @@ filters:
     later = engine.on_alert(alert("Errors up again", service="shop", source="elasticsearch"), now + timedelta(minutes=5))
     assert later.silenced
     assert not later.notify
+
+
+def test_only_one_worker_drains_an_outbox_at_a_time(store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake)
+    standby = OutboxWorker(store, p.transport, clock=p.clock, sleep=p.clock.sleep)
+    for i, entity in enumerate(["job:shop-deploy", "job:payments-deploy", "job:search-build"]):
+        p.add(alert(f"Broken {i}", entity=entity, source="jenkins"), T0)
+    p.clock.now = datetime.now(UTC) + timedelta(seconds=1)
+    assert p.worker.drain_once().delivered >= 1
+    assert standby.drain().delivered == 0, "the standby does not send while another worker owns the outbox"
+    p.worker.drain()
+    assert len(fake.channel_messages("opsradar")) == 3
+    p.worker.close()
+    p.add(alert("Broken again", entity="job:shop-build", source="git"), T0 + timedelta(hours=3))
+    assert standby.drain().delivered >= 1, "after the owner closes, the standby takes over"
+    standby.close()
+    assert len(fake.channel_messages("opsradar")) == 4
