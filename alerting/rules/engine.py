@@ -7,8 +7,9 @@
   ``escalate`` and ``route`` accumulate), then the routing tree, silences and inhibition. Silenced
   and inhibited alerts are kept and marked; ``Decision.notify`` says whether to notify.
 
-Plain Python, no Ray; one engine per process (it holds the event rules' state). A reload builds a
-new engine that adopts the state of unchanged rules (see :mod:`opsradar.alerting.rules.reload`).
+Plain Python, no Ray; one engine per process (it holds the event rules' state, behind a lock, so
+threads may share it). A reload builds a new engine that adopts the state of unchanged rules (see
+:mod:`opsradar.alerting.rules.reload`). ``Decision.to_dict()`` gives a JSON-ready summary.
 
 >>> from datetime import datetime, timezone
 >>> from opsradar.alerting.rules.loader import load_texts
@@ -32,9 +33,11 @@ new engine that adopts the state of unchanged rules (see :mod:`opsradar.alerting
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from opsradar.alerting.rules.fields import event_fields
 from opsradar.alerting.rules.inhibit import Inhibitor
@@ -105,6 +108,19 @@ class Decision:
     def group_keys(self) -> list[str]:
         return [f"{r.receiver}|{r.group_key}" for r in self.routes]
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (for the API and the audit trail)."""
+        return {
+            "alert": self.alert.model_dump(mode="json"),
+            "dropped": self.dropped, "dropped_by": self.dropped_by, "matched": list(self.matched),
+            "escalated_by": list(self.escalated_by), "silenced_by": list(self.silenced_by),
+            "inhibited_by": list(self.inhibited_by), "notify": self.notify,
+            "routes": [{"receiver": r.receiver, "route": r.route, "group_by": list(r.group_by),
+                        "group_key": r.group_key, "group_wait": r.group_wait.total_seconds(),
+                        "group_interval": r.group_interval.total_seconds(),
+                        "repeat_interval": r.repeat_interval.total_seconds()} for r in self.routes],
+        }
+
 
 def alert_labels(alert: Alert) -> dict[str, str]:
     """The labels filters and routes match: the alert's labels with ``severity`` kept in sync."""
@@ -169,6 +185,7 @@ class RuleEngine:
         self.event_rules = [_EventRule(r, make_trigger(r.trigger), scoped(r)) for r in rules.event_rules]
         self.inhibitor = Inhibitor(rules.inhibit_rules)
         self._raised = 0
+        self._lock = threading.RLock()  # the rules' state has one owner at a time
         if previous is not None:
             self._adopt(previous)
 
@@ -195,20 +212,22 @@ class RuleEngine:
         """The alerts that the event rules raise on ``event`` (known-bad patterns and rule types)."""
         f = event_fields(event, self.graph)
         out = []
-        for er in self.event_rules:
-            for firing in er.trigger.on_event(f, event.ts):
-                if er.when.applies(firing.ts):
-                    out.append(self._raise(er.rule, firing))
+        with self._lock:
+            for er in self.event_rules:
+                for firing in er.trigger.on_event(f, event.ts):
+                    if er.when.applies(firing.ts):
+                        out.append(self._raise(er.rule, firing))
         return out
 
     def tick(self, now: datetime | None = None) -> list[Alert]:
         """Alerts due with no event to carry them (flatline rules)."""
         now = now or utcnow()
         out = []
-        for er in self.event_rules:
-            for firing in er.trigger.tick(now):
-                if er.when.applies(firing.ts):
-                    out.append(self._raise(er.rule, firing))
+        with self._lock:
+            for er in self.event_rules:
+                for firing in er.trigger.tick(now):
+                    if er.when.applies(firing.ts):
+                        out.append(self._raise(er.rule, firing))
         return out
 
     def _raise(self, rule: EventRule, firing: Firing) -> Alert:
@@ -241,6 +260,10 @@ class RuleEngine:
 
     def on_alert(self, alert: Alert, now: datetime | None = None) -> Decision:
         """Apply filters, routing, silences and inhibition to ``alert`` at ``now``."""
+        with self._lock:
+            return self._on_alert(alert, now)
+
+    def _on_alert(self, alert: Alert, now: datetime | None) -> Decision:
         now = now or alert.starts_at
         labels = alert_labels(alert)
         severity = alert.severity

@@ -70,6 +70,9 @@ def test_drop_set_escalate_route(engine: RuleEngine) -> None:
     assert d.receivers == ["audit"]  # a continue route matched, no sibling did: not the root (Alertmanager)
     d = engine.on_alert(alert(alertname="backup-failed", service="web"))
     assert d.receivers == ["sre", "db"]
+    doc = d.to_dict()
+    assert (doc["notify"], doc["matched"], doc["routes"][0]["group_wait"]) == (True, ["cc-db"], 60.0)
+    assert doc["alert"]["receivers"] == ["sre", "db"]
 
 
 def test_routing_inherits_and_continue_matches_siblings(engine: RuleEngine) -> None:
