@@ -264,3 +264,13 @@ def test_the_registry_builds_a_jenkins_collector(jenkins: FakeJenkins) -> None:
 def test_triggered_by(causes: list[dict[str, Any]], label: str) -> None:
     actions = [{"_class": "hudson.model.CauseAction", "causes": causes}, {}]
     assert jc.triggered_by(actions)[0] == label
+
+
+def test_until_holds_builds_started_later(jenkins: FakeJenkins) -> None:
+    for n in range(1, 5):
+        jenkins.add_build("shop/shop-build", _build(n))  # started at T0 + 10n minutes
+    store = Store("sqlite://")
+    coll = _collector(jenkins, jobs=["shop/shop-build"])
+    assert run_once(coll, store, until=T0 + timedelta(minutes=25)).new == 2
+    assert store.get_cursor("jenkins") == {"jobs": {"shop/shop-build": 2}}
+    assert run_once(coll, store).new == 2

@@ -281,3 +281,13 @@ def test_a_410_gone_search_switches_to_the_enhanced_search(monkeypatch: pytest.M
     assert paths[1:] == ["/rest/api/2/search/jql"] * (len(paths) - 1)
     ids = _ids(store)
     assert len(ids) == len(set(ids)) == 4
+
+
+def test_until_stops_the_pull_and_the_cursor_there(jira: FakeJira) -> None:
+    for n in range(1, 6):
+        jira.add_issue(_issue(f"SHOP-{n}", T0 + timedelta(minutes=n)))
+    store = Store("sqlite://")
+    result = run_once(_collector(jira), store, until=T0 + timedelta(minutes=3))
+    assert result.new == 3
+    assert store.get_cursor("jira") == {"updated": (T0 + timedelta(minutes=3)).isoformat()}
+    assert run_once(_collector(jira), store).new == 2
