@@ -391,8 +391,8 @@ def rank_changes(
         if key not in service_onset or ts < service_onset[key]:
             service_onset[key] = ts
     template_times: dict[str, list[datetime]] = {}
-    for entity, first in new_templates:
-        template_times.setdefault(service_key(entity), []).append(first)
+    for entity, seen_at in new_templates:
+        template_times.setdefault(service_key(entity), []).append(seen_at)
 
     commits = [e for e in events if e.kind == "commit" and _sha(e)]
     shipped_by: dict[str, list[Event]] = {}  # deploy/build id -> commits it carried
@@ -455,16 +455,16 @@ def rank_changes(
         evidence.append("risk: " + (", ".join(risk_why) if risk_why else "no risk signal"))
 
         svc_key = service_key(e.entity)
-        first_anomaly = service_onset.get(svc_key)
-        if first_anomaly is None:
+        svc_first = service_onset.get(svc_key)
+        if svc_first is None:
             order_f = p.order_unknown
             evidence.append(f"no anomaly on {svc_key} itself")
-        elif first_anomaly >= eff - p.grace:
+        elif svc_first >= eff - p.grace:
             order_f = p.order_after
             evidence.append(f"{svc_key} became anomalous after it")
         else:
             order_f = p.order_before
-            evidence.append(f"{svc_key} was already anomalous at {first_anomaly:%H:%M} UTC, before it")
+            evidence.append(f"{svc_key} was already anomalous at {svc_first:%H:%M} UTC, before it")
 
         new_after = [t for t in template_times.get(svc_key, []) if t >= eff - p.grace]
         logs_f = p.logs_new if new_after else p.logs_none

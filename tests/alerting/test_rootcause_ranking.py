@@ -258,3 +258,11 @@ def test_lateness_follows_the_collectors_label_then_the_hours_to_the_release() -
     assert late(values={"late_hours": 2})
     assert not late(values={"late_hours": 300})  # the next release is 12 days away: not late
     assert late(values={"hours_to_release": 1})
+
+
+def test_new_templates_seen_before_a_change_do_not_move_the_onset() -> None:
+    # Regression: a template first seen 40 min before the onset once shadowed the first-anomaly time.
+    deploy = ev("d", "deploy", "job:shop-deploy", 10)
+    ranked = rank_changes([deploy], graph=GRAPH, affected=["service:shop"], onset=ONSET,
+                          new_templates=[("service:shop", ONSET - timedelta(minutes=40))])
+    assert ranked[0].factors["time"] == pytest.approx(1 / (1 + 10 / 30), abs=1e-4)
