@@ -403,13 +403,16 @@ class _Gen:
         for lst in main_builds.values():
             lst.sort(key=lambda b: b.end)
         versions: dict[str, int] = {}
-        deployed: dict[str, list[str]] = {}
+        deployed: dict[str, list[tuple[str, datetime]]] = {}
         for d in sorted(self.deploys, key=lambda d: d.start):
             svc = self.sc.services[d.service]
             rng = np.random.default_rng([self.seed, 23, _h(d.service), int(d.start.timestamp())])
             if d.rollback and deployed.get(d.service):
+                # back to the previous deploy, or to the last good build before the bad one
                 hist = deployed[d.service]
-                sha = hist[-2] if len(hist) > 1 else hist[-1]
+                bad_sha, bad_at = hist[-1]
+                earlier = [b.commit_sha for b in main_builds.get(d.service, []) if b.end <= bad_at and b.commit_sha != bad_sha]
+                sha = hist[-2][0] if len(hist) > 1 else (earlier[-1] if earlier else bad_sha) or ""
                 commit_ids: list[str] = []
             elif d.commit is not None and d.commit.commit is not None:
                 sha, commit_ids = d.commit.commit.sha, [d.commit.commit.cid]
@@ -428,7 +431,7 @@ class _Gen:
                       description=("Rollback to " if d.rollback else "Deploy ") + f"{version} ({sha[:7]})")
             self.builds.append(b)
             d.build = b
-            deployed.setdefault(d.service, []).append(sha)
+            deployed.setdefault(d.service, []).append((sha, d.start))
 
     def number_builds(self) -> None:
         self.builds.sort(key=lambda b: (b.job, b.start))
@@ -681,6 +684,8 @@ def _plan_bad_deploy(g: _Gen, spec: BadDeploy, t0: datetime) -> _Pending:
     g.deploys.append(deploy)
     end = t0 + spec.duration
     g.deploys.append(_PlannedDeploy(spec.service, end - timedelta(minutes=4), g.sc.oncall[0], rollback=True))
+    g.commit_plans[svc.repo].append(_PlannedCommit(end + timedelta(minutes=20), svc.repo, author,
+                                                   f'Revert "{commit.message}"'))
     g.quiet_deploys.append((spec.service, t0 - timedelta(hours=3), end + timedelta(hours=1)))
     g.access_effects.append(_AccessEffect(spec.service, t0, end, latency=lambda t: spec.latency_factor,
                                           error_share=spec.error_share))
@@ -836,6 +841,8 @@ def _plan_alert_storm(g: _Gen, spec: AlertStorm, t0: datetime) -> _Pending:
     g.deploys.append(deploy)
     end = t0 + spec.duration
     g.deploys.append(_PlannedDeploy(spec.service, end - timedelta(minutes=4), g.sc.oncall[0], rollback=True))
+    g.commit_plans[root.repo].append(_PlannedCommit(end + timedelta(minutes=20), root.repo, author,
+                                                    f'Revert "{commit.message}"'))
     services = [spec.service, *spec.affected]
     for s in services:
         g.quiet_deploys.append((s, t0 - timedelta(hours=3), end + timedelta(hours=1)))

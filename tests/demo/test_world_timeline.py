@@ -95,6 +95,10 @@ def test_bad_deploy_ground_truth_names_the_deploy_and_its_commit(tl: Timeline) -
     assert build.deploy
     assert build.commit_sha == commit_ref.sha
     assert any(c.sha == commit_ref.sha and c.repo == commit_ref.repo for c in tl.commits)
+    rollback = next(b for b in tl.builds if b.job == deploy_ref.job and b.start > build.start)
+    assert rollback.params.get("ROLLBACK") == "true"
+    assert rollback.commit_sha not in (None, commit_ref.sha)
+    assert rollback.end <= inc.end + timedelta(minutes=1)
     assert build.end <= inc.start + timedelta(minutes=1)
     errors = [d for d in tl.docs if d.index == INDICES["app"] and d.source["service"]["name"] == "checkout"
               and d.source["log"]["level"] == "error"]
