@@ -244,3 +244,12 @@ def test_against_a_real_elasticsearch(store: Store, monkeypatch: pytest.MonkeyPa
     finally:
         client.indices.delete(index=index, ignore_unavailable=True)
         client.close()
+
+
+def test_basic_auth_from_the_config(fake: ElasticsearchFake, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.add_user("collector", "pw")
+    monkeypatch.setenv("TEST_ES_PASSWORD", "pw")
+    fake.index_documents("logs-shop", [app_log(i) for i in range(3)])
+    cfg = source(fake, api_key_env=None, user="collector", password_env="TEST_ES_PASSWORD")
+    assert run_once(ElasticsearchCollector("logs", cfg), store).new == 3
+    assert (fake.requests[-1].header("authorization") or "").startswith("Basic ")
