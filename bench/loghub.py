@@ -12,6 +12,10 @@ Two figures per system:
 - ``ga``: groups as they stand after the whole file (the usual offline evaluation);
 - ``ga_online``: the id each message was given at the time it arrived (what an event carries).
 
+With ``--ablation``, two more columns show where the figures come from: ``drain3``, Drain3's
+``TemplateMiner`` with its default settings and no masking, and ``no-guard``, our masking and
+post-merge around a plain Drain (no constant-word guard).
+
 The last line is one JSON object with ``average`` (of ``ga``), ``average_online`` and ``per_system``.
 """
 
@@ -25,7 +29,11 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
-from opsradar.detectors.templates import LogTemplater
+from drain3 import TemplateMiner
+from drain3.drain import Drain
+from drain3.template_miner_config import TemplateMinerConfig
+
+from opsradar.detectors.templates import LogTemplater, mask_message, signature
 
 DEFAULT_DATA = Path("/work/shared/datasets/loghub2k")
 
@@ -79,24 +87,43 @@ def evaluate(messages: Sequence[str], truth: Sequence[str]) -> dict[str, float]:
     }
 
 
+def ablation(messages: Sequence[str], truth: Sequence[str]) -> dict[str, float]:
+    """GA of Drain3 with defaults and of our masking and post-merge without the word guard."""
+    miner = TemplateMiner(config=TemplateMinerConfig())
+    defaults = [miner.add_log_message(m)["cluster_id"] for m in messages]
+    drain = Drain(sim_th=0.4, depth=4)
+    clusters = [drain.add_log_message(mask_message(m))[0] for m in messages]
+    no_guard = [signature(c.log_template_tokens) for c in clusters]
+    return {"drain3": round(grouping_accuracy(truth, defaults), 4),
+            "no_guard": round(grouping_accuracy(truth, no_guard), 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--ablation", action="store_true", help="also run Drain3 defaults and no-guard")
     args = ap.parse_args(argv)
     systems = sorted(p for p in args.data.iterdir() if p.is_dir())
     if not systems:
         print(f"no system folders in {args.data}", file=sys.stderr)
         return 2
     per: dict[str, dict[str, float]] = {}
-    print(f"{'system':<12} {'GA':>6} {'GA-online':>10} {'templates':>10} {'true':>6}")
+    extra = f" {'drain3':>7} {'no-guard':>9}" if args.ablation else ""
+    print(f"{'system':<12} {'GA':>6} {'GA-online':>10} {'templates':>10} {'true':>6}{extra}")
     for folder in systems:
         msgs, truth = load_system(folder)
         r = evaluate(msgs, truth)
+        if args.ablation:
+            r.update(ablation(msgs, truth))
+            extra = f" {r['drain3']:>7.3f} {r['no_guard']:>9.3f}"
         per[folder.name] = r
-        print(f"{folder.name:<12} {r['ga']:>6.3f} {r['ga_online']:>10.3f} {int(r['templates']):>10d} {int(r['true_templates']):>6d}")
+        print(f"{folder.name:<12} {r['ga']:>6.3f} {r['ga_online']:>10.3f} {int(r['templates']):>10d} "
+              f"{int(r['true_templates']):>6d}{extra}")
     avg = round(sum(r["ga"] for r in per.values()) / len(per), 4)
     avg_online = round(sum(r["ga_online"] for r in per.values()) / len(per), 4)
-    print(f"{'average':<12} {avg:>6.3f} {avg_online:>10.3f}")
+    if args.ablation:
+        extra = "".join(f" {sum(r[k] for r in per.values()) / len(per):>{w}.3f}" for k, w in (("drain3", 7), ("no_guard", 9)))
+    print(f"{'average':<12} {avg:>6.3f} {avg_online:>10.3f} {'':>10} {'':>6}{extra}")
     print(json.dumps({"average": avg, "average_online": avg_online,
                       "per_system": {k: v["ga"] for k, v in per.items()},
                       "per_system_online": {k: v["ga_online"] for k, v in per.items()}}))

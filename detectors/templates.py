@@ -168,7 +168,16 @@ class TemplateMatch:
     template_id: str
     template: str
     is_new: bool
+    #: The masked values (grouped by mask kind, in mask order), then the tokens under Drain's wildcards.
     params: list[str] = field(default_factory=list)
+
+    def labels(self) -> dict[str, str]:
+        """What a collector puts into ``event.labels``."""
+        return {"template_id": self.template_id}
+
+    def attrs(self) -> dict[str, Any]:
+        """What a collector puts into ``event.attrs``."""
+        return {"template": self.template, "template_params": list(self.params)}
 
 
 @dataclass(frozen=True)
