@@ -18,10 +18,10 @@ Events (kind ``issue``, entity ``project:<KEY>``):
   status) and the values ``time_in_status_h`` (time spent in the previous status) and, when
   resolved, ``cycle_time_h`` (created → resolved).
 
-Every event has the labels ``issue_key``, ``issue_type``, ``priority``, ``status`` (after the
-change), ``assignee``, ``incident`` ("true" for ``incident_issue_types``), ``resolved``,
-``reopened``, and the value ``reopen_count`` (reopens so far). ``priority`` and ``issue_type`` are
-the issue's current ones. Attributes keep the summary, Jira labels, the history author and a link.
+Every event has the labels ``issue_key``, ``issue_type``, ``priority``, ``status``, ``assignee``
+(each as it stood after that change, replayed from the changelog), ``incident`` ("true" for
+``incident_issue_types``), ``resolved``, ``reopened``, and the value ``reopen_count`` (reopens so
+far). Attributes keep the summary, Jira labels, the history author and a link.
 
 >>> from datetime import datetime, timezone
 >>> issue = {"key": "SHOP-7", "fields": {
@@ -152,7 +152,6 @@ def issue_events(
     if isinstance(status_obj, dict) and _name(status_obj.get("statusCategory"), "key") == "done":
         done.add(current_status.lower())
     priority = _name(fields.get("priority"), "name") or "none"
-    incident = "true" if issue_type.lower() in incident_types else "false"
     if histories is None:
         changelog = issue.get("changelog") or {}
         histories = changelog.get("histories") or [] if isinstance(changelog, dict) else []
@@ -168,11 +167,17 @@ def issue_events(
 
     first_status = next((status_items(h)[0].get("fromString") for h in ordered if status_items(h)), None)
     status = str(first_status or current_status)
-    # the assignee at creation: the first assignee change says what it was before, else the current one
-    first_assignee = next((i for h in ordered for i in h.get("items", [])
-                           if isinstance(i, dict) and i.get("field") == "assignee"), None)
-    assignee = (first_assignee.get("from") or first_assignee.get("fromString") or "unassigned") \
-        if first_assignee is not None else _user(fields.get("assignee"))
+    # the values at creation: the first change of a field says what it was before, else it is the current one
+    def first_change(name: str) -> dict[str, Any] | None:
+        return next((i for h in ordered for i in h.get("items") or []
+                     if isinstance(i, dict) and str(i.get("field", "")).lower() == name), None)
+
+    first = first_change("assignee")
+    assignee = (first.get("from") or first.get("fromString") or "unassigned") if first else _user(fields.get("assignee"))
+    first = first_change("priority")
+    priority = (first.get("fromString") or "none") if first else priority
+    first = first_change("issuetype")
+    issue_type = (first.get("fromString") or issue_type) if first else issue_type
     jira_labels = fields.get("labels") if isinstance(fields.get("labels"), list) else []
     base_attrs: dict[str, Any] = {"summary": fields.get("summary"), "jira_labels": jira_labels}
     if browse_url:
@@ -181,6 +186,7 @@ def issue_events(
 
     def event(native_id: str, ts: datetime, labels: dict[str, str], values: dict[str, float],
               attrs: dict[str, Any]) -> Event:
+        incident = "true" if str(issue_type).lower() in incident_types else "false"
         common = {"issue_key": key, "issue_type": issue_type, "priority": priority, "status": status,
                   "assignee": assignee, "incident": incident, "resolved": "false", "reopened": "false"}
         return Event.new(source=source, native_id=native_id, kind="issue", ts=ts, entity=entity,
@@ -204,8 +210,13 @@ def issue_events(
         labels: dict[str, str] = {}
         values: dict[str, float] = {}
         for i in items:
-            if isinstance(i, dict) and i.get("field") == "assignee":
+            name = str(i.get("field", "")).lower() if isinstance(i, dict) else ""
+            if name == "assignee":
                 assignee = str(i.get("to") or i.get("toString") or "unassigned")
+            elif name == "priority":
+                priority = str(i.get("toString") or "none")
+            elif name == "issuetype":
+                issue_type = str(i.get("toString") or issue_type)
         sitems = status_items(h)
         if sitems:
             item = sitems[-1]

@@ -291,3 +291,24 @@ def test_until_stops_the_pull_and_the_cursor_there(jira: FakeJira) -> None:
     assert result.new == 3
     assert store.get_cursor("jira") == {"updated": (T0 + timedelta(minutes=3)).isoformat()}
     assert run_once(_collector(jira), store).new == 2
+
+
+def test_labels_are_replayed_from_the_changelog_as_they_stood_at_each_change() -> None:
+    issue = {"key": "SHOP-9", "fields": {
+        "issuetype": {"name": "Incident"}, "priority": {"name": "Highest"}, "assignee": {"name": "bo"},
+        "status": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}},
+        "created": "2026-03-02T09:00:00.000+0000", "updated": "2026-03-02T11:00:00.000+0000"},
+        "changelog": {"histories": [
+            {"id": "1", "created": "2026-03-02T10:00:00.000+0000", "items": [
+                {"field": "priority", "fromString": "Medium", "toString": "Highest"},
+                {"field": "issuetype", "fromString": "Bug", "toString": "Incident"}]},
+            {"id": "2", "created": "2026-03-02T11:00:00.000+0000", "items": [
+                {"field": "status", "fromString": "Open", "toString": "In Progress"},
+                {"field": "assignee", "from": "ana", "fromString": "Ana", "to": "bo", "toString": "Bo"}]}]}}
+    created, escalated, started = issue_events(issue, source="jira", incident_types={"incident"}, done_statuses=set())
+    assert [created.labels[k] for k in ("priority", "issue_type", "incident", "assignee", "status")] == [
+        "Medium", "Bug", "false", "ana", "Open"]
+    assert escalated.labels["change"] == "priority"
+    assert [escalated.labels[k] for k in ("priority", "issue_type", "incident")] == ["Highest", "Incident", "true"]
+    assert [started.labels[k] for k in ("assignee", "status", "transition")] == ["bo", "In Progress", "Open->In Progress"]
+    assert started.values["time_in_status_h"] == 2.0
