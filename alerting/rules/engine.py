@@ -32,6 +32,7 @@ threads may share it). A reload builds a new engine that adopts the state of unc
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Mapping
@@ -205,6 +206,35 @@ class RuleEngine:
             if prev is not None and prev.rule.trigger == er.rule.trigger:
                 er.trigger = prev.trigger
         self.inhibitor.adopt(previous.inhibitor)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def snapshot(self) -> bytes:
+        """The runtime state (event-rule windows, terms seen, pending sequences, inhibition sources) as
+        JSON bytes, each rule's state next to its definition."""
+        with self._lock:
+            doc = {
+                "version": 1,
+                "event_rules": {er.rule.name: {"trigger": er.rule.trigger.model_dump(mode="json"),
+                                               "state": er.trigger.state()} for er in self.event_rules},
+                "inhibit": self.inhibitor.state(),
+            }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def restore(self, blob: bytes) -> list[str]:
+        """Restore a :meth:`snapshot`; rules whose definition changed since start afresh.
+
+        Returns the names of the event rules whose state was restored."""
+        doc = json.loads(blob)
+        restored = []
+        with self._lock:
+            for er in self.event_rules:
+                saved = doc.get("event_rules", {}).get(er.rule.name)
+                if saved is not None and saved["trigger"] == er.rule.trigger.model_dump(mode="json"):
+                    er.trigger.set_state(saved["state"])
+                    restored.append(er.rule.name)
+            self.inhibitor.set_state(doc.get("inhibit", []))
+        return restored
 
     # ------------------------------------------------------------------ events
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from opsradar.alerting.rules.matchers import Matcher, parse_matcher
 from opsradar.alerting.rules.model import InhibitRule
@@ -61,6 +62,16 @@ class Inhibitor:
             prev = old.get((r.name, tuple(map(str, r.source)), r.equal))
             if prev is not None:
                 r.firing = dict(prev.firing)
+
+    def state(self) -> list[Any]:
+        """The firing sources per rule, JSON-ready (for checkpoints)."""
+        return [[r.name, [[fp, list(v), u.isoformat()] for fp, (v, u) in r.firing.items()]] for r in self.rules]
+
+    def set_state(self, state: list[Any]) -> None:
+        by_name = {r.name: r for r in self.rules}
+        for name, firing in state:
+            if name in by_name:
+                by_name[name].firing = {fp: (tuple(v), datetime.fromisoformat(u)) for fp, v, u in firing}
 
     def observe(self, labels: Mapping[str, str], fp: str, seen_at: datetime, ends_at: datetime | None) -> None:
         """Record an alert: if it matches a rule's source, it fires until ``ends_at`` or the TTL."""

@@ -8,6 +8,9 @@ counted (``opsradar_rules_reloads_total{outcome="rejected"}``,
 (``rules.reload``: who, when, the unified diff of the files). The files of the rule set in force
 are snapshotted in the store (checkpoint ``rules/in-force``): that is what
 ``opsradar rules backtest`` compares candidate rules with.
+
+``checkpoint()`` saves the engine's runtime state (checkpoint ``rules/state``); a new manager on
+the same store restores it for every event rule whose definition did not change.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from opsradar.errors import RuleError
 from opsradar.models import utcnow
 from opsradar.store import Store
 
-__all__ = ["IN_FORCE_KEY", "ReloadResult", "RuleManager", "diff_texts", "load_in_force"]
+__all__ = ["IN_FORCE_KEY", "STATE_KEY", "ReloadResult", "RuleManager", "diff_texts", "load_in_force"]
 
 log = logging.getLogger(__name__)
 IN_FORCE_KEY = "rules/in-force"
+STATE_KEY = "rules/state"
 
 
 def diff_texts(old: dict[str, str], new: dict[str, str]) -> str:
@@ -85,6 +89,11 @@ class RuleManager:
         self._stop = threading.Event()
         texts = read_texts(self.paths)
         self.engine = self._build(load_texts(texts), None)  # the first load must succeed: raises RuleError
+        if store is not None:
+            saved = store.load_checkpoint(STATE_KEY)
+            if saved is not None:
+                restored = self.engine.restore(saved[0])
+                log.info("rule state restored for %d event rules", len(restored))
         self._mtimes = self._scan()
         self._record(texts, actor="startup", diff="")
 
@@ -157,6 +166,11 @@ class RuleManager:
             "last_error": [str(p) for p in self.last_error.problems] if self.last_error else None,
             "stats": self.stats.snapshot(self.engine.rule_names),
         }
+
+    def checkpoint(self) -> None:
+        """Save the engine's runtime state in the store (restored by the next start)."""
+        if self.store is not None:
+            self.store.save_checkpoint(STATE_KEY, self.engine.snapshot(), version=self.engine.digest)
 
     def reload_if_changed(self, *, actor: str = "file-watch") -> ReloadResult | None:
         """Reload when a rule file was added, removed or modified since the last reload."""

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from opsradar.alerting.rules.matchers import Matcher, parse_matcher
 from opsradar.alerting.rules.model import (
@@ -58,6 +59,17 @@ class Trigger:
     def tick(self, now: datetime) -> list[Firing]:
         return []
 
+    def state(self) -> Any:
+        """The trigger's state as JSON-ready data (for checkpoints)."""
+        return None
+
+    def set_state(self, state: Any) -> None:
+        """Restore what :meth:`state` returned."""
+
+
+def _t(s: str) -> datetime:
+    return datetime.fromisoformat(s)
+
 
 def _key(f: Mapping[str, str], names: list[str]) -> tuple[str, ...]:
     return tuple(f.get(n, "") for n in names)
@@ -91,6 +103,12 @@ class _Frequency(Trigger):
         q.clear()
         return [Firing(ts, dict(f), ids, f"{len(ids)} events within {self.t.window}")]
 
+    def state(self) -> Any:
+        return [[list(k), [[t.isoformat(), i] for t, i in q]] for k, q in self.windows.items() if q]
+
+    def set_state(self, state: Any) -> None:
+        self.windows = {tuple(k): deque((_t(t), i) for t, i in q) for k, q in state}
+
 
 class _NewTerm(Trigger):
     def __init__(self, t: NewTermTrigger) -> None:
@@ -111,6 +129,13 @@ class _NewTerm(Trigger):
             return []
         shown = ", ".join(f"{n}={v!r}" for n, v in zip(self.t.fields, term, strict=True))
         return [Firing(ts, dict(f), [f.get("id", "")], f"first time seen: {shown}")]
+
+    def state(self) -> Any:
+        return {"first": self.first.isoformat() if self.first else None, "seen": sorted(map(list, self.seen))}
+
+    def set_state(self, state: Any) -> None:
+        self.first = _t(state["first"]) if state["first"] else None
+        self.seen = {tuple(x) for x in state["seen"]}
 
 
 @dataclass
@@ -152,6 +177,14 @@ class _Flatline(Trigger):
 
     def tick(self, now: datetime) -> list[Firing]:
         return self._advance(now)
+
+    def state(self) -> Any:
+        return [[list(k), w.since.isoformat(), w.last.isoformat(), [t.isoformat() for t in w.times]]
+                for k, w in self.windows.items()]
+
+    def set_state(self, state: Any) -> None:
+        self.windows = {tuple(k): _Window(_t(since), _t(last), deque(map(_t, times)))
+                        for k, since, last, times in state}
 
 
 @dataclass
@@ -201,6 +234,14 @@ class _Sequence(Trigger):
         if not self.pending[key]:
             del self.pending[key]
         return out
+
+    def state(self) -> Any:
+        return [[list(k), [[i.start.isoformat(), i.step, i.count, i.ids] for i in insts]]
+                for k, insts in self.pending.items()]
+
+    def set_state(self, state: Any) -> None:
+        self.pending = {tuple(k): [_Instance(_t(start), step, count, list(ids)) for start, step, count, ids in insts]
+                        for k, insts in state}
 
 
 def make_trigger(t: PatternTrigger | FrequencyTrigger | NewTermTrigger | FlatlineTrigger | SequenceTrigger) -> Trigger:
