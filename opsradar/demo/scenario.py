@@ -1,9 +1,29 @@
 """The scenario file of the simulated enterprise: services, repositories, jobs, Jira projects, the
 background rhythm and the injected incidents.
 
-A scenario is YAML validated by pydantic (unknown keys are errors). Offsets inside the simulation are
-durations from ``start`` (``"2d14h"``). Each incident gives a ``window``: the seed picks its start
-inside it, so a second seed gives the same structure with different timings.
+A scenario is YAML validated by pydantic (unknown keys are errors, reported with file, line and
+path). Offsets inside the simulation are durations from ``start`` (``"2d14h"``). Each incident gives
+a ``window``: the seed picks its start inside it (at least ``min_gap`` from the others), so a
+second seed gives the same structure with a different background and different timings.
+
+Top-level keys (see ``scenarios/default.yaml``):
+
+- ``name``, ``description``, ``start`` (UTC), ``days``, ``seed``, ``min_gap``;
+- ``change_window``: ``weekdays`` (0 = Monday) and ``hours`` when background deploys happen;
+- ``volume``: ``scale`` (multiplies every background rate: the size knob), ``access_per_min``,
+  ``app_logs_per_min`` (per service at the daily peak), ``gc_interval`` (heap/GC log heartbeat),
+  ``audit_per_hour``, ``commits_per_day``, ``pr_builds_per_day``, ``issues_per_day``,
+  ``deploys_per_day`` (per repository / job / project / service on a full workday),
+  ``nightly_builds``;
+- ``rhythm``: ``hourly`` and ``weekday`` (traffic and logs), ``work_hourly`` and ``work_weekday``
+  (people: commits, builds, deploys, Jira), ``noise`` (lognormal sigma per 10-minute bucket);
+- ``people`` (developers, three per service team), ``oncall`` (who opens incident tickets);
+- ``services``: per service ``team``, ``repo`` (+ ``extra_repos``), ``build_job``, ``deploy_job``,
+  ``jira_project``, ``hosts``, ``depends_on``, ``endpoints`` (``path``, ``method``, ``weight``,
+  ``latency_ms``), ``traffic``, ``build_minutes``, ``tests``, ``heap_mb``;
+- ``sensitive_repos``: repository → owning ``service`` and its usual ``readers``;
+- ``incidents``: a list, each with ``id``, ``type`` (one of :data:`INCIDENT_TYPES`), ``title``,
+  ``window``, ``detectable`` and the type's own parameters (the classes below).
 
 >>> sc = load_scenario("default")
 >>> sc.name, len(sc.services) >= 4, len(sc.incidents) >= 8

@@ -6,6 +6,8 @@ issues (created, then changed at each transition), finished Jenkins builds with 
 Elasticsearch documents (application, access and audit logs), and git commits and release tags.
 Time only moves forward; it can run as fast as the collectors can read.
 
+:meth:`World.start` also writes the ground truth to ``<workdir>/ground_truth.json``.
+
 Credentials are random per world and published as environment variables (set by :meth:`World.start`,
 restored by :meth:`World.stop`), which :meth:`World.config` names in its sources:
 
@@ -180,6 +182,7 @@ class World:
         for role, name in ENV.items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = self.secrets[role]
+        self.ground_truth.write(self.workdir / "ground_truth.json")
         self.advance(self.start_time)
         return self
 
