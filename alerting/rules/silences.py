@@ -3,7 +3,9 @@
 Silences come from the rule files (read-only, replaced on each reload) and from the API or Slack
 through :class:`SilenceStore` (``add`` / ``list`` / ``expire``). API silences are persisted in the
 store as one checkpoint blob (key ``alerting/silences``) and every change is audited
-(``silence.add``, ``silence.expire``), so they survive a restart.
+(``silence.add``, ``silence.expire``), so they survive a restart. Replicas sharing a store re-read
+the blob before each change and every ``refresh_interval`` seconds (two replicas changing
+silences in the same instant may still lose one change: the blob is last-writer-wins).
 
 >>> from datetime import datetime, timedelta, timezone
 >>> t = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
@@ -21,6 +23,7 @@ from __future__ import annotations
 import builtins
 import json
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -73,18 +76,32 @@ class Silence:
 class SilenceStore:
     """API and Slack silences (persisted when given a store) plus the rule files' silences."""
 
-    def __init__(self, store: Store | None = None, *, retention: timedelta = timedelta(days=7)) -> None:
+    def __init__(self, store: Store | None = None, *, retention: timedelta = timedelta(days=7),
+                 refresh_interval: float = 10.0) -> None:
         self.store = store
         self.retention = retention
+        self.refresh_interval = refresh_interval
         self._lock = threading.RLock()
         self._api: dict[str, Silence] = {}
         self._yaml: list[Silence] = []
-        if store is not None:
-            got = store.load_checkpoint(CHECKPOINT_KEY)
-            if got is not None:
-                for d in json.loads(got[0]):
-                    s = Silence.from_json(d)
-                    self._api[s.id] = s
+        self._refreshed = 0.0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the API silences from the store (other replicas may have changed them)."""
+        if self.store is None:
+            return
+        got = self.store.load_checkpoint(CHECKPOINT_KEY)
+        with self._lock:
+            self._api = {}
+            for d in json.loads(got[0]) if got is not None else []:
+                s = Silence.from_json(d)
+                self._api[s.id] = s
+            self._refreshed = time.monotonic()
+
+    def _maybe_refresh(self) -> None:
+        if self.store is not None and time.monotonic() - self._refreshed >= self.refresh_interval:
+            self.refresh()
 
     def _save(self) -> None:
         if self.store is not None:
@@ -112,6 +129,7 @@ class SilenceStore:
         s = Silence(id=uuid.uuid4().hex[:12], matchers=list(matchers), starts_at=starts_at, ends_at=ends_at,
                     created_by=created_by, comment=comment, origin=origin)
         with self._lock:
+            self.refresh()
             self._gc(now)
             self._api[s.id] = s
             self._save()
@@ -123,6 +141,7 @@ class SilenceStore:
         """End a silence now. ``KeyError`` if there is no such API silence."""
         now = now or utcnow()
         with self._lock:
+            self.refresh()
             s = self._api.get(silence_id)
             if s is None:
                 raise KeyError(f"no silence {silence_id!r} (rule-file silences are removed by editing the file)")
@@ -136,12 +155,14 @@ class SilenceStore:
     def list(self, *, now: datetime | None = None, include_expired: bool = False) -> builtins.list[Silence]:
         """Every silence (rule files first), active or pending unless ``include_expired``."""
         now = now or utcnow()
+        self._maybe_refresh()
         with self._lock:
             every = self._yaml + sorted(self._api.values(), key=lambda s: s.starts_at)
         return [s for s in every if include_expired or s.ends_at > now]
 
     def silenced_by(self, labels: Mapping[str, str], now: datetime) -> builtins.list[str]:
         """The ids of the silences active at ``now`` that match ``labels``."""
+        self._maybe_refresh()
         with self._lock:
             every = self._yaml + list(self._api.values())
         return [s.id for s in every if s.active(now) and s.matches(labels)]

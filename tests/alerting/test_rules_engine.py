@@ -133,6 +133,17 @@ def test_silences_persist_audit_and_expire(tmp_path) -> None:  # type: ignore[no
     assert [r["action"] for r in store.audit_log()] == ["silence.add", "silence.expire"]
 
 
+def test_replicas_sharing_a_store_see_each_others_silences(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    a, b = SilenceStore(store, refresh_interval=0), SilenceStore(store, refresh_interval=0)
+    s1 = a.add(['service="shop"'], starts_at=T, ends_at=T + timedelta(hours=1), created_by="ana", comment="x", now=T)
+    s2 = b.add(['service="pay"'], starts_at=T, ends_at=T + timedelta(hours=1), created_by="bo", comment="y", now=T)
+    assert b.silenced_by({"service": "shop"}, T) == [s1.id]
+    assert sorted(x.id for x in a.list(now=T)) == sorted([s1.id, s2.id])
+    b.expire(s1.id, actor="bo", now=T)
+    assert a.silenced_by({"service": "shop"}, T + timedelta(minutes=1)) == []
+
+
 def test_yaml_silences(engine: RuleEngine) -> None:
     rules = RULES + f"""
 silences:
