@@ -38,6 +38,7 @@ import base64
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -225,6 +226,7 @@ class _Scope:
         self.sibling_merge = sibling_merge
         self.next_id = 1
         self.last_cluster = 0
+        self._sig_cache: dict[tuple[str, ...], str] = {}
         self.sig_ids: dict[str, str] = {}
         self.cluster_ids: dict[int, str] = {}
         self.aliases: dict[str, str] = {}
@@ -267,7 +269,11 @@ class _Scope:
         cluster, _change = self.miner.drain.add_log_message(masked)
         self.last_cluster = int(cluster.cluster_id)
         tokens = cluster.log_template_tokens
-        sig = signature(tokens)
+        sig = self._sig_cache.get(tokens)
+        if sig is None:
+            if len(self._sig_cache) >= 10_000:
+                self._sig_cache.clear()
+            sig = self._sig_cache[tokens] = signature(tokens)
         is_new = False
         if sig not in self.sig_ids:
             previous = self.cluster_ids.get(cluster.cluster_id)
@@ -360,6 +366,7 @@ class LogTemplater:
         self.save_every = save_every
         self._scopes: dict[str, _Scope] = {}
         self._unsaved: dict[str, int] = {}
+        self._lock = threading.RLock()
 
     def _key(self, scope: str) -> str:
         return f"{self.key}/{scope}" if scope else self.key
@@ -376,14 +383,15 @@ class LogTemplater:
         return s
 
     def add(self, message: str, scope: str = "") -> TemplateMatch:
-        """The template of ``message`` in ``scope``, learning from it."""
-        s = self._scope(scope)
-        match = s.add(message)
-        n = self._unsaved.get(scope, 0) + 1
-        self._unsaved[scope] = n
-        if self.store is not None and (match.is_new or n >= self.save_every):
-            self.save(scope)
-        return match
+        """The template of ``message`` in ``scope``, learning from it. Thread-safe."""
+        with self._lock:
+            s = self._scope(scope)
+            match = s.add(message)
+            n = self._unsaved.get(scope, 0) + 1
+            self._unsaved[scope] = n
+            if self.store is not None and (match.is_new or n >= self.save_every):
+                self.save(scope)
+            return match
 
     def final_id(self, cluster_id: int, scope: str = "") -> str:
         """The current id of a Drain cluster (after any post-merge); for evaluation."""
@@ -391,11 +399,13 @@ class LogTemplater:
 
     def templates(self, scope: str = "") -> list[TemplateInfo]:
         """The known templates of ``scope``, most frequent first."""
-        return self._scope(scope).templates()
+        with self._lock:
+            return self._scope(scope).templates()
 
     def snapshot(self) -> bytes:
         """The whole state (every scope), as bytes."""
-        doc = {scope: s.to_doc() for scope, s in self._scopes.items()}
+        with self._lock:
+            doc = {scope: s.to_doc() for scope, s in self._scopes.items()}
         return json.dumps({"v": 1, "scopes": doc}).encode()
 
     def restore(self, blob: bytes) -> None:
@@ -415,9 +425,10 @@ class LogTemplater:
         """Checkpoint ``scope`` (every loaded scope when ``None``) to the store."""
         if self.store is None:
             return
-        names = list(self._scopes) if scope is None else [scope]
-        items = {self._key(n): json.dumps(self._scopes[n].to_doc()).encode() for n in names if n in self._scopes}
-        if items:
-            self.store.save_checkpoints(items, version="templates-1")
-        for n in names:
-            self._unsaved[n] = 0
+        with self._lock:
+            names = list(self._scopes) if scope is None else [scope]
+            items = {self._key(n): json.dumps(self._scopes[n].to_doc()).encode() for n in names if n in self._scopes}
+            if items:
+                self.store.save_checkpoints(items, version="templates-1")
+            for n in names:
+                self._unsaved[n] = 0

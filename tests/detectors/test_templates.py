@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,23 @@ def test_snapshot_restore_round_trip() -> None:
     assert [other.add(line).template_id for line in LINES] == ids
     assert {i.template_id: i.count for i in other.templates()} == {
         t: 2 * n for t, n in {i.template_id: i.count for i in tpl.templates()}.items()}
+
+
+def test_concurrent_adds_agree() -> None:
+    tpl = LogTemplater(None)
+    results: list[list[str]] = []
+
+    def work() -> None:
+        results.append([tpl.add(line).template_id for line in LINES * 20])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    assert all(r == results[0] for r in results)
+    assert sum(i.count for i in tpl.templates()) == 4 * 20 * len(LINES)
 
 
 def test_restore_rejects_garbage() -> None:
