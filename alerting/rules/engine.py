@@ -46,7 +46,13 @@ from opsradar.alerting.rules.loader import RuleSet
 from opsradar.alerting.rules.matchers import Matcher, parse_matcher
 from opsradar.alerting.rules.metrics import RuleStats
 from opsradar.alerting.rules.model import EventRule, FilterRule, Receiver, TimeInterval
-from opsradar.alerting.rules.routing import RouteNode, compile_route
+from opsradar.alerting.rules.routing import (
+    DEFAULT_GROUP_INTERVAL,
+    DEFAULT_GROUP_WAIT,
+    DEFAULT_REPEAT_INTERVAL,
+    RouteNode,
+    compile_route,
+)
 from opsradar.alerting.rules.silences import SilenceStore
 from opsradar.alerting.rules.triggers import Firing, Trigger, make_trigger
 from opsradar.config import EntityGraph
@@ -298,7 +304,7 @@ class RuleEngine:
         labels = alert_labels(alert)
         severity = alert.severity
         decision = Decision(alert=alert)
-        extra_receivers: list[str] = []
+        extra: list[tuple[str, FilterRule]] = []
         for flt in self.filters:
             r = flt.rule
             if not (all(m.matches(labels) for m in flt.matchers) and flt.when.applies(alert.starts_at)):
@@ -324,15 +330,27 @@ class RuleEngine:
             if r.team:
                 labels["team"] = r.team
             labels.update(r.labels)
-            extra_receivers += [x for x in r.receivers if x not in extra_receivers]
+            extra += [(x, r) for x in r.receivers if x not in {e for e, _ in extra}]
             labels["severity"] = severity.value
         labels["severity"] = severity.value
         for node in self.route.match(labels):
             decision.routes.append(RouteDecision(
                 receiver=node.receiver, route=node.id, group_by=node.group_by, group_key=node.group_key(labels),
                 group_wait=node.group_wait, group_interval=node.group_interval, repeat_interval=node.repeat_interval))
+        base = decision.routes[0] if decision.routes else None
+        for receiver, r in extra:
+            if any(d.receiver == receiver for d in decision.routes):
+                continue
+            group_by = tuple(r.group_by) if r.group_by is not None else (base.group_by if base else ())
+            node = RouteNode(id=f"filter:{r.name}", matchers=[], receiver=receiver,
+                             group_by=tuple(g for g in group_by if g != "..."), group_all="..." in group_by,
+                             group_wait=r.group_wait or (base.group_wait if base else DEFAULT_GROUP_WAIT),
+                             group_interval=r.group_interval or (base.group_interval if base else DEFAULT_GROUP_INTERVAL),
+                             repeat_interval=r.repeat_interval or (base.repeat_interval if base else DEFAULT_REPEAT_INTERVAL))
+            decision.routes.append(RouteDecision(
+                receiver=receiver, route=node.id, group_by=node.group_by, group_key=node.group_key(labels),
+                group_wait=node.group_wait, group_interval=node.group_interval, repeat_interval=node.repeat_interval))
         receivers = [r.receiver for r in decision.routes if r.receiver]
-        receivers += [x for x in extra_receivers if x not in receivers]
         decision.alert = alert.model_copy(update={"labels": labels, "severity": severity,
                                                   "receivers": list(dict.fromkeys(receivers))})
         decision.silenced_by = self.silences.silenced_by(labels, now)

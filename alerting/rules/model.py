@@ -223,9 +223,16 @@ class FilterRule(_TimeScoped):
     team: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     receivers: list[str] = Field(default_factory=list, description="route: also send to these receivers")
+    group_by: list[str] | None = Field(default=None, description="route: grouping for these receivers")
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
 
     @model_validator(mode="after")
     def _fits_action(self) -> FilterRule:
+        grouping = (self.group_by is not None or self.group_wait or self.group_interval or self.repeat_interval)
+        if grouping and self.action != "route":
+            raise ValueError("group_by and group windows go with action 'route' (or in the routing tree)")
         if self.action == "drop" and (self.severity or self.team or self.labels or self.receivers):
             raise ValueError("action 'drop' takes no severity, team, labels or receivers")
         if self.action == "set" and not (self.severity or self.team or self.labels):

@@ -44,7 +44,8 @@ filters:
   - {name: bump, action: escalate, matchers: ['alertname="slow"']}
   - {name: office-only, action: set, matchers: ['alertname="office"'], severity: info,
      active_time_intervals: [office]}
-  - {name: cc-db, action: route, matchers: ['alertname="backup-failed"'], receivers: [db]}
+  - {name: cc-db, action: route, matchers: ['alertname="backup-failed"'], receivers: [db], group_by: [alertname],
+     repeat_interval: 1h}
 inhibit_rules:
   - {source_matchers: ['alertname="ServiceDown"'], target_matchers: ['severity!="critical"'], equal: [service],
      source_ttl: 30m}
@@ -70,6 +71,10 @@ def test_drop_set_escalate_route(engine: RuleEngine) -> None:
     assert d.receivers == ["audit"]  # a continue route matched, no sibling did: not the root (Alertmanager)
     d = engine.on_alert(alert(alertname="backup-failed", service="web"))
     assert d.receivers == ["sre", "db"]
+    assert [(r.route, r.group_key, r.group_wait, r.repeat_interval) for r in d.routes] == [
+        ("route", 'route{service="web"}', timedelta(minutes=1), timedelta(hours=4)),
+        ("filter:cc-db", 'filter:cc-db{alertname="backup-failed"}', timedelta(minutes=1), timedelta(hours=1)),
+    ]
     doc = d.to_dict()
     assert (doc["notify"], doc["matched"], doc["routes"][0]["group_wait"]) == (True, ["cc-db"], 60.0)
     assert doc["alert"]["receivers"] == ["sre", "db"]
