@@ -259,3 +259,18 @@ def test_responses_have_the_shape_of_the_documented_examples(fake: Elasticsearch
     with pytest.raises(NotFoundError) as info:
         client.search(index="x")
     assert _shape(info.value.body) == _shape(DOC_EXAMPLES["error"])
+
+
+def test_index_and_document_apis_through_the_client(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    assert client.indices.create(index="audit-1")["acknowledged"] is True
+    assert client.indices.exists(index="audit-1")
+    assert not client.indices.exists(index="audit-2")
+    created = client.index(index="audit-1", id="a", document={"@timestamp": "2026-01-05T09:00:00Z", "user.name": "ana"})
+    assert created["result"] == "created"
+    assert client.get(index="audit-1", id="a")["_source"]["user.name"] == "ana"
+    assert client.count(index="audit-1")["count"] == 1
+    with pytest.raises(BadRequestError) as info:
+        client.search(index="audit-1", q="user.name:ana")
+    assert info.value.body["error"]["type"] == "parsing_exception"
+    client.indices.delete(index="audit-1")
+    assert "audit-1" not in fake.indices()

@@ -477,7 +477,10 @@ class ElasticsearchFake(FakeServer):
     def _search(self, req: FakeRequest, index: str | None = None) -> Response:
         started = time.perf_counter()
         body = self._body(req)
-        for key in ("size", "from", "sort", "q"):
+        if req.arg("q") is not None:
+            raise EsQueryError(400, "parsing_exception",
+                               "the [q] parameter (query string syntax) is not supported by the opsradar Elasticsearch fake")
+        for key in ("size", "from", "sort"):
             if req.arg(key) is not None and key not in body:
                 body[key] = int(req.arg(key) or 0) if key in ("size", "from") else req.arg(key)
         known = {"query", "sort", "search_after", "size", "from", "pit", "track_total_hits", "_source", "timeout"}
