@@ -96,11 +96,14 @@ class SimClock:
 class World:
     """A scenario played against loopback fakes. ``scenario`` is a :class:`Scenario`, a bundled name
     (``"default"``) or a YAML path; ``seed`` overrides the scenario's seed; ``days`` and ``scale``
-    override its length and volume; ``incidents=False`` leaves the background only.
+    override its length and volume; ``incidents=False`` leaves the background only;
+    ``running_builds=True`` shows each Jenkins build as running (``building: true``) from its start
+    until it finishes (by default a build appears when it has finished).
     """
 
     def __init__(self, scenario: Scenario | str = "default", *, seed: int | None = None, days: float | None = None,
-                 scale: float | None = None, incidents: bool = True, workdir: str | os.PathLike[str] | None = None) -> None:
+                 scale: float | None = None, incidents: bool = True, running_builds: bool = False,
+                 workdir: str | os.PathLike[str] | None = None) -> None:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         changes: dict[str, Any] = {}
         if days is not None:
@@ -126,12 +129,14 @@ class World:
         self.secrets = {role: secrets.token_urlsafe(18) for role in ENV}
         self._saved_env: dict[str, str | None] = {}
         self._commits = {c.cid: c for c in self.timeline.commits}
+        self.running_builds = running_builds
         self._builds = sorted(self.timeline.builds, key=lambda b: b.visible_at)
+        self._build_starts = sorted(self.timeline.builds, key=lambda b: b.start) if running_builds else []
         self._issue_changes = sorted(((t, i) for i in self.timeline.issues for t in i.times()),
                                      key=lambda x: (x[0], x[1].key))
         self._docs = self.timeline.docs
         self._doc_ts = [d.ts for d in self._docs]
-        self._pos = {"builds": 0, "issues": 0, "docs": 0}
+        self._pos = {"builds": 0, "build_starts": 0, "issues": 0, "docs": 0}
         self.loaded = {"builds": 0, "issue_updates": 0, "docs": 0, "commits": 0}
 
     # ------------------------------------------------------------------ facts
@@ -231,7 +236,14 @@ class World:
             out["issue_updates"] += 1
         for issue in changed.values():
             self.jira.upsert_issue(jira_issue(issue, to))
-        # Jenkins: builds that have finished
+        # Jenkins: builds that have started (running, when asked for), then those that have finished
+        while (self._pos["build_starts"] < len(self._build_starts)
+               and self._build_starts[self._pos["build_starts"]].start <= to):
+            b = self._build_starts[self._pos["build_starts"]]
+            self.jenkins.add_build(b.job, {**jenkins_build(b, self._commits, self._repo_url(b)), "building": True,
+                                           "result": None, "duration": 0,
+                                           "estimatedDuration": int(self.scenario.services[b.service].build_minutes * 60000)})
+            self._pos["build_starts"] += 1
         while self._pos["builds"] < len(self._builds) and self._builds[self._pos["builds"]].visible_at <= to:
             self._load_build(self._builds[self._pos["builds"]])
             self._pos["builds"] += 1
@@ -257,9 +269,16 @@ class World:
         if self.jenkins is None or self.repos is None:
             raise RuntimeError("start() the world first")
         svc = self.scenario.services[b.service]
-        repo_url = f"file://{self.repos.path(svc.repo)}"
-        self.jenkins.add_build(b.job, jenkins_build(b, self._commits, repo_url),
-                               test_report=jenkins_test_report(b, svc.repo))
+        doc = jenkins_build(b, self._commits, self._repo_url(b))
+        report = jenkins_test_report(b, svc.repo)
+        if self.running_builds:
+            self.jenkins.update_build(b.job, b.number, doc, test_report=report)
+        else:
+            self.jenkins.add_build(b.job, doc, test_report=report)
+
+    def _repo_url(self, b: Build) -> str:
+        assert self.repos is not None
+        return f"file://{self.repos.path(self.scenario.services[b.service].repo)}"
 
     # ------------------------------------------------------------------ the pipeline's view
 

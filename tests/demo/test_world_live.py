@@ -96,3 +96,22 @@ def test_config_points_at_the_fakes_with_credentials(world: World) -> None:
     assert r.json()["ok"] is True
     assert cfg.entities.service_of("repo:secrets-config") == "auth"
     assert cfg.entities.distance("service:gateway", "service:auth") == 1
+
+
+def test_running_builds_show_as_building_until_they_finish() -> None:
+    from opsradar.collectors.jenkins import JenkinsCollector
+
+    with World("default", days=1.0, scale=0.3, incidents=False, running_builds=True) as w:
+        assert w.jenkins is not None
+        b = next(b for b in w.timeline.builds if b.start > w.start_time + timedelta(hours=9))
+        w.advance(b.start + (b.end - b.start) / 2)
+        assert w.jenkins.get_build(b.job, b.number)["building"] is True
+        col = JenkinsCollector("jenkins", w.config().sources["jenkins"])  # type: ignore[arg-type]
+        seen = {e.id for batch in col.pull(None, until=w.clock()) for e in batch.events}
+        build_id = Event.make_id("jenkins", f"{b.job}#{b.number}")
+        assert build_id not in seen
+        w.advance(b.end)
+        doc = w.jenkins.get_build(b.job, b.number)
+        assert doc["building"] is False
+        assert doc["result"] == b.result
+        assert build_id in {e.id for batch in col.pull(None, until=w.clock()) for e in batch.events}
