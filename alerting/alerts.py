@@ -1,7 +1,8 @@
 """Alerts from anomalies: ``alert_from_anomaly(anomaly, graph) -> Alert``.
 
 Labels: ``alertname`` (``<kind>-anomaly``), ``service`` and ``team`` (from the entity graph, when
-known), ``source``, ``kind``, ``entity``, ``stream``, ``detector``, ``severity``. The fingerprint
+known), ``source``, ``kind``, ``entity``, ``stream``, ``detector``, ``severity``, plus the anomaly's
+own labels (such as ``stream_type``) where they do not clash. The fingerprint
 leaves out ``severity``, so repeated anomalies of one stream deduplicate into one alert.
 
 >>> from datetime import datetime, timezone
@@ -48,6 +49,8 @@ def alert_from_anomaly(anomaly: Anomaly, graph: EntityGraph | None = None) -> Al
         team = graph.services[service].team if graph and service in graph.services else None
         if team:
             labels["team"] = team
+    for key, value in anomaly.labels.items():  # the detector's own labels (e.g. stream_type) never override
+        labels.setdefault(key, value)
     identity = dict(labels)
     labels["severity"] = severity.value
     annotations = {"summary": anomaly.summary(), "score": f"{anomaly.score:.4f}",

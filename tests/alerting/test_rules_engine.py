@@ -255,3 +255,5 @@ def test_alert_from_anomaly_labels_and_dedup() -> None:
     assert weaker.severity == Severity.warning
     assert weaker.fingerprint == alert1.fingerprint  # same stream: one alert
     assert "service" not in alert_from_anomaly(a.model_copy(update={"entity": "job:unknown"}), graph).labels
+    tagged = alert_from_anomaly(a.model_copy(update={"labels": {"stream_type": "build", "kind": "x"}}), graph)
+    assert (tagged.labels["stream_type"], tagged.labels["kind"]) == ("build", "build")
