@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import random
@@ -57,6 +58,9 @@ __all__ = [
     "matrix",
 ]
 
+log = logging.getLogger(__name__)
+
+#: One window row: its timestamp (or None) and its features.
 Row = tuple[datetime | None, dict[str, float]]
 
 
@@ -368,7 +372,12 @@ class PyODDetector(Detector):
         ):
             self.refit_due = True
             if self.auto_refit:
-                self.refit()
+                try:
+                    self.refit()
+                except ValueError as exc:  # e.g. rows without features: keep the current model
+                    log.warning("PyOD refit failed, keeping the current model: %s", exc)
+                    self.since_refit = 0
+                    self.refit_due = False
 
     def score_one(self, x: dict[str, float]) -> float:
         model = self.model  # one read: a concurrent swap cannot tear it

@@ -168,3 +168,14 @@ def test_context_features_are_not_modelled() -> None:
         det.learn_one({**row, "_hour": 3.0})
     assert det.model is not None
     assert "_hour" not in det.model.features
+
+
+def test_rows_without_features_do_not_break_learning() -> None:
+    det = PyODDetector(min_rows=64, refit_every=64)
+    for _ in range(100):
+        det.learn_one({"_hour": 1.0})
+    assert det.model is None
+    assert det.score_one({"_hour": 1.0}) == 0.0
+    for _, row in rows_with_ts(64):
+        det.learn_one(row)
+    assert det.model is not None
