@@ -151,6 +151,12 @@ class TimeRange(_Strict):
     start: time = Field(description="HH:MM, inclusive")
     end: time = Field(description="HH:MM, exclusive; an end before the start wraps midnight")
 
+    @model_validator(mode="after")
+    def _not_empty(self) -> TimeRange:
+        if self.start == self.end:
+            raise ValueError(f"start and end are both {self.start.isoformat('minutes')}: the range is empty")
+        return self
+
 
 class TimeInterval(_Strict):
     """A weekly window: on these weekdays (all when empty), within these times (all day when empty)."""
