@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from opsradar.alerting.rootcause.evidence import (
+    event_series,
     feature_points,
     series_for,
     similar_incidents,
@@ -242,6 +243,15 @@ def build_report(
         evs: list[Event] = list(store.iter_events(since=chart_start, until=chart_end, source=source, kinds=[kind],
                                                   entities=[entity]))
         series.append(series_for(group, evs, start=chart_start, end=chart_end))
+    # Incidents raised by rules on events: chart the streams of the events that matched.
+    rule_streams: dict[tuple[str, str, str], list[datetime]] = {}
+    for ev in symptom_events:
+        rule_streams.setdefault((ev.source, ev.kind, ev.entity), []).append(ev.ts)
+    for key, marks in sorted(rule_streams.items(), key=lambda kv: -len(kv[1])):
+        if len(series) >= st.max_series or any(s.stream == "|".join(key) for s in series):
+            continue
+        evs = list(store.iter_events(since=chart_start, until=chart_end, source=key[0], kinds=[key[1]], entities=[key[2]]))
+        series.append(event_series(key, evs, marks, start=chart_start, end=chart_end))
 
     return RootCauseReport(
         incident_id=inc.id, title=inc.title, status=inc.status.value, severity=inc.severity.value,

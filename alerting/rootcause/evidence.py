@@ -24,7 +24,7 @@ from typing import Any
 from opsradar.alerting.rootcause.model import FeatureDeviation, Series, SeriesPoint, SimilarIncident, TemplateChange
 from opsradar.models import Anomaly, Event, Incident
 
-__all__ = ["feature_points", "series_for", "similar_incidents", "stream_parts", "template_changes", "top_features"]
+__all__ = ["event_series", "feature_points", "series_for", "similar_incidents", "stream_parts", "template_changes", "top_features"]
 
 
 def top_features(anomalies: Iterable[Anomaly], *, limit: int = 10) -> list[FeatureDeviation]:
@@ -230,15 +230,38 @@ def series_for(
                 points.append(SeriesPoint(ts=ts, value=value, anomalous=hit))
         label = feature
     else:
-        span = (end - start).total_seconds()
-        step = bucket or timedelta(seconds=max(60.0, span / 60))
-        n = max(1, int(span // step.total_seconds()) + 1)
-        counts = [0] * n
-        for e in events:
-            i = int((e.ts - start).total_seconds() // step.total_seconds())
-            if 0 <= i < n:
-                counts[i] += 1
-        marked = {int((t - start).total_seconds() // step.total_seconds()) for t in anomalous_ts}
-        points = [SeriesPoint(ts=start + i * step, value=float(c), anomalous=i in marked) for i, c in enumerate(counts)]
-        label = f"events per {step.total_seconds() / 60:.0f} min"
+        points, label = _counts(events, anomalous_ts, start=start, end=end, bucket=bucket)
     return Series(stream=a0.stream if "|" in a0.stream else f"{source}|{kind}|{entity}", entity=entity, feature=label, points=points)
+
+
+def _counts(events: Sequence[Event], marks: Sequence[datetime], *, start: datetime, end: datetime,
+            bucket: timedelta | None) -> tuple[list[SeriesPoint], str]:
+    span = (end - start).total_seconds()
+    step = bucket or timedelta(seconds=max(60.0, span / 60))
+    n = max(1, int(span // step.total_seconds()) + 1)
+    counts = [0] * n
+    for e in events:
+        i = int((e.ts - start).total_seconds() // step.total_seconds())
+        if 0 <= i < n:
+            counts[i] += 1
+    marked = {int((t - start).total_seconds() // step.total_seconds()) for t in marks}
+    points = [SeriesPoint(ts=start + i * step, value=float(c), anomalous=i in marked) for i, c in enumerate(counts)]
+    return points, f"events per {step.total_seconds() / 60:.0f} min"
+
+
+def event_series(
+    stream: tuple[str, str, str],
+    events: Sequence[Event],
+    marks: Sequence[datetime],
+    *,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta | None = None,
+) -> Series:
+    """A stream's event count per bucket, with the buckets of ``marks`` (a rule alert's events) marked.
+
+    For incidents raised by rules on events rather than by detector anomalies.
+    """
+    source, kind, entity = stream
+    points, label = _counts(events, marks, start=start, end=end, bucket=bucket)
+    return Series(stream=f"{source}|{kind}|{entity}", entity=entity, feature=label, points=points)

@@ -83,6 +83,7 @@ __all__ = [
     "ScoringParams",
     "change_risk",
     "describe_change",
+    "merged_commits",
     "rank_changes",
     "with_test_results",
 ]
@@ -205,6 +206,50 @@ def describe_change(event: Event) -> str:
     return f"{event.kind} on {event.entity}" + (f" — {title}" if title else "")
 
 
+def _parents(event: Event) -> list[str]:
+    raw = event.attrs.get("parents")
+    return [p.lower() for p in raw if isinstance(p, str)] if isinstance(raw, list) else []
+
+
+def merged_commits(commits: Sequence[Event], *, limit: int = 500) -> dict[str, list[Event]]:
+    """For each merge commit, the commits it brings in: ancestors of its other parents, not of its first.
+
+    Git shows no diff for a merge, so its own size is 0; what it changes is its branch. Only commits
+    in ``commits`` (with ``attrs.sha`` and ``attrs.parents``, as the git collector sets) are walked.
+
+    >>> from datetime import datetime, timezone
+    >>> ts = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    >>> def c(sha, *parents):
+    ...     return Event.new(source="git", native_id=sha, kind="commit", entity="repo:x", ts=ts,
+    ...                      attrs={"sha": sha * 8, "parents": [p * 8 for p in parents]})
+    >>> history = [c("a"), c("b", "a"), c("f", "a"), c("g", "f"), c("m", "b", "g")]
+    >>> sorted(e.attrs["sha"][0] for e in merged_commits(history)[history[-1].id])
+    ['f', 'g']
+    """
+    by_sha = {s: e for e in commits if (s := _sha(e))}
+
+    def ancestors(start: list[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(start)
+        while todo and len(seen) < limit:
+            sha = todo.pop()
+            if sha in seen or sha not in by_sha:
+                continue
+            seen.add(sha)
+            todo += _parents(by_sha[sha])
+        return seen
+
+    out: dict[str, list[Event]] = {}
+    for e in commits:
+        parents = _parents(e)
+        if len(parents) < 2:
+            continue
+        branch = ancestors(parents[1:]) - ancestors(parents[:1])
+        if branch:
+            out[e.id] = sorted((by_sha[s] for s in branch), key=lambda x: (x.ts, x.id))
+    return out
+
+
 def _is_late(event: Event, p: ScoringParams) -> bool:
     """``labels.late`` when the collector decided; else hours to the next release within the window."""
     label = event.labels.get("late", "").strip().lower()
@@ -300,7 +345,7 @@ def change_risk(
     if event.kind == "issue" and event.labels.get("priority", "").lower() in _HIGH_PRIORITY:
         signals.append((p.risk_high_priority, f"priority {event.labels['priority']}"))
     if flagged:
-        signals.append((p.risk_anomalous, "flagged anomalous by a detector"))
+        signals.append((p.risk_anomalous, "flagged by a detector or rule"))
     r = 1.0 - math.prod(1.0 - min(max(v, 0.0), 1.0) for v, _ in signals)
     return r, [why for _, why in signals]
 
@@ -395,6 +440,7 @@ def rank_changes(
         template_times.setdefault(service_key(entity), []).append(seen_at)
 
     commits = [e for e in events if e.kind == "commit" and _sha(e)]
+    merged = merged_commits(commits)
     shipped_by: dict[str, list[Event]] = {}  # deploy/build id -> commits it carried
     deployed: dict[str, list[Event]] = {}  # commit id -> deploys/releases that shipped it
     built: dict[str, list[Event]] = {}  # commit id -> builds that built it
@@ -449,7 +495,10 @@ def rank_changes(
                             f"not known whether it reached {where}" if unknown else f"did not reach {where} before the onset")
 
         carried = shipped_by.get(e.id, [])
-        r, risk_why = change_risk(e, carried, p, built=built.get(e.id, []),
+        brought = merged.get(e.id, [])
+        if brought:
+            evidence.append(f"merges {len(brought)} commit{'s' if len(brought) > 1 else ''} of its branch")
+        r, risk_why = change_risk(e, [*carried, *brought], p, built=built.get(e.id, []),
                                   flagged=e.id in flagged_ids or any(c.id in flagged_ids for c in carried))
         risk_f = p.risk_floor + (1.0 - p.risk_floor) * r
         evidence.append("risk: " + (", ".join(risk_why) if risk_why else "no risk signal"))

@@ -142,7 +142,7 @@ def test_risk_signals_combine_as_a_noisy_or_and_degrade_gracefully() -> None:
     assert r_build == pytest.approx(1 - 0.4 * 0.6)
     issue = ev("i", "issue", "project:SHOP", 5, labels={"priority": "Highest", "status": "Done"})
     assert change_risk(issue)[1] == ["priority Highest"]
-    assert change_risk(bare, flagged=True)[1] == ["flagged anomalous by a detector"]
+    assert change_risk(bare, flagged=True)[1] == ["flagged by a detector or rule"]
 
 
 def test_every_candidate_shows_all_factors_and_the_score_is_their_product() -> None:
@@ -266,3 +266,25 @@ def test_new_templates_seen_before_a_change_do_not_move_the_onset() -> None:
     ranked = rank_changes([deploy], graph=GRAPH, affected=["service:shop"], onset=ONSET,
                           new_templates=[("service:shop", ONSET - timedelta(minutes=40))])
     assert ranked[0].factors["time"] == pytest.approx(1 / (1 + 10 / 30), abs=1e-4)
+
+
+def test_a_merge_carries_the_size_and_signals_of_the_branch_it_merges() -> None:
+    def commit(name: str, minutes: float, parents: list[str], lines: float = 0, **labels: str) -> Event:
+        return ev(name, "commit", "repo:shop-svc", minutes, labels=labels, values={"lines_added": lines},
+                  attrs={"sha": name * 20, "parents": [p * 20 for p in parents]})
+
+    base = commit("a0", 24 * 60 - 1, [])
+    branch = [commit("b1", 20 * 60, ["a0"], 400), commit("b2", 15 * 60, ["b1"], 300, first_time_author="true"),
+              commit("b3", 10 * 60, ["b2"], 250)]
+    small = commit("s1", 4, ["a0"], 37)
+    merge = commit("m1", 3, ["s1", "b3"], 0, merge="true")
+    build = ev("build", "build", "job:shop-build", 2, attrs={"commits": [merge.attrs["sha"], small.attrs["sha"]]},
+               values={"failed_tests": 35})
+    ranked = rank_changes([base, *branch, small, merge, build], graph=GRAPH, affected=["job:shop-build"], onset=ONSET,
+                          anomalies=[(ONSET, "job:shop-build", "test_run")])
+    assert ranked[0].event_id == merge.id
+    why = " ".join(ranked[0].evidence)
+    assert "merges 3 commits of its branch" in why
+    assert "950 lines changed" in why
+    assert "first-time author" in why
+    assert ranked[1].event_id == small.id

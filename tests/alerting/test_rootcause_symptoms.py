@@ -61,7 +61,7 @@ def test_a_rule_alert_on_a_change_flags_it_and_sets_the_onset(store: Store) -> N
     assert report.onset == ONSET
     top = report.candidates[0]
     assert top.event_id == big.id
-    assert "flagged anomalous by a detector" in " ".join(top.evidence)
+    assert "flagged by a detector or rule" in " ".join(top.evidence)
     assert top.factors["time"] == 1.0
 
 
@@ -134,3 +134,24 @@ def test_failing_test_runs_blame_the_commit_their_build_built(store: Store) -> N
     assert c[noise.id].factors["time"] == ScoringParams().after_onset  # committed after the failing build
     assert c[build.id].summary == "build job:shop-build #31 (UNSTABLE)"
     assert c[build.id].factors["reach"] == ScoringParams().reach_not
+
+
+def test_a_rule_alert_on_log_events_charts_their_stream(store: Store) -> None:
+    logs = [Event.new(source="app-logs", native_id=f"l{i}", kind="log", entity="service:shop",
+                      ts=ONSET + timedelta(minutes=i), labels={"level": "error", "template_id": "t9"},
+                      attrs={"template": "HTTP 500 for POST <*>"}) for i in range(6)]
+    deploy = Event.new(source="jenkins", native_id="shop-deploy#5", kind="deploy", entity="job:shop-deploy",
+                       ts=ONSET - timedelta(minutes=4), labels={"result": "SUCCESS"}, values={"build_number": 5})
+    store.add_events([*logs, deploy])
+    alert = Alert.from_labels(title="Errors right after a deploy", labels={"service": "shop", "entity": "service:shop"},
+                              starts_at=ONSET + timedelta(minutes=6), event_ids=[deploy.id, logs[0].id, logs[1].id],
+                              rule="deploy-followed-by-error-burst")
+    report = build_report(_incident(store, alert, first_seen=ONSET + timedelta(minutes=6), entities=("service:shop",)),
+                          store, GRAPH)
+    assert report.onset == ONSET  # the first matched log line, not the deploy
+    assert report.candidates[0].event_id == deploy.id
+    assert "flagged by a detector or rule" in " ".join(report.candidates[0].evidence)
+    (series,) = report.series
+    assert series.stream == "app-logs|log|service:shop"
+    assert sum(p.value for p in series.points) == 6
+    assert any(p.anomalous for p in series.points)
