@@ -80,7 +80,7 @@ def bench_jira(scale: float, repeat: int) -> dict[str, float]:
     with fake:
         source = JiraSource(url=fake.url, projects=projects, user="bench", token_env="BENCH_JIRA_TOKEN", page_size=100)
         out = _measure(lambda: JiraCollector("jira", source), repeat)
-        out["requests"] = float(len(fake.requests))
+        out["requests_per_pull"] = len(fake.requests) / (2 * repeat)
     out["issues"] = float(n)
     return out
 
@@ -109,7 +109,7 @@ def bench_jenkins(scale: float, repeat: int) -> dict[str, float]:
     with fake:
         source = JenkinsSource(url=fake.url, user="bench", token_env="BENCH_JENKINS_TOKEN", max_builds=100)
         out = _measure(lambda: JenkinsCollector("jenkins", source), repeat)
-        out["requests"] = float(len(fake.requests))
+        out["requests_per_pull"] = len(fake.requests) / (2 * repeat)
     out["jobs"] = float(len(jobs))
     out["builds"] = float(len(jobs) * 100)
     return out

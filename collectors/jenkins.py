@@ -70,6 +70,8 @@ BUILD_TREE = (
     "queuingDurationMillis,failCount,skipCount,totalCount],"
     "changeSets[items[commitId]],changeSet[items[commitId]]"
 )
+#: only what the events need: a full report carries every case's stdout and stack trace
+REPORT_TREE = "passCount,failCount,skipCount,suites[cases[className,name,status,failedSince]]"
 _MAX_CASES = 200
 
 
@@ -324,7 +326,8 @@ class JenkinsCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.c
             if summary is not None:
                 report = _summary_report(summary)
                 if report is None:  # something failed: the cases say which, and which newly
-                    report = self._get(f"{job_path(job)}/{num}/testReport/api/json", allow_404=True)
+                    report = self._get(f"{job_path(job)}/{num}/testReport/api/json", {"tree": REPORT_TREE},
+                                       allow_404=True)
                     if report is None:
                         continue
                 try:

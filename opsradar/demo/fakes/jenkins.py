@@ -493,10 +493,11 @@ class FakeJenkins(FakeServer):
             item = self._resolve(path)
             if item is None:
                 return self._not_found(req)
-            doc = self._render_item(item, full=tree is not None)
+            doc = self._render_item(item, full=tree is not None,
+                                    wanted=None if tree is None else {n.name for n in tree})
         return 200, apply_tree(doc, tree)
 
-    def _render_item(self, item: _Item, *, full: bool) -> dict[str, Any]:
+    def _render_item(self, item: _Item, *, full: bool, wanted: set[str] | None = None) -> dict[str, Any]:
         url = self.url + _job_path(item.full_name) + "/" if item.full_name else self.url + "/"
         jobs = [{"_class": c.cls, "name": c.name, "url": self.url + _job_path(c.full_name) + "/",
                  **({} if c.is_folder else {"color": _color(c)})} for c in item.children.values()]
@@ -515,12 +516,16 @@ class FakeJenkins(FakeServer):
                                                              "url": f"{url}{n}/"}
 
         completed = [n for n in numbers if not item.builds[n]["building"]]
-        return {**base, "buildable": True, "color": _color(item), "inQueue": False,
-                "builds": [build_ref(n) for n in numbers[:_BUILDS_LIMIT]],
-                "allBuilds": [build_ref(n) for n in numbers] if full else [],
-                "firstBuild": build_ref(numbers[-1]) if numbers else None,
-                "lastBuild": build_ref(numbers[0]) if numbers else None,
-                "lastCompletedBuild": build_ref(completed[0]) if completed else None,
+        lazy: dict[str, Any] = {
+            "builds": lambda: [build_ref(n) for n in numbers[:_BUILDS_LIMIT]],
+            "allBuilds": lambda: [build_ref(n) for n in numbers] if full else [],
+            "firstBuild": lambda: build_ref(numbers[-1]) if numbers else None,
+            "lastBuild": lambda: build_ref(numbers[0]) if numbers else None,
+            "lastCompletedBuild": lambda: build_ref(completed[0]) if completed else None,
+        }
+        # with a tree, only the asked-for build lists are rendered (the rest would be dropped anyway)
+        builds = {k: make() for k, make in lazy.items() if wanted is None or k in wanted}
+        return {**base, "buildable": True, "color": _color(item), "inQueue": False, **builds,
                 "nextBuildNumber": (numbers[0] + 1) if numbers else 1}
 
     def _render_build(self, job: _Item, build: dict[str, Any]) -> dict[str, Any]:
