@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 
 setup:
 	@$(PY) -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --compile-bytecode --quiet
 
 demo: setup
 	$(BIN)/opsradar demo

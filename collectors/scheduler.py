@@ -119,7 +119,18 @@ class Scheduler:
     def _run(self, entry: _Entry, now: datetime) -> PullResult | CollectorError:
         h = entry.health
         try:
-            result = run_once(entry.collector, self.store, keep_new_events=self.on_events is not None)
+            # New events are handed on batch by batch, right after each commit: a run that fails on a
+            # later page must not strand the pages it already stored (the next run would see them as
+            # already stored, and never report them as new).
+            on_batch = None
+            if self.on_events is not None:
+                name, sink = entry.collector.name, self.on_events
+
+                def on_batch(_batch: Any, new: list[Event], name: str = name, sink: Any = sink) -> None:
+                    if new:
+                        sink(name, new)
+
+            result = run_once(entry.collector, self.store, on_batch=on_batch)
         except CollectorError as exc:
             h.consecutive_failures += 1
             delay = backoff_delay(h.consecutive_failures, base=self.backoff_base, cap=self.backoff_cap, rng=entry.rng)
@@ -153,8 +164,6 @@ class Scheduler:
         if result.last_event_ts and (h.last_event_ts is None or result.last_event_ts > h.last_event_ts):
             h.last_event_ts = result.last_event_ts
         self._save_health(h, now)
-        if self.on_events is not None and result.new_events:
-            self.on_events(entry.collector.name, result.new_events)
         return result
 
     def _save_health(self, h: SourceHealth, now: datetime) -> None:

@@ -7,8 +7,9 @@ usage.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -93,9 +94,67 @@ def demo() -> None:
 
 
 @app.command()
-def collect(config: ConfigOpt = None) -> None:
-    """Pull history from the configured sources once (backfill)."""
-    not_available("collect", 4)
+def collect(
+    config: ConfigOpt = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only this source (its name in the config).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Re-read history from this date (ISO 8601, UTC if no zone).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop at this date (ISO 8601).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of counts per source and kind.")] = False,
+    notify_history: Annotated[bool, typer.Option("--notify-history", help="Send incidents found in history to Slack.")] = False,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="Only store events; do not run the detectors.")] = False,
+) -> None:
+    """Pull history from the configured sources once (backfill), then run it through the detectors."""
+    import json
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from opsradar.collectors.backfill import backfill
+    from opsradar.store import Store
+
+    cfg = load_config_or_exit(config)
+    try:
+        since_dt, until_dt = _parse_time(since, "--since"), _parse_time(until, "--until")
+    except ValueError as exc:
+        err_console.print(f"error: {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    store = Store(cfg.store.resolved_url())
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console,
+                  disable=as_json or not err_console.is_terminal) as progress:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(name: str, fetched: int) -> None:
+            if name not in tasks:
+                tasks[name] = progress.add_task(name)
+            progress.update(tasks[name], description=f"{name}: {fetched} records")
+
+        summary = backfill(cfg, store, source=source, since=since_dt, until=until_dt, detect=not no_detect,
+                           notify_history=notify_history, on_progress=on_progress)
+    if as_json:
+        sys.stdout.write(json.dumps(summary.as_dict(), indent=2, default=str) + "\n")
+    else:
+        from rich.table import Table
+
+        table = Table(title="opsradar collect")
+        for col in ("source", "status", "fetched", "new", "by kind"):
+            table.add_column(col)
+        for name, s in summary.sources.items():
+            kinds = ", ".join(f"{k}={v}" for k, v in sorted(s.get("by_kind", {}).items()))
+            table.add_row(name, "ok" if s["ok"] else f"[red]{s['error']}[/]", str(s.get("fetched", 0)),
+                          str(s.get("new", 0)), kinds)
+        console.print(table)
+        console.print(f"anomalies {summary.anomalies}, alerts {summary.alerts}, new incidents {summary.incidents}")
+    if any(not s["ok"] for s in summary.sources.values()):
+        raise typer.Exit(1)
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name}: cannot parse {value!r}; use ISO 8601, e.g. 2026-01-05 or 2026-01-05T09:00Z") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 @app.command()

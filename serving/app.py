@@ -205,7 +205,8 @@ async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandl
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class Collectors:
-    """Runs the configured collectors on their schedules; new events go to the shards and the owner."""
+    """Runs the configured collectors on their schedules; each round's new events, from all sources,
+    go to the shards and the owner in event-time order."""
 
     def __init__(self, shards: list[DeploymentHandle], owner: DeploymentHandle, args: dict[str, Any]) -> None:
         _setup_logging()
@@ -216,30 +217,43 @@ class Collectors:
         cfg = _config(self.args)
         self.store = Store(cfg.store.resolved_url())
         self.shards, self.owner = shards, owner
-        self.scheduler = Scheduler(self.store, on_events=self._on_events)
+        self._pending: list[Event] = []
+        self._round = threading.Lock()
+        self.scheduler = Scheduler(self.store, on_events=lambda _name, evs: self._pending.extend(evs))
         for c in build_collectors(cfg):
             self.scheduler.add(c, interval=cfg.sources[c.name].interval)
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="collectors-loop").start()
+        self._stop = threading.Event()
         if self.args.collect:
-            self.scheduler.start()
+            threading.Thread(target=self._schedule, daemon=True, name="collectors-schedule").start()
 
-    def _on_events(self, _source: str, events: list[Event]) -> None:
-        fut = asyncio.run_coroutine_threadsafe(route_events(events, self.shards, self.owner), self.loop)
-        fut.result(timeout=600)
+    def _schedule(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self._run_round(force=False)
+            except Exception:
+                log.exception("collector round failed")
+
+    def _run_round(self, *, force: bool) -> dict[str, Any]:
+        with self._round:
+            results = self.scheduler.run_due(force=force)
+            events, self._pending = sorted(self._pending, key=lambda e: (e.ts, e.id)), []
+            if events:
+                fut = asyncio.run_coroutine_threadsafe(route_events(events, self.shards, self.owner), self.loop)
+                fut.result(timeout=600)
+        return {name: {"new": getattr(res, "new", 0), "error": str(res) if isinstance(res, Exception) else None}
+                for name, res in results.items()}
 
     def collect_now(self) -> dict[str, Any]:
         """Poll every source now (the demo drives simulated time with this)."""
-        out = {}
-        for name, res in self.scheduler.run_due(now=None, force=True).items():
-            out[name] = {"new": getattr(res, "new", 0), "error": str(res) if isinstance(res, Exception) else None}
-        return out
+        return self._run_round(force=True)
 
     def health(self) -> dict[str, Any]:
         return {name: h.as_dict() for name, h in self.scheduler.health().items()}
 
     def __del__(self) -> None:
-        self.scheduler.stop(timeout=5)
+        self._stop.set()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)

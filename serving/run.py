@@ -19,7 +19,7 @@ APP_NAME = "opsradar"
 
 
 def start(cfg: Config, *, config_path: str | None, collect: bool = True, notify: bool = True,
-          num_cpus: int | None = None) -> Any:
+          num_cpus: int | None = None, app: Any = None) -> Any:
     """Start Ray (local unless ``RAY_ADDRESS`` is set) and the application; returns its ingress handle."""
     import ray
     from ray import serve
@@ -32,7 +32,7 @@ def start(cfg: Config, *, config_path: str | None, collect: bool = True, notify:
                  logging_level=logging.WARNING, configure_logging=True)
     serve.start(http_options={"host": cfg.api.host, "port": cfg.api.port})
     args = AppArgs(config_path=config_path, collect=collect, notify=notify)
-    return serve.run(build_app(args), name=APP_NAME, route_prefix="/", blocking=False)
+    return serve.run((app or build_app)(args), name=APP_NAME, route_prefix="/", blocking=False)
 
 
 def shutdown(*, drain_timeout: float = 30.0) -> None:

@@ -98,3 +98,24 @@ def test_recovery_resets_the_failure_count() -> None:
     sched.run_due(T0 + timedelta(hours=1))
     h = sched.health()["j"]
     assert (h.status, h.consecutive_failures, h.events_total) == ("ok", 0, 2)
+
+
+class FailsOnSecondPage(Collector):
+    kind = "test"
+
+    def pull(self, cursor: Any, *, until: datetime | None = None) -> Iterator[Batch]:
+        page = cursor or 0
+        if page == 0:
+            yield Batch(events=[Event.new(source=self.name, native_id="p0", kind="build", entity="job:j", ts=T0)], cursor=1)
+        raise SourceUnavailable("503 on page 2", source=self.name)
+
+
+def test_events_committed_before_a_failure_still_reach_the_pipeline() -> None:
+    store = Store("sqlite://")
+    got: list[str] = []
+    sched = Scheduler(store, on_events=lambda name, evs: got.extend(e.id for e in evs), clock=lambda: T0)
+    sched.add(FailsOnSecondPage("es"), interval=timedelta(minutes=1))
+    out = sched.run_due(T0)
+    assert isinstance(out["es"], SourceUnavailable)
+    assert got == [Event.make_id("es", "p0")]
+    assert store.get_cursor("es") == 1
