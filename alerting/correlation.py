@@ -12,10 +12,12 @@ The algorithm, for one alert at time ``now`` (see ``docs/correlation.md`` for th
 
    - the same ``group_by`` key (the labels the routing rules group by);
    - the **entity graph**: some entity of the alert (its ``entity`` label, its service and the
-     service that owns the entity) lies within ``max_graph_distance`` hops of some entity of the
-     incident (service ↔ repository ↔ Jenkins job ↔ Jira project ↔ ES service ↔ dependencies).
-     Incidents grow, so a storm that spreads from a job to its service to the services depending on
-     it chains into one incident;
+     service that owns the entity) lies within ``max_graph_distance`` hops of the incident's
+     *origin* (the entities of the alert that opened it) through service ↔ repository ↔ Jenkins job
+     ↔ Jira project ↔ ES service ↔ dependencies. A storm that spreads from a deploy job to its
+     service's logs, tickets and commits, and to the services depending on it, is one incident;
+     measuring from the origin (not from everything the incident has absorbed) keeps incidents from
+     chaining across the whole estate;
    - **title similarity** (token Jaccard of normalised titles / log templates ≥ ``title_similarity``),
      the secondary signal: on its own it joins only alerts the graph knows nothing about, otherwise
      it breaks ties between graph candidates, and it never joins across two different ``group_by`` keys.
@@ -170,6 +172,7 @@ class Correlator:
         self.metrics = metrics
         self.max_candidates = max_candidates
         self._adj = graph.neighbours()
+        self._seeds: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ entities and the graph
 
@@ -353,7 +356,8 @@ class Correlator:
             score, why = 0.0, ""
             if gk and inc.group_key == gk:
                 score, why = 3.0, f"same group {gk}"
-            dist = self._distance(entities, set(inc.entities)) if entities and inc.entities else None
+            seed = self._seed(conn, inc)
+            dist = self._distance(entities, seed) if entities and seed else None
             if dist is not None and score < 2.0:
                 score, why = 2.0 + 1.0 / (1 + dist), f"entity graph: {dist} hop(s)"
             sim = max((title_similarity(alert.title, title) for title in self._titles(inc)), default=0.0)
@@ -365,6 +369,22 @@ class Correlator:
             if score > 0 and (best is None or score > best.score):
                 best = _Candidate(inc, score, why)
         return best
+
+    def _seed(self, conn: Connection, inc: Incident) -> set[str]:
+        """The entities of the alert that opened the incident: graph relations are measured from them,
+        so an incident grows by ``max_graph_distance`` around its origin and never chains on."""
+        seed = self._seeds.get(inc.id)
+        if seed is None:
+            seed = set()
+            if inc.alert_fingerprints:
+                doc = conn.execute(select(t.alerts.c.doc).where(
+                    t.alerts.c.fingerprint == inc.alert_fingerprints[0])).scalar()
+                if doc is not None:
+                    seed = self.entities_of(Alert.model_validate(doc))
+            if len(self._seeds) > 10_000:
+                self._seeds.clear()
+            self._seeds[inc.id] = seed
+        return seed
 
     def _titles(self, inc: Incident) -> list[str]:
         return [e.detail for e in inc.timeline if e.what in ("opened", "joined")][-20:] or [inc.title]

@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "opsradar_notification"
 #: Slack error codes worth retrying (the rest are permanent: bad token, unknown channel, …).
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
-                              "request_timeout", "team_added_to_org"})
+                              "request_timeout"})
 
 
 class InvalidSignature(OpsradarError):

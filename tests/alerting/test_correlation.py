@@ -26,6 +26,8 @@ GRAPH = EntityGraph.model_validate({"services": {
     "checkout": {"repos": ["checkout-svc"], "jobs": ["checkout-deploy"], "depends_on": ["shop"]},
     "payments": {"repos": ["payments-svc"], "jobs": ["payments-deploy"], "jira_projects": ["PAY"]},
     "search": {"repos": ["search-svc"], "jobs": ["search-build"]},
+    "web": {"jobs": ["web-deploy"], "depends_on": ["checkout"]},
+    "mobile": {"jobs": ["mobile-deploy"], "depends_on": ["web"]},
 }})
 
 
@@ -68,6 +70,17 @@ def test_an_alert_storm_across_services_and_sources_becomes_one_incident(corr: C
     assert Change.new_service in changes
     assert Change.escalated in changes
     assert len(corr.store.alerts_of(inc.id)) == 6
+
+
+def test_incidents_grow_around_their_origin_and_do_not_chain(corr: Correlator) -> None:
+    # mobile → web → checkout → shop: mobile is 3 hops from shop, where the incident started,
+    # though only 1 hop from web, which joined it
+    a = corr.add(alert("Deploy failed", entity="job:shop-deploy", source="jenkins"), T0)
+    b = corr.add(alert("Timeouts", entity="job:checkout-deploy", source="jenkins"), T0 + timedelta(minutes=1))
+    c = corr.add(alert("Web errors", entity="job:web-deploy", source="jenkins"), T0 + timedelta(minutes=2))
+    d = corr.add(alert("Mobile crash rate up", entity="job:mobile-deploy", source="jenkins"), T0 + timedelta(minutes=3))
+    assert a.incident_id == b.incident_id == c.incident_id
+    assert d.incident_id != a.incident_id
 
 
 def test_unrelated_services_make_separate_incidents(corr: Correlator) -> None:
