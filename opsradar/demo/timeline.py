@@ -157,7 +157,6 @@ class _Pending:
     signals: list[ExpectedSignal] = field(default_factory=list)
     rc_commit: _PlannedCommit | None = None
     rc_deploy: _PlannedDeploy | None = None
-    rc_tag: tuple[str, str] | None = None
     issues: list[Issue] = field(default_factory=list)
 
 
