@@ -42,14 +42,20 @@ def events(n: int, seed: int = 7) -> list[Event]:
         elif r < 0.8:
             kind, entity, labels = "deploy", f"job:{svc}-deploy", {"service": svc, "environment": "production"}
         elif r < 0.9:
-            kind, entity, labels = "access", f"service:{svc}", {"user": f"u{rng.randrange(200)}",
-                                                              "outcome": rng.choice(["success"] * 9 + ["failure"])}
+            kind, entity, labels = "access", f"service:{svc}", {"service": svc, "status_class": "2xx"}
         elif r < 0.95:
-            kind, entity, labels = "audit", f"project:{svc.upper()}", {"user": f"u{rng.randrange(50)}"}
+            user = f"u{rng.randrange(50)}"
+            kind, entity, labels = "audit", f"user:{user}", {"user": user, "action": "login",
+                                                           "outcome": rng.choice(["success"] * 9 + ["failure"])}
         else:
-            kind, entity, labels = "test_run", f"job:{svc}-build", {"result": "FAILURE", "test": f"t{rng.randrange(300)}"}
+            kind, entity, labels = "test_run", f"job:{svc}-build", {"result": "UNSTABLE"}
+        values = {}
+        if kind == "test_run":
+            values = {"failed": float(rng.randrange(30)), "newly_failing": float(rng.randrange(3))}
+        elif kind == "access":
+            values = {"status": float(rng.choice([200] * 18 + [401, 403]))}
         out.append(Event.new(source="bench", native_id=str(i), kind=kind, ts=T0 + i * step, entity=entity,
-                             labels=labels, values={"failed": float(rng.randrange(30))} if kind == "test_run" else {}))
+                             labels=labels, values=values))
     return out
 
 
