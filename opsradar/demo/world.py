@@ -34,10 +34,12 @@ import secrets
 import shutil
 import tempfile
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from opsradar.config import (
     Config,
@@ -47,6 +49,7 @@ from opsradar.config import (
     GitSource,
     JenkinsSource,
     JiraSource,
+    RulesConfig,
     ServiceEntities,
     SlackConfig,
     StoreConfig,
@@ -62,7 +65,7 @@ from opsradar.demo.render import jenkins_build, jenkins_test_report, jira_issue
 from opsradar.demo.scenario import Scenario, load_scenario
 from opsradar.demo.timeline import INDICES, SOURCES, Timeline, generate
 
-__all__ = ["ENV", "POLL", "SimClock", "World"]
+__all__ = ["ENV", "POLL", "SimClock", "World", "channels_in"]
 
 #: The environment variables the world sets: role → name.
 ENV = {"jira": "OPSRADAR_DEMO_JIRA_TOKEN", "jenkins": "OPSRADAR_DEMO_JENKINS_TOKEN",
@@ -73,6 +76,38 @@ USER = "opsradar"
 #: and Elasticsearch under 20 ms; polling git and Jenkins less often keeps a 5-day demo fast.
 POLL = {"jira": timedelta(minutes=5), "git": timedelta(minutes=30), "jenkins": timedelta(minutes=10),
         "elasticsearch": timedelta(minutes=5)}
+
+
+def channels_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Every ``channel: "#name"`` value in the YAML files under ``paths`` (missing paths are skipped).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "routing.yaml").write_text('receivers:\n  - name: sre\n    slack: {channel: "#sre-alerts"}\n')
+    >>> channels_in([d, d / "missing"])
+    ['#sre-alerts']
+    """
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "channel" and isinstance(v, str) and v.startswith("#"):
+                    found.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    for p in map(Path, paths):
+        files = sorted(p.rglob("*.y*ml")) if p.is_dir() else [p] if p.is_file() else []
+        for f in files:
+            try:
+                walk(yaml.safe_load(f.read_text(encoding="utf-8")))
+            except (OSError, yaml.YAMLError):
+                continue
+    return list(dict.fromkeys(found))
 
 
 class SimClock:
@@ -96,13 +131,15 @@ class SimClock:
 class World:
     """A scenario played against loopback fakes. ``scenario`` is a :class:`Scenario`, a bundled name
     (``"default"``) or a YAML path; ``seed`` overrides the scenario's seed; ``days`` and ``scale``
-    override its length and volume; ``incidents=False`` leaves the background only;
+    override its length and volume; ``incidents=False`` leaves the background only; the Slack fake
+    has the channels of :meth:`slack_channels`;
     ``running_builds=True`` shows each Jenkins build as running (``building: true``) from its start
     until it finishes (by default a build appears when it has finished).
     """
 
     def __init__(self, scenario: Scenario | str = "default", *, seed: int | None = None, days: float | None = None,
                  scale: float | None = None, incidents: bool = True, running_builds: bool = False,
+                 slack_channels: Sequence[str] = (), rules_paths: Sequence[str | os.PathLike[str]] | None = None,
                  workdir: str | os.PathLike[str] | None = None) -> None:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         changes: dict[str, Any] = {}
@@ -130,6 +167,8 @@ class World:
         self._saved_env: dict[str, str | None] = {}
         self._commits = {c.cid: c for c in self.timeline.commits}
         self.running_builds = running_builds
+        self._extra_channels = list(slack_channels)
+        self._rules_paths = [Path(p) for p in (rules_paths if rules_paths is not None else RulesConfig().paths)]
         self._builds = sorted(self.timeline.builds, key=lambda b: b.visible_at)
         self._build_starts = sorted(self.timeline.builds, key=lambda b: b.start) if running_builds else []
         self._issue_changes = sorted(((t, i) for i in self.timeline.issues for t in i.times()),
@@ -157,6 +196,14 @@ class World:
     def started(self) -> bool:
         return self.jira is not None
 
+    def slack_channels(self) -> list[str]:
+        """``opsradar``, ``team-<team>`` per team, the channels named in the rule files (any
+        ``channel: "#name"`` under ``rules_paths``, by default the config's ``rules.paths``), and
+        ``slack_channels``."""
+        teams = sorted({s.team for s in self.scenario.services.values()})
+        names = ["opsradar", *(f"team-{t}" for t in teams), *channels_in(self._rules_paths), *self._extra_channels]
+        return list(dict.fromkeys(n.lstrip("#") for n in names))
+
     def steps(self, step: timedelta) -> Iterator[datetime]:
         """Simulated times from the start to the end, ``step`` apart (the end included)."""
         t = self.start_time
@@ -181,8 +228,7 @@ class World:
         self.jira = FakeJira(users={USER: self.secrets["jira"]})
         self.jenkins = FakeJenkins(users={USER: self.secrets["jenkins"]})
         self.elasticsearch = ElasticsearchFake(users={USER: self.secrets["elasticsearch"]})
-        teams = sorted({s.team for s in self.scenario.services.values()})
-        self.slack = SlackFake(token=self.secrets["slack"], channels=["opsradar", *(f"team-{t}" for t in teams)])
+        self.slack = SlackFake(token=self.secrets["slack"], channels=self.slack_channels())
         for svc in self.scenario.services.values():
             self.jira.add_project(svc.jira_project)
             self.jenkins.add_job(svc.build_job)

@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +18,8 @@ from opsradar.models import Event
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    w = World("default", days=2.0, scale=0.5)  # Thursday and Friday: the bad deploy and the late large commit
+    rules = Path(__file__).parents[2] / "rules"
+    w = World("default", days=2.0, scale=0.5, rules_paths=[rules])  # Thursday and Friday: the bad deploy and the late large commit
     with w:
         yield w
 
@@ -95,6 +97,10 @@ def test_config_points_at_the_fakes_with_credentials(world: World) -> None:
     r = httpx.post(cfg.slack.base_url + "auth.test", headers={"Authorization": f"Bearer {token}"})
     assert r.json()["ok"] is True
     assert cfg.entities.service_of("repo:secrets-config") == "auth"
+    # the channels the shipped routing rules post to exist in the Slack fake
+    names = {c["name"] for c in httpx.post(cfg.slack.base_url + "conversations.list",
+                                           headers={"Authorization": f"Bearer {token}"}).json()["channels"]}
+    assert {"opsradar", "sre-alerts", "security-alerts"} <= names
     assert cfg.entities.distance("service:gateway", "service:auth") == 1
 
 
