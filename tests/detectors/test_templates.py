@@ -113,3 +113,17 @@ def test_concurrent_adds_agree() -> None:
 def test_restore_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not a templater snapshot"):
         LogTemplater(None).restore(b"nope")
+
+
+def test_drain3_persistence_handler_writes_to_the_store(tmp_path: Path) -> None:
+    from drain3 import TemplateMiner
+    from drain3.template_miner_config import TemplateMinerConfig
+
+    from opsradar.detectors.templates import StorePersistence
+
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    miner = TemplateMiner(StorePersistence(store, "drain3/raw"), TemplateMinerConfig())
+    first = miner.add_log_message("user ana logged in")["cluster_id"]
+    assert store.load_checkpoint("drain3/raw") is not None
+    again = TemplateMiner(StorePersistence(store, "drain3/raw"), TemplateMinerConfig())
+    assert again.match("user ana logged in").cluster_id == first
