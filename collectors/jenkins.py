@@ -258,15 +258,19 @@ class JenkinsCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.c
                 (pending if j.get("_class") in CONTAINER_CLASSES else found).append(full)
         return sorted(found)
 
-    def _builds(self, job: str, last: int | None) -> list[dict[str, Any]]:
-        """Builds newer than ``last`` (the newest ``max_builds`` on a first read), newest first."""
+    def _builds(self, job: str, last: int | None) -> list[dict[str, Any]] | None:
+        """Builds newer than ``last`` (the newest ``max_builds`` on a first read), newest first;
+        ``None`` when the job does not exist (404)."""
         n = self.source.max_builds
         prop = "builds" if n <= 100 else "allBuilds"
         out: list[Any] = []
         start = 0
         while True:
-            doc = self._object(self._get(f"{job_path(job)}/api/json",
-                                         {"tree": f"{prop}[{BUILD_TREE}]{{{start},{start + n}}}"}), f"builds of {job}")
+            got = self._get(f"{job_path(job)}/api/json", {"tree": f"{prop}[{BUILD_TREE}]{{{start},{start + n}}}"},
+                            allow_404=True)
+            if got is None:
+                return None
+            doc = self._object(got, f"builds of {job}")
             page = doc.get(prop)
             if not isinstance(page, list):
                 raise SourceDataError(f"builds of {job}: no {prop!r} list in {str(doc)[:80]!r}", source=self.name,
@@ -293,6 +297,9 @@ class JenkinsCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.c
         events: list[Event] = []
         rejected: list[Rejected] = []
         builds = self._builds(job, last)
+        if builds is None:  # one missing job (renamed, deleted) does not stop the others
+            rejected.append(Rejected(job, f"no such job (404): check sources.{self.name}.jobs"))
+            return events, rejected, last
         by_number: dict[int, dict[str, Any]] = {}
         for b in builds:
             num = b.get("number") if isinstance(b, dict) else None

@@ -274,3 +274,11 @@ def test_until_holds_builds_started_later(jenkins: FakeJenkins) -> None:
     assert run_once(coll, store, until=T0 + timedelta(minutes=25)).new == 2
     assert store.get_cursor("jenkins") == {"jobs": {"shop/shop-build": 2}}
     assert run_once(coll, store).new == 2
+
+
+def test_a_missing_job_is_rejected_and_the_others_are_read(jenkins: FakeJenkins) -> None:
+    jenkins.add_build("shop/shop-build", _build(1))
+    result = run_once(_collector(jenkins, jobs=["shop/gone", "shop/shop-build"]), Store("sqlite://"))
+    assert result.new == 1
+    assert [(r.record_id, r.reason) for r in result.rejected] == [
+        ("shop/gone", "no such job (404): check sources.jenkins.jobs")]
