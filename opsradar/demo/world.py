@@ -83,7 +83,7 @@ def channels_in(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "routing.yaml").write_text('receivers:\n  - name: sre\n    slack: {channel: "#sre-alerts"}\n')
+    >>> _ = (d / "routing.yaml").write_text('receivers: [{name: sre, slack: {channel: "#sre-alerts"}}]')
     >>> channels_in([d, d / "missing"])
     ['#sre-alerts']
     """
