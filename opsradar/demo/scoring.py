@@ -3,7 +3,7 @@
 :func:`score` takes the injected incidents (:class:`~opsradar.demo.groundtruth.GroundTruth`) and the
 pipeline's incidents (``Incident`` models or dicts with ``services``, ``entities``, ``first_seen``,
 ``notified_at`` — the *simulated* time of its Slack message — ``root_cause`` — the ranked candidate
-dicts — and ``alert_count``), with the raw anomaly and alert counts and the Slack messages, and
+dicts, or bare event ids — and ``alert_count``), with the raw anomaly and alert counts and the Slack messages, and
 returns:
 
 - ``recall``: injected (detectable) incidents matched by at least one detected incident;
@@ -160,6 +160,8 @@ def score(
         if dets and inj.root_cause and inj.detectable:
             rca_n += 1
             for k, cand in enumerate(dets[0].get("root_cause") or []):
+                if isinstance(cand, str):  # a bare event id
+                    cand = {"event_id": cand}
                 if inj.candidate_is_root_cause(cand, events):
                     rank = k + 1
                     break
