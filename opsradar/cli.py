@@ -88,9 +88,22 @@ def run(config: ConfigOpt = None) -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Leave the API up for exploring.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Run the pipeline in-process instead of on Ray Serve.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the world (default: the scenario's).")] = None,
+    days: Annotated[float | None, typer.Option("--days", help="Simulated days (default: the scenario's).")] = None,
+    step: Annotated[float, typer.Option("--step", help="Simulated minutes per step.")] = 60.0,
+    port: Annotated[int, typer.Option("--port", help="Port of the local API.")] = 8000,
+) -> None:
     """Run the simulated enterprise end to end and print the incidents."""
-    not_available("demo", 3)
+    from opsradar.demo.command import demo_command
+    from opsradar.logs import setup_logging
+
+    setup_logging("ERROR")
+    raise typer.Exit(demo_command(as_json=as_json, keep_running=keep_running, local=local, seed=seed, days=days,
+                                  step_minutes=step, port=port, console=console, err_console=err_console))
 
 
 @app.command()

@@ -25,7 +25,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -81,11 +83,33 @@ def parse_duration(value: Any) -> timedelta:
         return timedelta(seconds=float(value))
     if isinstance(value, str) and _DURATION.match(value):
         return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(value)))
+    if isinstance(value, str) and value.startswith("P"):  # ISO 8601, as pydantic writes timedeltas
+        try:
+            return TypeAdapter(timedelta).validate_python(value)
+        except ValidationError:
+            pass
     raise ValueError(f"cannot parse duration {value!r}: use e.g. '30s', '5m', '1h30m', '2d'")
 
 
-#: A duration written as ``"5m"`` or a number of seconds.
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def format_duration(value: timedelta) -> str:
+    """The compact form that :func:`parse_duration` reads back.
+
+    >>> format_duration(timedelta(hours=1, minutes=30)), format_duration(timedelta(milliseconds=1500))
+    ('1h30m', '1500ms')
+    """
+    ms = round(value.total_seconds() * 1000)
+    if ms % 1000:
+        return f"{ms}ms"
+    secs, out = ms // 1000, ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if secs >= size:
+            out += f"{secs // size}{unit}"
+            secs %= size
+    return out or "0s"
+
+
+#: A duration written as ``"5m"`` or a number of seconds (or ISO 8601); written back as ``"5m"``.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, when_used="json")]
 
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 EnvName = Annotated[str, Field(pattern=_ENV_NAME)]

@@ -159,3 +159,13 @@ def test_example_config_is_valid_and_documents_every_key(monkeypatch: pytest.Mon
                     c.RulesConfig, c.DetectorsConfig, c.CorrelationConfig):
         for key in keys(section):
             assert f"{key}:" in text, f"deploy/opsradar.example.yaml does not document {section.__name__}.{key}"
+
+
+def test_config_round_trips_through_yaml() -> None:
+    import yaml
+
+    cfg = parse_config("correlation: {window: 90s, quiet_period: 1h30m}\ndetectors: {checkpoint_interval: 1500ms}\n")
+    text = yaml.safe_dump(cfg.model_dump(mode="json"))
+    assert "window: 1m30s" in text
+    assert parse_config(text) == cfg
+    assert parse_config("correlation: {window: PT5M}\n").correlation.window == timedelta(minutes=5)
