@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render_html", "render_svg", "svg_time_ticks"]
 
-_W, _LEFT, _RIGHT, _TOP, _PANEL, _GAP, _AXIS = 960, 70, 20, 64, 120, 34, 30
+_W, _LEFT, _RIGHT, _TOP, _PANEL, _GAP, _AXIS = 960, 70, 20, 84, 120, 34, 30
 _STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
@@ -108,12 +108,12 @@ def render_svg(r: RootCauseReport, *, max_changes: int = 10) -> str:
     label = "drift start (est.)" if drift else "onset"
     parts.append(f'<g class="onset"><line x1="{xo:.1f}" y1="{_TOP - 14}" x2="{xo:.1f}" y2="{bottom}" stroke="#d62728" stroke-width="2">'
                  f'<title>{e(label)} {e(_fmt(r.onset))}</title></line>'
-                 f'<text x="{xo + 4:.1f}" y="{_TOP - 4}" font-size="11" fill="#d62728">{e(label)}</text></g>')
+                 f'<text x="{xo + 4:.1f}" y="{_TOP - 20}" font-size="11" fill="#d62728">{e(label)}</text></g>')
     if drift:
         xf = x(r.first_anomaly)
         parts.append(f'<g class="first-anomaly"><line x1="{xf:.1f}" y1="{_TOP - 14}" x2="{xf:.1f}" y2="{bottom}" stroke="#ff7f0e" '
                      f'stroke-width="2" stroke-dasharray="6 3"><title>first anomaly {e(_fmt(r.first_anomaly))}</title></line>'
-                     f'<text x="{xf + 4:.1f}" y="{_TOP - 4}" font-size="11" fill="#ff7f0e">first anomaly</text></g>')
+                     f'<text x="{xf + 4:.1f}" y="{_TOP - 20}" font-size="11" fill="#ff7f0e">first anomaly</text></g>')
     placed: list[tuple[float, int]] = []  # (x, row) of the rank badges, so that close ones stack
     shown = [c for c in r.candidates[:max_changes] if t0 <= (c.effective_ts or c.ts).timestamp() <= t1]
     badges = []
@@ -126,7 +126,7 @@ def render_svg(r: RootCauseReport, *, max_changes: int = 10) -> str:
         badges.append((c, xc, min(row, 2)))
     for c, xc, row in reversed(badges):  # the best candidate is drawn last, on top
         when = c.effective_ts or c.ts
-        cy = _TOP - 20 - 18 * row
+        cy = _TOP - 34 - 18 * row
         parts.append(f'<g class="change" data-rank="{c.rank}" data-event="{e(c.event_id)}">'
                      f'<title>#{c.rank} {e(c.summary)} ({e(_fmt(when))}, score {c.score:.3f})</title>'
                      f'<line x1="{xc:.1f}" y1="{cy:.1f}" x2="{xc:.1f}" y2="{bottom}" stroke="#6a3d9a" stroke-dasharray="4 3"/>'
