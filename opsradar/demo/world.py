@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from opsradar.config import (
@@ -235,6 +236,9 @@ class World:
             self.jenkins.add_job(svc.deploy_job)
         for fake in (self.jira, self.jenkins, self.elasticsearch, self.slack):
             fake.start()
+        for index in INDICES.values():  # the indices exist before their first document, as in a real cluster
+            httpx.put(f"{self.elasticsearch.url}/{index}", auth=(USER, self.secrets["elasticsearch"]),
+                      timeout=10).raise_for_status()
         for role, name in ENV.items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = self.secrets[role]

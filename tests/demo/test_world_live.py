@@ -40,6 +40,7 @@ def test_time_moves_forward_and_loads_only_the_past(world: World) -> None:
     with pytest.raises(KeyError):
         world.jenkins.get_build(deploy.job or "", deploy.number or 0)
     assert commit.sha not in _git(world, "checkout-svc", "log", "--all", "--format=%H")
+    assert set(world.elasticsearch.indices()) >= {"logs-app", "logs-access", "logs-audit"}
     docs_before = world.elasticsearch.count("logs-*")
     assert docs_before == world.loaded["docs"] > 0
     with pytest.raises(ValueError, match="only moves forward"):

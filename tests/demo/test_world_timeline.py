@@ -204,3 +204,13 @@ def test_size_knob_scales_the_background(scenario: Scenario) -> None:
     small = generate(scenario.with_changes(days=1.0, incidents=[]))
     big = generate(scenario.with_changes(days=1.0, incidents=[], volume={**scenario.volume.model_dump(), "scale": 3.0}))
     assert big.counts()["docs"] > 2.2 * small.counts()["docs"]
+
+
+def test_flaky_tests_are_a_few_known_ones(tl: Timeline) -> None:
+    windows = [(i.start, i.end) for i in tl.ground_truth.incidents]
+    flaky: dict[str, set[str]] = {}
+    for b in tl.builds:
+        if b.tests and b.tests.failed and not any(a <= b.start <= e for a, e in windows):
+            flaky.setdefault(b.job, set()).update(case for _, case, _ in b.tests.failures)
+    assert flaky
+    assert all(len(cases) <= 2 for cases in flaky.values()), flaky
