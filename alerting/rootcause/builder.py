@@ -60,6 +60,7 @@ class ReportSettings:
     chart_max_lead: timedelta = timedelta(hours=6)
     timeline_lead: timedelta = timedelta(hours=6)
     max_candidates: int = 20
+    max_timeline_alerts: int = 200
     max_series: int = 4
     scoring: ScoringParams = field(default_factory=ScoringParams)
 
@@ -197,7 +198,7 @@ def build_report(
                                                  detail="; ".join(a.summary() for a in (symptoms_linked or linked)[:1]))]
     if onset < first_anomaly:
         timeline.append(TimelineItem(ts=onset, type="onset", title="drift start (estimated)", detail=onset_basis))
-    for al in alerts:
+    for al in alerts[: st.max_timeline_alerts]:
         timeline.append(TimelineItem(ts=al.starts_at, type="alert", title=al.title, entity=al.labels.get("entity"),
                                      detail=f"{al.severity.value}" + (f", rule {al.rule}" if al.rule else "")))
     for entry in inc.timeline:

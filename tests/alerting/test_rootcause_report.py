@@ -107,6 +107,8 @@ def test_the_html_page_is_self_contained_with_an_inline_chart(world: tuple[Store
     assert "<polyline" in page
     assert 'class="anomaly"' in page
     assert 'class="change" data-rank="1"' in page
+    for factor in FACTORS:  # every candidate's score is shown broken down by factor
+        assert f"<th>{factor}</th>" in page
     # no external asset: the only URLs are the SVG namespace and the candidates' own links
     urls = set(re.findall(r'(?:src|href)="([^"]+)"', page)) | set(re.findall(r"url\(([^)]+)\)", page))
     assert urls == {"http://jenkins.local/job/shop-deploy/17/"}
