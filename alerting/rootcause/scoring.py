@@ -331,13 +331,13 @@ def change_risk(
         signals.append((p.risk_first_time_author, "first-time author"))
     failed_tests = event.values.get("failed_tests", 0.0)
     if failed_tests > 0:
-        signals.append((p.risk_failed_tests, f"{failed_tests:.0f} failed tests"))
+        signals.append((p.risk_failed_tests, f"{failed_tests:.0f} failed test{'s' if failed_tests != 1 else ''}"))
     result = event.labels.get("result", "").lower()
     if result in _FAILED_RESULTS:
         signals.append((p.risk_failed_result, f"result {event.labels['result']}"))
     build_failed = max((b.values.get("failed_tests", 0.0) for b in built), default=0.0)
     if build_failed > 0:
-        signals.append((p.risk_failed_tests, f"{build_failed:.0f} failed tests in its build"))
+        signals.append((p.risk_failed_tests, f"{build_failed:.0f} failed test{'s' if build_failed != 1 else ''} in its build"))
     elif any(b.labels.get("result", "").lower() in _FAILED_RESULTS for b in built):
         signals.append((p.risk_failed_result, "its build failed"))
     if event.kind in _PRODUCTION_KINDS:
