@@ -66,6 +66,7 @@ from opsradar.alerting.incidents import (
     revision,
     save_incident,
     transition,
+    trim_timeline,
 )
 from opsradar.alerting.noise import NoiseMetrics
 from opsradar.config import CorrelationConfig, EntityGraph
@@ -428,6 +429,7 @@ class Correlator:
               recv: list[str], *, why: str) -> IncidentUpdate:
         new_services, escalated = self._absorb(inc, alert, entities, now, recv)
         inc.timeline.append(TimelineEntry(ts=now, what="joined", detail=alert.title, actor=None))
+        trim_timeline(inc)
         changes = [Change.joined]
         if new_services:
             inc.timeline.append(TimelineEntry(ts=now, what="new_service", detail=", ".join(new_services)))

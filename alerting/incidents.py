@@ -1,8 +1,10 @@
 """Incident state in the store: the lifecycle, the owner lock, feedback and the ``incidents`` listing.
 
 The lifecycle is ``open → acknowledged → resolved``, and ``resolved → open`` again (reopen). Every
-transition appends a :class:`~opsradar.models.TimelineEntry`; the length of the timeline is the
-incident's *revision*, which the notifier uses to send one message per state change.
+transition appends a :class:`~opsradar.models.TimelineEntry`; :func:`revision` (alerts joined plus
+other timeline entries) grows with every state change, and the notifier uses it to send one message
+per state change. Only the last ``MAX_JOINED_ENTRIES`` "joined" entries stay on the timeline, so a
+storm of thousands of alerts keeps a bounded incident document.
 
 Writers of incident state (the correlator, the Slack worker recording a message ts, the interaction
 handler) serialise through :func:`incident_lock`: a thread lock, plus a lock shared by every process
@@ -52,6 +54,7 @@ __all__ = [
     "revision",
     "save_incident",
     "transition",
+    "trim_timeline",
 ]
 
 #: Labels worth keeping in a proposed drop rule, in this order.
@@ -113,9 +116,21 @@ def save_incident(store: Store, conn: Connection, incident: Incident) -> None:
     store.save_incident(incident.model_dump(mode="json"), conn=conn)
 
 
+#: "joined" timeline entries kept per incident (older ones are dropped; the alerts stay in the store).
+MAX_JOINED_ENTRIES = 200
+
+
 def revision(incident: Incident) -> int:
-    """A number that grows with every state change of the incident (its timeline length)."""
-    return len(incident.timeline)
+    """A number that grows with every state change: alerts joined plus the other timeline entries."""
+    return incident.alert_count + sum(1 for e in incident.timeline if e.what != "joined")
+
+
+def trim_timeline(incident: Incident, keep_joined: int = MAX_JOINED_ENTRIES) -> None:
+    """Drop the oldest "joined" entries beyond ``keep_joined`` (in place)."""
+    joined = [i for i, e in enumerate(incident.timeline) if e.what == "joined"]
+    if len(joined) > keep_joined:
+        drop = set(joined[: len(joined) - keep_joined])
+        incident.timeline = [e for i, e in enumerate(incident.timeline) if i not in drop]
 
 
 def transition(incident: Incident, status: IncidentStatus, *, now: datetime, actor: str | None,

@@ -44,7 +44,7 @@ from sqlalchemy import select
 
 from opsradar import schema as t
 from opsradar.alerting.correlation import Correlator, IncidentUpdate
-from opsradar.alerting.incidents import common_labels, incident_lock, load_incident, save_incident
+from opsradar.alerting.incidents import common_labels, incident_lock, load_incident, revision, save_incident
 from opsradar.alerting.notifiers.outbox import Deferred, Destination, Notifier, OutboxWorker, digest_post_key, post_key
 from opsradar.alerting.notifiers.render import Renderer
 from opsradar.config import SlackConfig, resolve_secret
@@ -193,7 +193,7 @@ class SlackTransport:
             if result.get("recovered"):  # bring the recovered message up to date
                 self._call("chat.update", self.client.chat_update, channel=result["channel"], ts=result["ts"],
                            text=text, blocks=blocks)
-            return {**result, "rev": len(inc.timeline), "source": (inc.sources or [""])[0], "rule": inc.title[:64]}
+            return {**result, "rev": revision(inc), "source": (inc.sources or [""])[0], "rule": inc.title[:64]}
         if action == "update":
             parent = self._parent(post_key(row["incident_id"], row["channel"]))
             inc = self._incident(row["incident_id"])
@@ -201,7 +201,7 @@ class SlackTransport:
             self._call("chat.update", self.client.chat_update, channel=parent["channel"], ts=parent["ts"],
                        text=self.renderer.incident_text(inc, mentions=mentions),
                        blocks=self.renderer.incident_blocks(inc, mentions=mentions))
-            return {"channel": parent["channel"], "ts": parent["ts"], "rev": len(inc.timeline)}
+            return {"channel": parent["channel"], "ts": parent["ts"], "rev": revision(inc)}
         if action == "reply":
             parent = self._parent(post_key(row["incident_id"], row["channel"]))
             inc = self._incident(row["incident_id"])

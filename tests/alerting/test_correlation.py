@@ -270,3 +270,17 @@ def test_noise_metrics_count_alerts_and_incidents(store: Store) -> None:
     assert snap["totals"]["alerts"] == 6
     assert snap["totals"]["incidents"] == 1
     assert snap["compression"]["alerts_per_incident"] == 6.0
+
+
+def test_a_big_storm_keeps_a_bounded_timeline_and_a_growing_revision(corr: Correlator) -> None:
+    from opsradar.alerting.incidents import MAX_JOINED_ENTRIES
+
+    revs = []
+    for i in range(MAX_JOINED_ENTRIES + 30):
+        u = corr.add(alert(f"Error {i} in shop", service="shop", source="elasticsearch", n=str(i)),
+                     T0 + timedelta(seconds=i))
+        revs.append(u.revision)
+    inc = corr.get(u.incident_id or "")
+    assert inc.alert_count == MAX_JOINED_ENTRIES + 30
+    assert sum(1 for e in inc.timeline if e.what == "joined") == MAX_JOINED_ENTRIES
+    assert revs == sorted(set(revs)), "every change has a new, larger revision"
