@@ -1,11 +1,11 @@
 """Rank the changes that may have caused an incident, and say why.
 
-Every candidate change gets five factors, each a number in (0, 1] that multiplies the score. The
+Every candidate change gets six factors, each a number in (0, 1] that multiplies the score. The
 factors are independent pieces of evidence, so they combine like likelihood ratios (a product, as in
 naive Bayes): a change that is unrelated, or came after the trouble started, cannot be rescued by
 being large. ``score = time × graph × reach × risk × order × logs``, in [0, 1].
 
-``time`` – proximity to the onset (the first anomaly of the incident)
+``time`` – proximity to the onset (the first symptom of the incident, see the builder)
     ``1 / (1 + Δ / τ)`` where Δ is how long before the onset the change reached production, and
     τ = 30 min: 1.0 at the onset, 0.5 half an hour before, 0.33 an hour before, 0.02 a day before.
     The tail is heavy on purpose (latent faults exist). A commit counts from the deploy that shipped
@@ -29,12 +29,14 @@ being large. ``score = time × graph × reach × risk × order × logs``, in [0,
 ``risk`` – how risky the change was, a prior: ``0.5 + 0.5 × r``
     r combines the risk signals as a noisy-OR, ``r = 1 − Π (1 − r_i)``: size
     ``lines / (lines + 200)`` (or ``files / (files + 10)``, the larger), late check-in 0.3
-    (``labels.late``, ``values.late_hours``, or ``values.hours_to_release`` within 24 h), off-hours
-    0.2, first-time author 0.3, failed tests in its build 0.6 (a commit takes them from the builds
-    that list it), a failed or unstable build/deploy 0.4, a production change (deploy, release, config) 0.2, a high-priority issue 0.2, flagged as
-    anomalous by a detector (an unusual commit or build) 0.3. A deploy also
-    carries the signals of the commits it shipped. The floor of 0.5 keeps risk a tie-breaker
-    between related changes: at most a factor 2, as much as one dependency hop.
+    (``labels.late``; without it, ``values.late_hours`` or ``values.hours_to_release`` ≤ 24 h),
+    off-hours 0.2, first-time author 0.3, failed tests in its build 0.6 (from the build's
+    ``test_run`` event; a commit takes them from the builds that list it), a failed or unstable
+    build/deploy 0.4, a production change (deploy, release, config) 0.2, a high-priority issue 0.2,
+    flagged by a detector or a rule (a huge commit) 0.3. A deploy also carries the signals of the
+    commits it shipped, and a merge those of the branch it merges (git shows no diff for a merge).
+    The floor of 0.5 keeps risk a tie-breaker between related changes: at most a factor 2, as much
+    as one dependency hop.
 ``order`` – whether the anomalies of the change's own service start after it and not before
     1.0 when they start after it; 0.25 when that service was already anomalous before the change
     (the trouble predates it); 0.6 when that service shows no anomaly (no evidence either way, e.g.
