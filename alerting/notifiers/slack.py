@@ -351,7 +351,6 @@ class InteractionHandler:
         now = datetime.fromtimestamp(self.clock(), UTC)
         store = self.correlator.store
         inc = self.correlator.get(incident_id)
-        store.audit(actor, f"slack.{action_id.removeprefix('opsradar_')}", f"incident:{incident_id}", detail or {})
         update: IncidentUpdate | None = None
         if action_id == "opsradar_ack":
             update = self.correlator.ack(incident_id, actor, now)
@@ -371,6 +370,8 @@ class InteractionHandler:
             result = InteractionResult("false_positive", incident_id, actor, msg, proposed_rule=fb.proposed_rule)
         else:
             raise ValueError(f"unknown action {action_id!r}")
+        store.audit(actor, f"slack.{result.action}", f"incident:{incident_id}",
+                    {**(detail or {}), **({"silences": result.silences} if result.silences else {})})
         if update is not None and self.notifier is not None:
             self.notifier.notify(update, now)
         return result

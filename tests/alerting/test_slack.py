@@ -403,3 +403,15 @@ def test_only_one_worker_drains_an_outbox_at_a_time(store: Store, fake: SlackFak
     assert standby.drain().delivered >= 1, "after the owner closes, the standby takes over"
     standby.close()
     assert len(fake.channel_messages("opsradar")) == 4
+
+
+def test_an_action_that_fails_is_not_audited_as_done(store: Store) -> None:
+    corr = Correlator(store, GRAPH, CorrelationConfig())
+    u = corr.add(alert("Deploy failed", entity="job:shop-deploy", source="jenkins"), T0)
+    corr.resolve(u.incident_id, "bo", T0)
+    h = InteractionHandler(signing_secret=SECRET, correlator=corr)
+    with pytest.raises(ValueError, match="cannot be acknowledged"):
+        h.handle_interaction(*signed(click("opsradar_ack", u.incident_id)))
+    with pytest.raises(KeyError, match="no incident 'inc-nope'"):
+        h.handle_interaction(*signed(click("opsradar_ack", "inc-nope")))
+    assert not any(r["action"].startswith("slack.") for r in store.audit_log())
