@@ -344,7 +344,7 @@ class OutboxWorker:
 
     def __init__(self, store: Store, transport: Transport, *, clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep, pace: float = 1.0, max_attempts: int = 12,
-                 base_backoff: float = 2.0, max_backoff: float = 300.0, batch: int = 100,
+                 base_backoff: float = 2.0, max_backoff: float = 300.0, batch: int = 500,
                  metrics: NoiseMetrics | None = None,
                  on_delivered: Callable[[Mapping[str, Any], dict[str, Any]], None] | None = None) -> None:
         self.store = store
