@@ -135,7 +135,8 @@ def check_explanation(make: Factory) -> None:
         det.learn_one(x)
     x = stream[160][0]
     for c in det.explain_one(x):
-        assert c.feature in x and not c.feature.startswith("_"), f"{det.name}: explained unknown feature {c.feature!r}"
+        assert c.feature in x, f"{det.name}: explained unknown feature {c.feature!r}"
+        assert not c.feature.startswith("_"), f"{det.name}: explained the context feature {c.feature!r}"
         assert 0.0 <= c.contribution <= 1.0, f"{det.name}: contribution {c.contribution!r} not in 0..1"
 
 

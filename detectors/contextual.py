@@ -137,9 +137,11 @@ class ContextualDetector(Detector):
         base_threshold: float = 0.75,
         rest_period: int = 30,
         range_warmup: int = 0,
-        max_contexts: int = 20_000,
+        max_contexts: int = 1000,
         low: float | None = None,
         high: float | None = None,
+        range_margin: float = 0.0,
+        relearn_on_growth: float = 0.0,
     ) -> None:
         if bits < 1:
             raise ValueError(f"bits must be at least 1, got {bits!r}")
@@ -151,6 +153,11 @@ class ContextualDetector(Detector):
         self.rest_period = rest_period
         self.range_warmup = range_warmup
         self.memory = _Memory(max_contexts)
+        self.max_contexts = max_contexts
+        self.range_margin = range_margin
+        self.relearn_on_growth = relearn_on_growth
+        self.qlo = math.inf  # the range the levels are cut from
+        self.qhi = -math.inf
         self.n = 0
         self.fixed_range = low is not None and high is not None
         self.lo = low if low is not None and high is not None else math.inf
@@ -216,8 +223,11 @@ class ContextualDetector(Detector):
         active: list[tuple[int, int, int, int]] = []
         selected = 0
         potential: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        semi_len = mem.semi_len[0]
         for lid, lfacts in self.left_matches.items():
-            full_left = len(lfacts) == mem.semi_len[0][lid]
+            full_left = len(lfacts) == semi_len[lid]
+            if not full_left and (not new_zero or len(lfacts) > self.max_left):
+                continue  # a partial match only matters when it may seed new contexts
             for rid, cid in mem.left_contexts[lid].items():
                 if cid == zero_cid:
                     continue
@@ -289,6 +299,16 @@ class ContextualDetector(Detector):
         active, novelty = self._step(facts, commit)
         return (1.0 - active + novelty) / 2.0 if surprised else 0.0
 
+    def _relearn(self) -> None:
+        """Forget the contexts (their levels no longer mean the same values) and widen the range."""
+        pad = self.relearn_on_growth / 2 * (self.hi - self.lo)
+        self.lo -= pad
+        self.hi += pad
+        self.memory = _Memory(self.max_contexts)
+        self.left = ()
+        self.left_matches = {}
+        self.predicted = frozenset()
+
     # ----------------------------------------------------------------- the contract
     def score_one(self, x: dict[str, float]) -> float:
         if self.n == 0:
@@ -305,8 +325,15 @@ class ContextualDetector(Detector):
         raw = self._raw(x, commit=True)
         self.since_alarm = 0 if raw >= self.base_threshold else self.since_alarm + 1
         if not self.fixed_range and (self.range_warmup == 0 or self.n < self.range_warmup):
+            old = self.hi - self.lo
             self.lo = min(self.lo, v)
             self.hi = max(self.hi, v)
+            if self.range_margin and self.range_warmup and self.n == self.range_warmup - 1:
+                pad = self.range_margin * (self.hi - self.lo)
+                self.lo -= pad
+                self.hi += pad
+            elif self.relearn_on_growth and old > 0 and (self.hi - self.lo) > old * (1 + self.relearn_on_growth):
+                self._relearn()
         self.n += 1
 
     def explain_one(self, x: dict[str, float]) -> list[Contribution]:

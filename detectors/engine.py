@@ -51,7 +51,7 @@ from .base import Detector
 from .contextual import ContextualDetector
 from .features import FeatureExtractor, extractor_for, stream_type
 from .likelihood import AnomalyLikelihood
-from .robust import RobustZScore, squash
+from .robust import QuantileBand, RobustZScore
 
 __all__ = ["STREAM_SPECS", "DetectionEngine", "Scored", "Stream", "StreamSpec", "shard_of"]
 
@@ -81,6 +81,8 @@ class StreamSpec:
     estimation_samples: int = 10
     historic_window: int = 1000
     reestimation_period: int = 20
+    #: Only high raw scores are anomalous (Numenta's likelihood also flags unusually low ones).
+    one_sided: bool = True
     #: Calibrated threshold; None = the config's ``threshold``.
     threshold: float | None = None
     #: Events a stream learns before it may alert; None = the config's ``warmup``.
@@ -93,6 +95,7 @@ class StreamSpec:
             historic_window=self.historic_window,
             reestimation_period=self.reestimation_period,
             averaging_window=self.averaging_window,
+            one_sided=self.one_sided,
         )
 
 
@@ -102,6 +105,10 @@ def _metric_detector() -> Detector:
 
 def _robust() -> Detector:
     return RobustZScore()
+
+
+def _quantile() -> Detector:
+    return QuantileBand()
 
 
 def _robust_seasonal() -> Detector:
@@ -120,12 +127,13 @@ STREAM_SPECS: dict[str, StreamSpec] = {
         threshold=0.75,
         warmup=150,
     ),
-    "build": StreamSpec(detector=_robust),
-    "test_run": StreamSpec(detector=_robust),
-    "commit": StreamSpec(detector=_robust_seasonal),
-    "issue": StreamSpec(detector=_robust),
-    "access": StreamSpec(detector=_robust_seasonal, historic_window=2000, reestimation_period=100),
-    "log": StreamSpec(detector=_robust, historic_window=2000, reestimation_period=100),
+    "build": StreamSpec(detector=_quantile),
+    "test_run": StreamSpec(detector=_quantile),
+    "commit": StreamSpec(detector=_quantile),
+    "issue": StreamSpec(detector=_quantile),
+    # high-volume streams: their decayed rates need a window's worth of events to settle
+    "access": StreamSpec(detector=_robust_seasonal, historic_window=2000, reestimation_period=100, warmup=1000),
+    "log": StreamSpec(detector=_robust, historic_window=2000, reestimation_period=100, warmup=1000),
     "audit": StreamSpec(detector=_robust),
 }
 
@@ -156,8 +164,12 @@ class Stream:
     def raw_to_calibrated(self, raw: float) -> float:
         if self.calibrator is None:
             return float(raw)
-        bounded = getattr(self.detector, "bounded", False)
-        return self.calibrator.score(raw if bounded else squash(raw))
+        return self.calibrator.score(self._calibration_input(raw))
+
+    def _calibration_input(self, raw: float) -> float:
+        # unbounded raw scores (z-like) are heavy-tailed: the Gaussian is fitted to log1p of them
+        r = min(float(raw), 1e6) if raw == raw else 0.0
+        return r if getattr(self.detector, "bounded", False) else math.log1p(max(r, 0.0))
 
     def score(self, x: dict[str, float]) -> tuple[float, float]:
         """(raw, calibrated) scores of ``x`` now. Changes nothing."""
@@ -169,8 +181,7 @@ class Stream:
         self.detector.learn_one(x)
         self.extractor.learn(event)
         if self.calibrator is not None:
-            bounded = getattr(self.detector, "bounded", False)
-            self.calibrator.learn(raw if bounded else squash(raw))
+            self.calibrator.learn(self._calibration_input(raw))
         self.n += 1
         self.drift.update(min(raw, 1e6) if math.isfinite(raw) else 1e6)  # type: ignore[no-untyped-call]
         if self.drift.drift_detected:

@@ -47,9 +47,12 @@ def log_score(likelihood: float) -> float:
     return math.log(1.0000000001 - likelihood) / _LOG_1E10
 
 
-def _tail(x: float, mean: float, std: float) -> float:
-    """Probability of a value ≥ ``x`` (mirrored below the mean) under N(mean, std²)."""
+def _tail(x: float, mean: float, std: float, one_sided: bool = False) -> float:
+    """Probability of a value ≥ ``x`` under N(mean, std²); below the mean it is mirrored (as
+    Numenta's is) unless ``one_sided``, where a low raw score is simply normal."""
     if x < mean:
+        if one_sided:
+            return 1.0
         x = 2 * mean - x
     z = (x - mean) / std
     return 0.5 * math.erfc(z / math.sqrt(2))
@@ -64,6 +67,7 @@ class AnomalyLikelihood:
     historic_window: int = 8640
     reestimation_period: int = 100
     averaging_window: int = 10
+    one_sided: bool = False
     n: int = 0
     recent: list[float] = field(default_factory=list)
     history: array[float] = field(default_factory=lambda: array("f"))
@@ -80,7 +84,7 @@ class AnomalyLikelihood:
     def _tail_of(self, raw: float) -> float:
         if not self.fitted:
             return 0.5
-        tail = _tail(self._recent_mean(raw), self.mean, self.std)
+        tail = _tail(self._recent_mean(raw), self.mean, self.std, self.one_sided)
         # Numenta's filter: a second "red" in a row is shown as "yellow", so a long anomaly
         # does not fire on every point.
         if tail <= _RED and self.last_tail <= _RED:

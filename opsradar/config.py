@@ -364,7 +364,9 @@ class RulesConfig(_Section):
 class DetectorsConfig(_Section):
     shards: int = Field(default=2, ge=1, le=256)
     warmup: int = Field(default=30, ge=0, description="events a stream learns before it may alert")
-    threshold: float = Field(default=0.99, gt=0, lt=1, description="default calibrated threshold")
+    threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="default calibrated threshold (log-likelihood scale: 0.5 = 1 in 10^5)"
+    )
     checkpoint_interval: Duration = Field(default=timedelta(seconds=30))
     refit_interval: Duration = Field(default=timedelta(minutes=30))
     refit_window: int = Field(default=2000, ge=50)

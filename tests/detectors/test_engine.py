@@ -1,0 +1,136 @@
+"""The detection engine: routing, anomalies with explanations, checkpoints, sharding, drift hooks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opsradar.config import DetectorsConfig, EntityGraph, ServiceEntities
+from opsradar.detectors.engine import DetectionEngine, shard_of
+from opsradar.detectors.synthetic import labelled_events, stream_events
+from opsradar.models import Event
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def build(i: int, secs: float, job: str = "shop-build") -> Event:
+    return Event.new(source="jenkins", native_id=f"{job}#{i}", kind="build", ts=T0 + timedelta(hours=i),
+                     entity=f"job:{job}", values={"duration_s": secs, "queue_s": 10.0}, labels={"result": "SUCCESS"})
+
+
+def test_stream_keys_route_by_source_kind_and_entity() -> None:
+    e = build(1, 300.0)
+    assert DetectionEngine.stream_key(e) == "jenkins|build|job:shop-build"
+    rel = Event.new(source="git", native_id="v1", kind="release", ts=T0, entity="repo:shop-svc")
+    assert DetectionEngine.stream_key(rel) == "git|commit|repo:shop-svc"
+
+
+def test_unknown_kinds_are_ignored_without_creating_streams() -> None:
+    engine = DetectionEngine(DetectorsConfig())
+    e = Event.new(source="x", native_id="1", kind="config", ts=T0, entity="service:shop", values={"v": 1.0})
+    assert engine.process(e) == []
+    assert engine.streams == 0
+
+
+def test_shard_of_is_stable_and_in_range() -> None:
+    # a fixed value: the hash must not depend on the process (PYTHONHASHSEED)
+    assert shard_of("jenkins|build|job:shop-build", 1000) == shard_of("jenkins|build|job:shop-build", 1000)
+    assert {shard_of(f"k{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+    assert shard_of("jenkins|build|job:shop-build", 4) == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        shard_of("k", 0)
+
+
+def test_a_slow_build_is_an_anomaly_that_explains_itself() -> None:
+    graph = EntityGraph(services={"shop": ServiceEntities(jobs=["shop-build"], team="web")})
+    engine = DetectionEngine(DetectorsConfig(warmup=30), graph=graph)
+    assert [a for i in range(200) for a in engine.process(build(i, 300.0 + (i % 7)))] == []
+    [a] = engine.process(build(200, 2400.0))
+    assert a.stream == "jenkins|build|job:shop-build"
+    assert a.labels["service"] == "shop"
+    assert a.score >= a.threshold
+    top = a.explanation[0]
+    assert top.feature == "duration_s"
+    assert top.value == 2400.0
+    assert top.low <= top.expected <= top.high < 2400.0
+    assert top.contribution > 0.5
+    assert "duration_s=2400" in a.summary()
+    # the id is stable per (stream, event id)
+    again = DetectionEngine(DetectorsConfig(warmup=30), graph=graph)
+    for i in range(200):
+        again.process(build(i, 300.0 + (i % 7)))
+    assert again.process(build(200, 2400.0))[0].id == a.id
+
+
+def test_no_alert_during_warmup() -> None:
+    engine = DetectionEngine(DetectorsConfig(warmup=50))
+    out = [a for i in range(40) for a in engine.process(build(i, 300.0 if i < 39 else 5000.0))]
+    assert out == []
+
+
+@pytest.mark.parametrize("st", ["build", "test_run", "commit", "issue", "access", "log", "audit", "metric"])
+def test_restored_engine_scores_exactly_as_the_uninterrupted_one(st: str) -> None:
+    events = [e for e, _ in labelled_events(st, n=400, seed=5)]
+    a = DetectionEngine(DetectorsConfig())
+    for e in events[:300]:
+        a.process(e)
+    b = DetectionEngine(DetectorsConfig())
+    b.restore(a.snapshot())
+    assert b.streams == a.streams
+    for e in events[300:]:
+        ra, rb = a.score_event(e), b.score_event(e)
+        assert ra is not None
+        assert rb is not None
+        assert ra[1] == rb[1]
+
+
+def test_per_stream_snapshot_moves_one_stream() -> None:
+    a = DetectionEngine(DetectorsConfig())
+    for i in range(50):
+        a.process(build(i, 300.0, job="one"))
+        a.process(build(i, 300.0, job="two"))
+    assert a.streams == 2
+    b = DetectionEngine(DetectorsConfig())
+    key = b.restore_stream(a.snapshot_stream("jenkins|build|job:one"))
+    assert key == "jenkins|build|job:one"
+    assert b.streams == 1
+    nxt = build(50, 320.0, job="one")
+    ra, rb = a.score_event(nxt), b.score_event(nxt)
+    assert ra is not None
+    assert rb is not None
+    assert ra[1] == rb[1]
+    with pytest.raises(ValueError, match="not a detector snapshot"):
+        b.restore(b"garbage")
+
+
+def test_drift_hook_is_called_when_the_score_stream_shifts() -> None:
+    engine = DetectionEngine(DetectorsConfig())
+    seen: list[str] = []
+    engine.on_drift(seen.append)
+    for i in range(300):
+        engine.process(build(i, 300.0 + (i % 5)))
+    for i in range(300, 600):
+        engine.process(build(i, 900.0 + 50 * (i % 5)))
+    assert seen
+    assert set(seen) == {"jenkins|build|job:shop-build"}
+
+
+def test_access_stream_flags_latency_spikes() -> None:
+    engine = DetectionEngine(DetectorsConfig())
+    labelled = labelled_events("access", n=3000, seed=2)
+    flagged = {a.event_id for e, _ in labelled for a in engine.process(e)}
+    bad = {e.id for e, y in labelled if y}
+    assert flagged
+    assert len(flagged & bad) / len(flagged) > 0.8
+    assert len(flagged & bad) / len(bad) > 0.5
+
+
+def test_metric_stream_uses_the_contextual_detector() -> None:
+    engine = DetectionEngine(DetectorsConfig())
+    for e in stream_events("metric", n=50):
+        engine.process(e)
+    [key] = engine.keys()
+    stream = engine.stream(key)
+    assert stream is not None
+    assert stream.detector.name == "contextual"
