@@ -53,6 +53,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -258,6 +259,15 @@ class Correlator:
     def resolve(self, incident_id: str, actor: str, now: datetime | None = None) -> IncidentUpdate:
         """Resolve an incident by hand (audited)."""
         return self._set_status(incident_id, IncidentStatus.resolved, actor, now or utcnow())
+
+    def set_root_cause(self, incident_id: str, candidates: Sequence[dict[str, Any]]) -> Incident:
+        """Store the ranked root-cause candidates on the incident (under the incident lock, so a
+        concurrent change — an alert joining, Slack recording its message — is not overwritten)."""
+        with incident_lock(self.store) as conn:
+            inc = load_incident(conn, incident_id)
+            inc.root_cause = [dict(c) for c in candidates]
+            save_incident(self.store, conn, inc)
+        return inc
 
     def get(self, incident_id: str) -> Incident:
         doc = self.store.get_incident(incident_id)

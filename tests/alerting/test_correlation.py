@@ -284,3 +284,11 @@ def test_a_big_storm_keeps_a_bounded_timeline_and_a_growing_revision(corr: Corre
     assert inc.alert_count == MAX_JOINED_ENTRIES + 30
     assert sum(1 for e in inc.timeline if e.what == "joined") == MAX_JOINED_ENTRIES
     assert revs == sorted(set(revs)), "every change has a new, larger revision"
+
+
+def test_root_cause_is_set_without_losing_concurrent_changes(corr: Correlator) -> None:
+    u = corr.add(alert("Deploy failed", entity="job:shop-deploy", source="jenkins"), T0)
+    corr.add(alert("Errors up", service="shop", source="elasticsearch"), T0 + timedelta(minutes=1))
+    inc = corr.set_root_cause(u.incident_id or "", [{"summary": "deploy #41", "score": 0.9}])
+    assert inc.alert_count == 2
+    assert corr.get(inc.id).root_cause == [{"summary": "deploy #41", "score": 0.9}]
