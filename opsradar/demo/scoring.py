@@ -14,8 +14,8 @@ returns:
 - ``ttd_median_s`` / ``ttd_p90_s``: simulated seconds from an injected start to the first Slack
   message of a matching incident (0 when the message came first);
 - ``rca_top1`` / ``rca_top3``: over the detected injected incidents that have a root-cause change,
-  the share whose main matching incident (most alerts, then earliest) ranks that change first / in
-  its first three candidates;
+  the share whose main matching incident (the one holding most of the expected signals, then the
+  earliest) ranks that change first / in its first three candidates;
 - ``grouped_as_one`` (injected incidents found as exactly one incident), ``fragmentation``
   (matching detections per found injected incident) and ``signal_coverage`` (the share of an
   injected incident's expected signals whose entity its main detection holds) measure grouping.
@@ -38,6 +38,7 @@ A metric with nothing to measure is ``None``. Extra keys give the counts and a p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,12 +107,17 @@ def match_incidents(ground_truth: GroundTruth, detected: Sequence[Mapping[str, A
 
 
 def _coverage(inj: InjectedIncident, dets: list[dict[str, Any]]) -> float | None:
-    """The share of the injected incident's expected signals whose entity the main detection holds."""
+    """The share of the injected incident's expected signals whose entity the first detection holds."""
     if not inj.signals:
         return None
     main = dets[0]
     entities = set(main.get("entities") or []) | {f"service:{s}" for s in main.get("services") or []}
     return round(sum(sig.entity in entities for sig in inj.signals) / len(inj.signals), 4)
+
+
+def _main_first(inj: InjectedIncident, det: dict[str, Any]) -> tuple[float, datetime]:
+    """Sort key: the main detection holds most of the expected signals, then comes first."""
+    return -(_coverage(inj, [det]) or 0.0), _time(det.get("first_seen")) or inj.start
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -151,7 +157,7 @@ def score(
     rca_n = top1 = top3 = 0
     per_incident = []
     for inj in ground_truth.incidents:
-        dets = sorted(by_injected.get(inj.id, []), key=lambda d: (-(d.get("alert_count") or 0), str(_time(d.get("first_seen")))))
+        dets = sorted(by_injected.get(inj.id, []), key=functools.partial(_main_first, inj))
         notified = [t for t in (_time(d.get("notified_at")) for d in dets) if t is not None]
         ttd = max(0.0, (min(notified) - inj.start).total_seconds()) if notified else None
         if ttd is not None and inj.detectable:

@@ -136,3 +136,20 @@ def test_matching_prefers_the_injected_incident_sharing_most_services() -> None:
     found = match_incidents(gt, [_det("z", ["auth", "gateway"], timedelta(hours=20, minutes=5))])
     assert found == {"z": "storm"}
     assert count_incident_messages(4) == 4
+
+
+def test_rca_is_read_from_the_detection_holding_the_expected_signals() -> None:
+    h = timedelta(hours=1)
+    ref = ChangeRef(source="git", kind="commit", entity="repo:search-svc", repo="search-svc", sha=SHA)
+    gt = GroundTruth(scenario="t", seed=1, start=T0, end=T0 + 24 * h, incidents=[
+        InjectedIncident(id="creep", type="build_creep", title="creep", start=T0, end=T0 + 10 * h, services=["search"],
+                         signals=[ExpectedSignal(source="jenkins", kind="build", entity="job:search-build", start=T0,
+                                                 end=T0 + 10 * h, what="slower builds")], root_cause=[ref])])
+    right = {"id": "small", "services": ["search"], "entities": ["job:search-build"], "first_seen": T0 + 2 * h,
+             "alert_count": 1, "root_cause": [{"entity": "repo:search-svc", "summary": f"commit {SHA[:10]} by Kai"}]}
+    mixed = {"id": "big", "services": ["search", "auth", "gateway"], "entities": ["job:gateway-build"],
+             "first_seen": T0 + 9 * h, "alert_count": 9, "root_cause": [{"event_id": "something-else"}]}
+    s = score(gt, [mixed, right], anomalies_count=10, alerts_count=10, slack_messages=2)
+    assert s["per_incident"][0]["incidents"] == ["small", "big"]
+    assert s["rca_top1"] == 1.0
+    assert s["signal_coverage"] == 1.0
