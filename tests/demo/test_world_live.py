@@ -122,3 +122,18 @@ def test_running_builds_show_as_building_until_they_finish() -> None:
         assert doc["building"] is False
         assert doc["result"] == b.result
         assert build_id in {e.id for batch in col.pull(None, until=w.clock()) for e in batch.events}
+
+
+def test_the_held_out_seed_has_its_own_root_causes_found_by_the_collectors() -> None:
+    with World("default", seed=2, days=2.0, scale=0.3) as w:
+        w.run_to_end()
+        cfg = w.config()
+        events = [e for col in build_collectors(cfg) if col.name in ("git", "jenkins")
+                  for batch in col.pull(None, until=w.clock()) for e in batch.events]
+        for inc in w.ground_truth.incidents:
+            assert inc.root_cause
+            kinds = {e.kind for e in events if inc.is_root_cause(e)}
+            assert {r.kind for r in inc.root_cause} <= kinds, inc.id
+        seed1 = World("default", seed=1, days=2.0).ground_truth
+        assert {r.sha for i in seed1.incidents for r in i.root_cause if r.sha}.isdisjoint(
+            {r.sha for i in w.ground_truth.incidents for r in i.root_cause if r.sha})
