@@ -214,3 +214,13 @@ def test_flaky_tests_are_a_few_known_ones(tl: Timeline) -> None:
             flaky.setdefault(b.job, set()).update(case for _, case, _ in b.tests.failures)
     assert flaky
     assert all(len(cases) <= 2 for cases in flaky.values()), flaky
+
+
+def test_the_compact_scenario_packs_every_incident_type_into_three_days(scenario: Scenario) -> None:
+    compact = load_scenario("compact")
+    assert sorted({i.type for i in compact.incidents}) == sorted(INCIDENT_TYPES)
+    assert compact.days == 3
+    assert compact.services == scenario.services
+    tl = generate(compact, seed=2)
+    assert all(tl.start < i.start and i.end < tl.end for i in tl.ground_truth.incidents)
+    assert tl.counts()["docs"] < 0.7 * generate(scenario, seed=2).counts()["docs"]
