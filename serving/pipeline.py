@@ -29,7 +29,7 @@ from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
 from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import Alert, Anomaly, Event, Incident
+from opsradar.models import Alert, Anomaly, Event
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats"]
@@ -180,7 +180,9 @@ class Pipeline:
         if decision.silenced or decision.inhibited:
             self.stats.silenced += decision.silenced
             self.stats.inhibited += decision.inhibited
-            self.store.save_alert(final.model_dump(mode="json"), incident_id=None)
+            known = self.store.get_alert(final.fingerprint)
+            # kept and marked, not notified; an alert already in an incident keeps its link
+            self.store.save_alert(final.model_dump(mode="json"), incident_id=known[1] if known else None)
             return
         self.stats.alerts += 1
         rule = final.rule or final.labels.get("alertname", "")
@@ -210,15 +212,10 @@ class Pipeline:
         except Exception:  # a report failure must never stop alerting
             log.exception("root-cause ranking failed for incident %s", inc.id)
             return update
-        top = [c.model_dump(mode="json") for c in report.candidates[:3]]
+        top = report.root_cause_entries(3)
         if top == inc.root_cause:
             return update
-        doc = self.store.get_incident(inc.id)
-        if doc is None:
-            return update
-        fresh = Incident.model_validate(doc)
-        fresh.root_cause = top
-        self.store.save_incident(fresh.model_dump(mode="json"))
+        fresh = self.correlator.set_root_cause(inc.id, top)
         return IncidentUpdate(fresh, update.changes, update.alert, update.new_services, update.actor)
 
     def tick(self, now: datetime | None = None) -> None:

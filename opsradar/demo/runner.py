@@ -66,6 +66,8 @@ class DemoResult:
     api_url: str | None
     token: str
     notified_at: dict[str, datetime] = field(default_factory=dict)
+    #: every channel's messages as a Slack user sees them at the end (name → messages)
+    channels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     events_by_id: dict[str, Event] = field(default_factory=dict)
 
     def incident_rows(self) -> list[dict[str, Any]]:
@@ -259,7 +261,8 @@ class DemoRunner:
                 inc["notified_at"] = self.notified_at[inc["id"]]
         return DemoResult(world=self.world.summary(), incidents=incidents, slack=self.slack_log,
                           anomalies=self.store.count_anomalies(), alerts=len(self._alerts()),
-                          api_url=api_url, token=self.token, notified_at=dict(self.notified_at))
+                          api_url=api_url, token=self.token, notified_at=dict(self.notified_at),
+                          channels=self.world.slack.all_messages() if self.world.slack else {})
 
     def _alerts(self) -> list[str]:
         from sqlalchemy import select
