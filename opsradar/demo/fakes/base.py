@@ -31,6 +31,9 @@ __all__ = ["FakeRequest", "FakeServer", "Fault", "Handler", "Response"]
 
 log = logging.getLogger(__name__)
 
+#: How often ``serve_forever`` checks for a shutdown request: :meth:`FakeServer.stop` waits up to this.
+_POLL_INTERVAL = 0.02
+
 #: What a handler returns: (status, body) or (status, body, headers). A dict or list body is JSON.
 Response = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 Handler = Callable[..., Response]
@@ -145,6 +148,9 @@ class FakeServer:
 
         class _RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Answer at once: headers and body are written separately, and with Nagle's algorithm
+            # the body of a keep-alive response waits ~40 ms for the client's delayed ACK.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("%s fake: " + format, server.name, *args)
@@ -156,15 +162,20 @@ class FakeServer:
 
         self._httpd = ThreadingHTTPServer((self._host, self._port), _RequestHandler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"fake-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
+                                        name=f"fake-{self.name}", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket (within ``_POLL_INTERVAL``); idempotent."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
     def __enter__(self) -> FakeServer:
         return self.start()

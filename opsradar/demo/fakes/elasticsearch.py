@@ -210,14 +210,6 @@ class ElasticsearchFake(FakeServer):
         self.route("GET", r"/(?P<index>[^/_][^/]*)", self._get_index)
         self.route("DELETE", r"/(?P<index>[^/_][^/]*)", self._delete_index_route)
 
-    def start(self) -> FakeServer:
-        super().start()
-        # Answer each request without waiting for a delayed ACK: the base handler writes headers and
-        # body separately, which with Nagle's algorithm costs ~40 ms per keep-alive request.
-        if self._httpd is not None:
-            self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
-        return self
-
     # ------------------------------------------------------------------ the Python API
 
     def index_documents(self, index: str, docs: Iterable[Mapping[str, Any]]) -> list[str]:

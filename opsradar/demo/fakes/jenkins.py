@@ -278,14 +278,6 @@ class FakeJenkins(FakeServer):
         self.route("GET", job + r"/(?P<number>\d+)/api/json", self._build_json)
         self.route("GET", job + r"/(?P<number>\d+)/testReport/api/json", self._report_json)
 
-    def start(self) -> FakeServer:
-        super().start()
-        # Answer each request without waiting for a delayed ACK: the base handler writes headers and
-        # body separately, which with Nagle's algorithm costs ~40 ms per keep-alive request.
-        if self._httpd is not None:
-            self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
-        return self
-
     # ------------------------------------------------------------------ Python API (the world)
 
     def add_job(self, full_name: str, *, job_class: str = FREESTYLE_CLASS) -> None:

@@ -330,14 +330,6 @@ class FakeJira(FakeServer):
             self.route("GET", base + r"/issue/(?P<key>[^/]+)/changelog", self._changelog)
             self.route("GET", base + "/myself", self._myself)
 
-    def start(self) -> FakeServer:
-        super().start()
-        # Answer each request without waiting for a delayed ACK: the base handler writes headers and
-        # body separately, which with Nagle's algorithm costs ~40 ms per keep-alive request.
-        if self._httpd is not None:
-            self._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
-        return self
-
     # ------------------------------------------------------------------ Python API (the world)
 
     def add_project(self, key: str, name: str | None = None) -> None:
