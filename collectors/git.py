@@ -39,6 +39,12 @@ rewritten (force-pushed) branch yields its new commits only, and a tip that no l
 dropped (its commits may be listed again; stable ids make that idempotent). Every batch of
 ``batch_size`` events is committed with the cursor, so a crash resumes where it stopped.
 
+Cost of a poll: one ``git for-each-ref`` per repository reads its branches and tags; a repository
+whose selected branch tips are the cursor's and that has no new release tag is not read further
+(and yields no batch). A repository that moved costs one more ``git log`` for all its branches
+(which branch holds a commit is worked out from the parents), plus one per new release tag. That a
+path is the top of a repository is checked once per collector (and again after a failure).
+
 Errors: a repository that is missing, not a git repository, or fails to fetch does not stop the
 others; after the good ones are read, a :class:`~opsradar.errors.CollectorError` names each failed
 repository and why.
@@ -92,13 +98,18 @@ class GitError(Exception):
     """A git command failed; the message holds the command and git's own error."""
 
 
-def git(repo: str | os.PathLike[str], *args: str, timeout: float = 120.0) -> str:
+def _run_git(cmd: list[str], *, timeout: float, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one git command line (every git call of this module goes through here)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                          timeout=timeout, env=env, check=False)
+
+
+def git(repo: str | os.PathLike[str], *args: str, timeout: float = 120.0, stdin: str | None = None) -> str:
     """Run ``git -C repo args…`` and return its standard output (``GitError`` on failure)."""
     cmd = ["git", "-C", str(repo), "-c", "core.quotepath=off", *args]
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-                             timeout=timeout, env=env, check=False)
+        out = _run_git(cmd, timeout=timeout, stdin=stdin)
     except FileNotFoundError as exc:
         raise GitError("the git executable was not found on PATH") from exc
     except subprocess.TimeoutExpired as exc:
@@ -171,6 +182,31 @@ def _parse_log(text: str) -> list[_Commit]:
     return commits
 
 
+def _branch_of(branches: dict[str, str], commits: Sequence[_Commit]) -> dict[str, str]:
+    """Which selected branch holds each of ``commits`` (the new commits): the first, in priority order.
+
+    The same answer as ``git rev-list TIP --not OLD_TIPS EARLIER_TIPS`` per branch, from the parents
+    that ``git log`` already gave: a walk from each tip through new commits, stopping at commits an
+    earlier branch holds (their ancestors are held too) and at commits that are not new.
+
+    >>> c = [_Commit(s, p, "a", "a@x", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "")
+    ...      for s, p in (("a", ["old"]), ("b", ["a"]), ("f", ["a"]))]
+    >>> _branch_of({"main": "b", "feature": "f"}, c)
+    {'b': 'main', 'a': 'main', 'f': 'feature'}
+    """
+    parents = {c.sha: c.parents for c in commits}
+    out: dict[str, str] = {}
+    for branch, tip in branches.items():
+        stack = [tip]
+        while stack:
+            sha = stack.pop()
+            if sha in out or sha not in parents:
+                continue
+            out[sha] = branch
+            stack.extend(parents[sha])
+    return out
+
+
 class GitCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.collectors via the folder mapping as Any
     """Commits and release tags of many local clones."""
 
@@ -181,6 +217,7 @@ class GitCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.colle
         self.config = config
         self._release_re = re.compile(config.release_tag_pattern)
         self._now = now or (lambda: datetime.now(UTC))
+        self._checked: set[str] = set()  # repository paths found to be the top of a repository
 
     @staticmethod
     def repo_name(repo: GitRepo) -> str:
@@ -203,8 +240,11 @@ class GitCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.colle
                                  hint="check the repos' path (a git clone) and remote; the other repos were read")
 
     def _check_repo(self, repo: GitRepo) -> None:
+        """The path is the top of a git repository (checked once per collector, again after a failure)."""
         if not Path(repo.path).is_dir():
             raise GitError("the path does not exist or is not a directory")
+        if repo.path in self._checked:
+            return
         try:
             bare = git(repo.path, "rev-parse", "--is-bare-repository", timeout=self._timeout).strip()
             top = repo.path if bare == "true" else git(repo.path, "rev-parse", "--show-toplevel", timeout=self._timeout).strip()
@@ -212,82 +252,63 @@ class GitCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.colle
             raise GitError(f"not a git repository ({exc})") from exc
         if Path(top).resolve() != Path(repo.path).resolve():
             raise GitError(f"not a git repository: it is a folder inside the repository {top}")
+        self._checked.add(repo.path)
 
     @property
     def _timeout(self) -> float:
         return max(5.0, self.config.timeout.total_seconds())
 
-    def _branches(self, repo: GitRepo) -> dict[str, str]:
-        """Selected branch name → tip sha (remote-tracking branches when ``remote`` is set)."""
+    def _refs(self, repo: GitRepo) -> tuple[dict[str, str], list[_Release]]:
+        """The selected branches (name → tip sha; remote-tracking branches when ``remote`` is set,
+        fetched first) and the release tags (oldest first), read with one ``git for-each-ref``."""
         if repo.remote:
             git(repo.path, "fetch", "--quiet", "--prune", "--tags", repo.remote, timeout=self._timeout)
-            refs, prefix = f"refs/remotes/{repo.remote}", f"{repo.remote}/"
+            heads = f"refs/remotes/{repo.remote}/"
         else:
-            refs, prefix = "refs/heads", ""
-        out = git(repo.path, "for-each-ref", "--format=%(refname:short)%00%(objectname)", refs, timeout=self._timeout)
+            heads = "refs/heads/"
+        fmt = "--format=%(refname)%00%(objectname)%00%(*objectname)%00%(creatordate:iso-strict)"
+        out = git(repo.path, "for-each-ref", fmt, heads.rstrip("/"), "refs/tags", timeout=self._timeout)
         branches: dict[str, str] = {}
+        releases: list[_Release] = []
         for line in out.splitlines():
-            ref, _, sha = line.partition("\0")
-            short = ref[len(prefix):] if prefix and ref.startswith(prefix) else ref
-            if short == "HEAD" or ref.endswith("/HEAD"):
-                continue
-            if any(fnmatch.fnmatchcase(short, g) for g in repo.branches):
-                branches[short] = sha
+            ref, obj, peeled, date = [*line.split("\0"), "", "", "", ""][:4]
+            if ref.startswith(heads):
+                short = ref[len(heads):]
+                if short != "HEAD" and any(fnmatch.fnmatchcase(short, g) for g in repo.branches):
+                    branches[short] = obj
+            elif ref.startswith("refs/tags/"):
+                tag = ref[len("refs/tags/"):]
+                if self._release_re.search(tag) and date:
+                    releases.append(_Release(tag, peeled or obj, _parse_iso(date).astimezone(UTC)))
         order = sorted(branches, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), b))
-        return {b: branches[b] for b in order}
-
-    def _releases(self, repo: GitRepo) -> list[_Release]:
-        fmt = "--format=%(refname:short)%00%(objectname)%00%(*objectname)%00%(creatordate:iso-strict)"
-        out = git(repo.path, "for-each-ref", fmt, "refs/tags", timeout=self._timeout)
-        releases = []
-        for line in out.splitlines():
-            tag, obj, peeled, date = [*line.split("\0"), "", "", "", ""][:4]
-            if not self._release_re.search(tag) or not date:
-                continue
-            releases.append(_Release(tag, peeled or obj, _parse_iso(date).astimezone(UTC)))
-        return sorted(releases, key=lambda r: (r.ts, r.tag))
-
-    def _existing(self, repo: GitRepo, shas: Sequence[str]) -> list[str]:
-        if not shas:
-            return []
-        out = subprocess.run(["git", "-C", repo.path, "cat-file", "--batch-check"], input="\n".join(shas) + "\n",
-                             capture_output=True, text=True, timeout=self._timeout, check=False)
-        found = []
-        for line in out.stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1] == "commit":
-                found.append(parts[0])
-        return found
+        return {b: branches[b] for b in order}, sorted(releases, key=lambda r: (r.ts, r.tag))
 
     def _pull_repo(self, repo: GitRepo, name: str, state: dict[str, Any], until: datetime | None) -> Iterator[Batch]:
-        self._check_repo(repo)
-        rs = _RepoState.from_doc(state["repos"].get(name))
-        branches = self._branches(repo)
-        releases = self._releases(repo)
-        old_tips = self._existing(repo, rs.tips)
-        dropped = len(rs.tips) - len(old_tips)
-        if dropped:
-            log.info("source %r: repo %r: %d earlier tip(s) no longer exist (rewritten history); "
-                     "their commits may be read again and are deduplicated by id", self.name, name, dropped)
-        # which branch holds each new commit: the first selected branch, in priority order
-        branch_of: dict[str, str] = {}
-        excluded = list(old_tips)
-        for branch, tip in branches.items():
-            out = git(repo.path, "rev-list", tip, "--not", *excluded, "--", timeout=self._timeout) if excluded else \
-                git(repo.path, "rev-list", tip, "--", timeout=self._timeout)
-            for sha in out.split():
-                branch_of.setdefault(sha, branch)
-            excluded.append(tip)
+        try:
+            self._check_repo(repo)
+            rs = _RepoState.from_doc(state["repos"].get(name))
+            branches, releases = self._refs(repo)
+        except GitError:
+            self._checked.discard(repo.path)
+            raise
+        new_releases = [r for r in releases if rs.releases.get(r.tag) != r.sha and (until is None or r.ts < until)]
+        current = set(branches.values())
+        if not new_releases and set(rs.tips) == current:
+            return  # no branch moved and no new release tag: nothing to read (one git call)
+        # earlier tips that no longer exist (rewritten history) are ignored by git log; their
+        # commits may be read again and are deduplicated by id; the cursor drops them at the end
+        old_tips = list(rs.tips)
         commits: list[_Commit] = []
-        if branch_of and branches:
-            args = ["log", "--reverse", "--date-order", "--numstat", "--no-renames", _LOG_FORMAT, *branches.values()]
+        if branches and not current <= set(old_tips):
+            args = ["log", "--reverse", "--date-order", "--numstat", "--no-renames", "--ignore-missing", _LOG_FORMAT,
+                    *branches.values()]
             if old_tips:
                 args += ["--not", *old_tips]
-            commits = [c for c in _parse_log(git(repo.path, *args, "--", timeout=self._timeout)) if c.sha in branch_of]
+            commits = _parse_log(git(repo.path, *args, "--", timeout=self._timeout))
+        branch_of = _branch_of(branches, commits)
         if until is not None:
             commits = [c for c in commits if c.committed < until]
         release_times = [r.ts for r in releases]
-        new_releases = [r for r in releases if rs.releases.get(r.tag) != r.sha and (until is None or r.ts < until)]
 
         heads = set(old_tips)
         pending: list[Event] = []

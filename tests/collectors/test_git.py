@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from opsradar.collectors import git as git_module
 from opsradar.collectors.base import run_once
 from opsradar.collectors.git import GitCollector
 from opsradar.collectors.registry import build_collector
@@ -230,6 +231,40 @@ def test_fetches_the_remote_before_reading(tmp_path: Path, store: Store) -> None
     upstream.tag("v2.0", "2026-03-02T12:00:00+00:00")
     result = run_once(col, store)
     assert result.by_kind == {"commit": 1, "release": 1}
+
+
+def test_a_poll_that_finds_nothing_new_costs_one_git_call_per_repo(tmp_path: Path, store: Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    repos = [Repo(tmp_path / f"svc{i}") for i in range(3)]
+    for r in repos:
+        r.commit("2026-03-02T09:00:00+00:00")
+        r.run("checkout", "-q", "-b", "feature/a")
+        r.commit("2026-03-02T10:00:00+00:00")
+        r.run("checkout", "-q", "main")
+        r.tag("v1.0", "2026-03-02T11:00:00+00:00")
+    cfg = GitSource(repos=[{"path": str(r.path), "name": r.path.name, "branches": ["main", "feature/*"]}  # type: ignore[misc]
+                           for r in repos])
+    col = GitCollector("git", cfg)
+    assert run_once(col, store).by_kind == {"commit": 6, "release": 3}
+    calls: list[list[str]] = []
+    real = git_module._run_git
+
+    def counting(cmd: list[str], **kw: Any) -> Any:
+        calls.append(cmd[cmd.index("core.quotepath=off") + 1:])
+        return real(cmd, **kw)
+
+    monkeypatch.setattr(git_module, "_run_git", counting)
+    assert run_once(col, store).new == 0
+    assert [c[0] for c in calls] == ["for-each-ref"] * 3  # branches and tags of each repo in one call
+    # one repository moved: it alone is read further, with one git log for all its branches
+    calls.clear()
+    new = repos[1].commit("2026-03-02T12:00:00+00:00")
+    result = run_once(col, store, keep_new_events=True)
+    assert [e.attrs["sha"] for e in result.new_events] == [new]
+    assert [c[0] for c in calls] == ["for-each-ref", "for-each-ref", "log", "for-each-ref"]
+    calls.clear()
+    assert run_once(col, store).new == 0
+    assert len(calls) == 3
 
 
 def test_the_registry_builds_the_collector(tmp_path: Path) -> None:
