@@ -1,9 +1,12 @@
 """Reads application, access and audit logs from Elasticsearch with the official client.
 
 One source is one index pattern (``logs-*``, or a comma list) and an optional extra query. Each run
-opens a point in time, pages through it sorted by ``@timestamp`` and a tiebreaker (``_shard_doc``
-by default) with ``search_after``, and closes it. Every page is one :class:`Batch`, committed with
-the cursor of its last hit.
+first searches the window once (``size=batch_size``, sorted by ``@timestamp``): one search request
+sees one consistent state of the shards, so a window holding less than a page is read in that one
+request (an idle poll costs one request). A fuller window is read through a point in time, paged
+sorted by ``@timestamp`` and a tiebreaker (``_shard_doc`` by default) with ``search_after``, and
+closed. Every page is one :class:`Batch`, committed with the cursor of its last hit. Indices that
+do not exist yet hold no documents (``ignore_unavailable``, ``allow_no_indices``), not an error.
 
 The cursor is ``{"ts": <@timestamp of the last committed hit>, "sort": <its sort values>,
 "id": "<index>/<_id>"}``. The next run starts at ``ts - overlap`` (sort values of an older point in
@@ -29,8 +32,8 @@ ECS name to the field your documents use instead (``{"service.name": "app"}``). 
 
 Errors become :mod:`opsradar.errors`: 401/403 → ``SourceAuthError``; 429/503 are retried in the run
 as ``Retry-After`` says (``retries``, up to ``max_retry_wait``), then → ``SourceUnavailable`` with
-``retry_after`` for the scheduler; connection failures → ``SourceUnavailable``; a bad query or a
-missing index → ``CollectorError`` quoting Elasticsearch's reason.
+``retry_after`` for the scheduler; connection failures → ``SourceUnavailable``; a bad query →
+``CollectorError`` quoting Elasticsearch's reason.
 
 Log templates: log events get ``labels["template_id"]`` and ``attrs["template"]`` from
 :class:`opsradar.detectors.templates.LogTemplater` (Drain3), one template scope per service. The
@@ -392,13 +395,30 @@ class ElasticsearchCollector(Collector):  # type: ignore[misc]  # mypy sees opsr
         start: datetime | None = None
         if isinstance(cursor, Mapping) and cursor.get("ts"):
             start = parse_timestamp(cursor["ts"]) - cfg.overlap
-        keep_alive = f"{max(1, int(cfg.keep_alive.total_seconds()))}s"
         ts_field = cfg.field_map.get("@timestamp", "@timestamp")
-        sort = [{ts_field: {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {cfg.tiebreaker: "asc"}]
+        ts_sort = {ts_field: {"order": "asc", "format": "strict_date_optional_time_nanos"}}
         query = self._query(start, until)
+        last: dict[str, Any] | None = dict(cursor) if isinstance(cursor, Mapping) else None
+        # One plain search first: a single search request sees one consistent state of every shard,
+        # so when the window holds less than a page, that page is everything and no point in time
+        # is needed (an idle poll is one request). Indices that do not exist yet hold no documents.
+        resp = self._call(f"search {cfg.index!r}", lambda: self.client.search(
+            index=cfg.index, query=query, sort=[ts_sort], size=cfg.batch_size, track_total_hits=False,
+            ignore_unavailable=True, allow_no_indices=True))
+        hits = resp.get("hits", {}).get("hits", [])
+        if len(hits) < cfg.batch_size:
+            if hits:
+                yield self._batch(hits, last)
+            return
+        yield from self._pull_with_pit(query, [ts_sort, {cfg.tiebreaker: "asc"}], last)
+
+    def _pull_with_pit(self, query: dict[str, Any], sort: list[Any], last: dict[str, Any] | None) -> Iterator[Batch]:
+        """Page through a point in time with ``search_after``, one batch per page."""
+        cfg = self.config
+        keep_alive = f"{max(1, int(cfg.keep_alive.total_seconds()))}s"
         pit_id = self._call(f"open a point in time on {cfg.index!r}",
-                            lambda: self.client.open_point_in_time(index=cfg.index, keep_alive=keep_alive))["id"]
-        last = dict(cursor) if isinstance(cursor, Mapping) else None
+                            lambda: self.client.open_point_in_time(index=cfg.index, keep_alive=keep_alive,
+                                                                   ignore_unavailable=True))["id"]
         search_after: list[Any] | None = None
         try:
             while True:
@@ -411,27 +431,33 @@ class ElasticsearchCollector(Collector):  # type: ignore[misc]  # mypy sees opsr
                 hits = resp.get("hits", {}).get("hits", [])
                 if not hits:
                     return
-                events: list[Event] = []
-                rejected: list[Rejected] = []
-                for hit in hits:
-                    native = f"{hit.get('_index')}/{hit.get('_id')}"
-                    try:
-                        events.append(hit_to_event(hit, source_name=self.name, kind=cfg.kind,
-                                                   field_map=cfg.field_map, templater=self.templater))
-                    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                        rejected.append(Rejected(native, _short(exc)))
-                tail = hits[-1]
-                search_after = tail.get("sort")
-                if not isinstance(search_after, list):
-                    raise SourceDataError(f"search {cfg.index!r}: a hit came back without sort values",
-                                          source=self.name)
-                last = {"ts": self._cursor_ts(tail, last), "sort": search_after,
-                        "id": f"{tail.get('_index')}/{tail.get('_id')}"}
-                yield Batch(events=events, cursor=last, rejected=rejected)
+                batch = self._batch(hits, last)
+                last = batch.cursor
+                search_after = last["sort"]
+                yield batch
                 if len(hits) < cfg.batch_size:
                     return
         finally:
             self._close_pit(pit_id)
+
+    def _batch(self, hits: list[Any], last: Mapping[str, Any] | None) -> Batch:
+        """One page of hits as a batch, its cursor taken from the last hit."""
+        cfg = self.config
+        events: list[Event] = []
+        rejected: list[Rejected] = []
+        for hit in hits:
+            native = f"{hit.get('_index')}/{hit.get('_id')}"
+            try:
+                events.append(hit_to_event(hit, source_name=self.name, kind=cfg.kind,
+                                           field_map=cfg.field_map, templater=self.templater))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                rejected.append(Rejected(native, _short(exc)))
+        tail = hits[-1]
+        sort_values = tail.get("sort")
+        if not isinstance(sort_values, list):
+            raise SourceDataError(f"search {cfg.index!r}: a hit came back without sort values", source=self.name)
+        cursor = {"ts": self._cursor_ts(tail, last), "sort": sort_values, "id": f"{tail.get('_index')}/{tail.get('_id')}"}
+        return Batch(events=events, cursor=cursor, rejected=rejected)
 
     def _cursor_ts(self, hit: Mapping[str, Any], previous: Mapping[str, Any] | None) -> str | None:
         sort = hit.get("sort") or []

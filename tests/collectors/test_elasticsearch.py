@@ -76,6 +76,34 @@ def test_incremental_pull_across_two_runs_with_pagination_no_gaps_no_duplicates(
     assert fake.open_pits() == 0  # every point in time was closed
 
 
+@pytest.mark.parametrize("index", ["logs-shop", "logs-*", "logs-shop,logs-pay"])
+def test_indices_that_do_not_exist_yet_hold_no_documents(fake: ElasticsearchFake, store: Store, index: str) -> None:
+    col = ElasticsearchCollector("logs", source(fake, index=index))
+    assert run_once(col, store).new == 0  # not an error: nothing was written yet
+    assert store.get_cursor("logs") is None
+    fake.index_documents("logs-shop", [app_log(i) for i in range(3)])
+    assert run_once(col, store).new == 3
+    assert run_once(col, store).new == 0
+
+
+def test_a_window_under_a_page_is_one_search_and_a_fuller_one_uses_a_point_in_time(fake: ElasticsearchFake,
+                                                                                  store: Store) -> None:
+    fake.index_documents("logs-shop", [app_log(i) for i in range(4)])
+    col = ElasticsearchCollector("logs", source(fake))
+    before = len(fake.requests)
+    assert run_once(col, store).new == 4
+    assert run_once(col, store).new == 0  # the overlap re-reads the 4, deduplicated
+    polls = fake.requests[before:]
+    assert [(r.method, r.path) for r in polls] == [("POST", "/logs-*/_search")] * 2
+    assert all(r.arg("ignore_unavailable") == "true" for r in polls)
+    fake.index_documents("logs-shop", [app_log(i, minutes=2) for i in range(12)])
+    before = len(fake.requests)
+    result = run_once(col, store)
+    assert (result.new, result.batches) == (12, 2)  # 16 in the window: read through a point in time
+    assert [r.path for r in fake.requests[before:]] == ["/logs-*/_search", "/logs-*/_pit", "/_search", "/_search", "/_pit"]
+    assert fake.open_pits() == 0
+
+
 def test_a_crash_between_fetch_and_commit_then_resume_loses_nothing(fake: ElasticsearchFake, store: Store) -> None:
     fake.index_documents("logs-shop", [app_log(i) for i in range(30)])
     col = ElasticsearchCollector("logs", source(fake))

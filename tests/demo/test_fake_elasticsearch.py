@@ -99,7 +99,7 @@ def test_open_search_and_close_point_in_time_with_search_after(fake: Elasticsear
     assert set(opened.body) == {"id", "_shards"}
     pit = opened["id"]
     fake.index_documents("logs-app-2026.01.05", [{"@timestamp": "2026-01-05T10:00:00Z", "message": "late"}])
-    sort = [{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {"_shard_doc": "asc"}]
+    sort: list[Any] = [{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {"_shard_doc": "asc"}]
     seen: list[str] = []
     after: list[Any] | None = None
     while True:
@@ -163,6 +163,26 @@ def test_index_patterns_exclusions_and_missing_indices(fake: ElasticsearchFake, 
     with pytest.raises(NotFoundError) as info:
         client.search(index="missing")
     assert info.value.body["error"]["type"] == "index_not_found_exception"
+
+
+def test_ignore_unavailable_and_allow_no_indices(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    assert client.search(index="missing", ignore_unavailable=True, allow_no_indices=True)["hits"]["hits"] == []
+    assert client.count(index="missing,logs-*", ignore_unavailable=True)["count"] == 30
+    with pytest.raises(NotFoundError) as info:  # the default: a missing concrete index is an error
+        client.count(index="missing,logs-*")
+    assert info.value.body["error"]["reason"] == "no such index [missing]"
+    with pytest.raises(NotFoundError) as info:  # naming no index at all, when that is not allowed
+        client.search(index="nothing-*", allow_no_indices=False)
+    assert info.value.body["error"]["type"] == "index_not_found_exception"
+    with pytest.raises(NotFoundError):
+        client.open_point_in_time(index="missing", keep_alive="1m")
+    pit = client.open_point_in_time(index="missing", keep_alive="1m", ignore_unavailable=True)
+    assert pit["_shards"]["total"] == 0
+    assert client.search(pit={"id": pit["id"]}, sort=["_shard_doc"])["hits"]["hits"] == []
+    client.close_point_in_time(id=pit["id"])
+    r = httpx.get(fake.url + "/logs-*/_count", params={"ignore_unavailable": "maybe"}, auth=("elastic", "changeme"))
+    assert r.status_code == 400
+    assert r.json()["error"]["reason"] == "Failed to parse value [maybe] as only [true] or [false] are allowed."
 
 
 def test_bulk_ndjson_through_the_client_helper_and_raw(fake: ElasticsearchFake, client: Elasticsearch) -> None:
@@ -250,7 +270,7 @@ def test_responses_have_the_shape_of_the_documented_examples(fake: Elasticsearch
     assert _shape(client.info().body) == _shape(DOC_EXAMPLES["root"])
     opened = client.open_point_in_time(index="logs-*", keep_alive="1m").body
     assert _shape(opened) == _shape(DOC_EXAMPLES["open_pit"])
-    sort = [{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {"_shard_doc": "asc"}]
+    sort: list[Any] = [{"@timestamp": {"order": "asc", "format": "strict_date_optional_time_nanos"}}, {"_shard_doc": "asc"}]
     found = client.search(pit={"id": opened["id"]}, size=1, sort=sort, track_total_hits=5).body
     assert _shape(found) == _shape(DOC_EXAMPLES["search_pit"])
     assert _shape(client.close_point_in_time(id=found["pit_id"]).body) == _shape(DOC_EXAMPLES["close_pit"])

@@ -14,6 +14,9 @@ It serves, with the response shapes of the Elasticsearch reference documentation
   ``delete``); ``PUT|POST /{index}/_doc[/{id}]``; ``PUT|HEAD|DELETE /{index}``; ``_refresh``;
 - index patterns: comma lists, ``*`` wildcards, ``-exclusions``, ``_all``; a missing concrete
   index is 404 ``index_not_found_exception``, a wildcard matching nothing is an empty result;
+  ``ignore_unavailable=true`` (``_search``, ``_count``, ``_pit``) skips missing concrete indices,
+  and ``allow_no_indices=false`` (``_search``, ``_count``) makes an expression that names no index
+  a 404, as the multi-target syntax documents (a point in time opened on no index is empty);
 - auth: ``Authorization: ApiKey base64(id:key)`` or basic; wrong or missing credentials give 401
   ``security_exception`` with ``WWW-Authenticate``; with no credentials configured it is open;
 - ``X-Elastic-Product: Elasticsearch`` on every response, and the compatibility media types the
@@ -364,6 +367,18 @@ class ElasticsearchFake(FakeServer):
         idx.docs[doc_id] = _Doc(index, doc_id, source, next(self._seq))
         return result
 
+    def _resolve_for(self, req: FakeRequest, expression: str, *, no_indices_param: bool = True) -> list[str]:
+        """:meth:`_resolve` with the request's ``ignore_unavailable`` (missing concrete indices are
+        skipped) and ``allow_no_indices`` (``false``: an expression that names no index is a 404)."""
+        ignore = _bool_param(req, "ignore_unavailable", False)
+        allow_none = _bool_param(req, "allow_no_indices", True) if no_indices_param else True
+        names = self._resolve(expression, strict=not ignore)
+        if not names and not allow_none:
+            raise EsQueryError(404, "index_not_found_exception", f"no such index [{expression}]",
+                               **{"resource.type": "index_or_alias", "resource.id": expression,
+                                  "index_uuid": "_na_", "index": expression})
+        return names
+
     def _resolve(self, expression: str, *, strict: bool = True) -> list[str]:
         """The index names an expression names (comma list, wildcards, exclusions, ``_all``)."""
         names: list[str] = []
@@ -422,7 +437,7 @@ class ElasticsearchFake(FakeServer):
                                "Validation Failed: 1: [keep_alive] is missing;")
         seconds = _parse_time_value(keep_alive)
         with self._data_lock:
-            names = self._resolve(index)
+            names = self._resolve_for(req, index, no_indices_param=False)
             docs = [d for n in names for d in self._indices[n].docs.values()]
             mappings: dict[str, str] = {}
             for n in names:
@@ -458,7 +473,7 @@ class ElasticsearchFake(FakeServer):
                 if pit.get("keep_alive"):
                     found.expires = self._clock() + _parse_time_value(str(pit["keep_alive"]))
                 return list(found.docs), found.mappings, pit_id
-            names = self._resolve(index or "_all")
+            names = self._resolve_for(req, index or "_all")
             docs = [d for n in names for d in self._indices[n].docs.values()]
             mappings: dict[str, str] = {}
             for n in names:
@@ -726,6 +741,18 @@ def _parse_time_value(value: str) -> float:
                            f"failed to parse setting [keep_alive] with value [{value}] as a time value: unit is missing or unrecognized")
     scale = {"nanos": 1e-9, "micros": 1e-6, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     return int(m.group(1)) * scale
+
+
+def _bool_param(req: FakeRequest, name: str, default: bool) -> bool:
+    raw = req.arg(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("", "true"):
+        return True
+    if raw.lower() == "false":
+        return False
+    raise EsQueryError(400, "illegal_argument_exception",
+                       f"Failed to parse value [{raw}] as only [true] or [false] are allowed.")
 
 
 def _int_param(value: Any, name: str) -> int:
