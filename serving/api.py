@@ -12,6 +12,7 @@ bodies are size-capped (413), and malformed input gets a 4xx with a precise mess
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from opsradar import __version__
 from opsradar.config import EntityGraph
 from opsradar.serving.auth import Forbidden, Principal, TokenAuth, Unauthorized
-from opsradar.serving.operations import Operations
+from opsradar.serving.metrics import INGEST_EVENTS, INGEST_SECONDS
+from opsradar.serving.operations import Operations, Unavailable
 from opsradar.store import Store
 
 __all__ = ["create_app"]
@@ -151,13 +153,15 @@ def create_app(
 
     @app.post("/v1/events", tags=["events"], response_model=IngestResponse,
               summary="Push events: a JSON array or NDJSON; each item is validated on its own",
-              responses={413: {"model": ApiError}, 415: {"model": ApiError}, 422: {"model": IngestResponse}},
+              responses={400: {"model": ApiError}, 413: {"model": ApiError}, 422: {"model": IngestResponse},
+                         503: {"model": ApiError}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
                   "application/x-ndjson": {"schema": {"type": "string"}}}}})
     async def post_events(request: Request, _p: Operator) -> JSONResponse:
         from opsradar.collectors.push import PayloadTooLarge, PushFormatError, parse_batch
 
+        started = time.perf_counter()
         body = await _body(request)
         ctype = request.headers.get("content-type", "application/json")
         try:
@@ -169,10 +173,16 @@ def create_app(
         errors = [ItemError(index=e.index, path=e.path, message=e.message) for e in parsed.errors]
         summary: dict[str, Any] = {"stored": 0}
         if parsed.events:
-            summary = await ops.ingest(parsed.events)
+            try:
+                summary = await ops.ingest(parsed.events)
+            except Unavailable as exc:
+                raise HTTPException(503, f"{exc}; the events that were new are stored and will be detected "
+                                         "when the detector comes back", headers={"Retry-After": "5"}) from None
         out = IngestResponse(accepted=len(parsed.events), rejected=len(errors), errors=errors,
                              **{k: v for k, v in summary.items() if k not in ("accepted", "rejected", "errors")})
         status = 200 if parsed.events or not errors else 422
+        INGEST_EVENTS.labels(outcome="rejected").inc(len(errors))
+        INGEST_SECONDS.observe(time.perf_counter() - started)
         return JSONResponse(out.model_dump(), status_code=status)
 
     # ------------------------------------------------------------------ incidents

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ from ray.serve.handle import DeploymentHandle
 from opsradar.config import Config, load_config
 from opsradar.detectors.engine import DetectionEngine, shard_of
 from opsradar.models import Anomaly, Event
+from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
+from opsradar.serving.operations import Unavailable
 from opsradar.store import Store
 
 __all__ = ["AppArgs", "build_app"]
@@ -62,70 +65,118 @@ def _setup_logging() -> None:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16, health_check_period_s=5)
 class DetectorShard:
-    """Owns the detector state of one shard of streams."""
+    """Owns the detector state of one shard of streams (:class:`~opsradar.serving.shardstate.ShardState`).
 
-    def __init__(self, shard: int, args: dict[str, Any]) -> None:
+    On start it restores its checkpoint and replays, from the store, the events of its streams
+    ingested since; what the replay found goes to the ``Owner`` (which ignores what it has seen).
+    """
+
+    def __init__(self, shard: int, shards: int, owner: DeploymentHandle | None, args: dict[str, Any]) -> None:
         _setup_logging()
-        self.shard = shard
+        from opsradar.serving.shardstate import ShardState
+
         self.args = AppArgs.model_validate(args)
         cfg = _config(self.args)
         self.store = Store(cfg.store.resolved_url())
-        self.engine = DetectionEngine(cfg.detectors, cfg.entities)
-        self.key = f"detectors/shard-{shard}"
+        self.state = ShardState(shard, shards, self.store, cfg.detectors, cfg.entities)
+        self.shard, self.owner = shard, owner
+        self._label = str(shard)
+        for family in (_metrics.DETECT_EVENTS, _metrics.DETECT_SECONDS, _metrics.CHECKPOINTS, _metrics.STREAMS):
+            family.labels(shard=self._label)  # exported from the start, at zero
+        _metrics.REPLAYED.labels(shard=self._label).inc(self.state.replayed)
         self.interval = cfg.detectors.checkpoint_interval.total_seconds()
-        found = self.store.load_checkpoint(self.key)
-        if found is not None:
-            self.engine.restore(found[0])
-            log.info("detector shard %d restored %d streams from its checkpoint", shard, self.engine.streams)
-        self._lock = threading.Lock()
-        self._dirty = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._checkpoint_loop, daemon=True)
+        self._thread = threading.Thread(target=self._checkpoint_loop, daemon=True, name="shard-checkpoint")
         self._thread.start()
 
-    def detect(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        with self._lock:
-            for doc in events:
-                e = Event.model_validate(doc)
-                out += [a.model_dump(mode="json") for a in self.engine.process(e)]
-            self._dirty = True
+    async def detect(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        t = time.perf_counter()
+        out = self.state.detect(events)
+        _metrics.DETECT_SECONDS.labels(shard=self._label).observe(time.perf_counter() - t)
+        _metrics.DETECT_EVENTS.labels(shard=self._label).inc(len(events))
         return out
 
+    def metrics_text(self) -> bytes:
+        from prometheus_client import REGISTRY, generate_latest
+
+        _metrics.STREAMS.labels(shard=self._label).set(self.state.engine.streams)
+        return generate_latest(REGISTRY)
+
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Live settings: ``checkpoint_interval_s``."""
+        """Live settings (``user_config``): ``checkpoint_interval_s``, ``log_level``."""
         if "checkpoint_interval_s" in user_config:
-            self.interval = float(user_config["checkpoint_interval_s"])
+            self.interval = max(0.1, float(user_config["checkpoint_interval_s"]))
+        _set_log_level(user_config)
 
     def checkpoint(self) -> int:
-        with self._lock:
-            blob = self.engine.snapshot()
-            self._dirty = False
-            streams = self.engine.streams
-        self.store.save_checkpoint(self.key, blob)
+        streams = self.state.checkpoint()
+        _metrics.CHECKPOINTS.labels(shard=self._label).inc()
         return streams
 
     def stats(self) -> dict[str, Any]:
-        return {"shard": self.shard, "streams": self.engine.streams}
+        st = self.state
+        return {"shard": self.shard, "streams": st.engine.streams, "replayed": st.replayed,
+                "restored_from": st.restored_from.isoformat() if st.restored_from else None}
+
+    def stream_counts(self) -> dict[str, int]:
+        """Events learned per stream (what a restore must preserve)."""
+        with self.state.lock:
+            engine = self.state.engine
+            streams = [engine.stream(k) for k in engine.keys()]  # noqa: SIM118 - a method, not a dict
+            return {s.key: s.n for s in streams if s is not None}
+
+    def _forward_replay(self) -> None:
+        events, anomalies = self.state.take_replay()
+        if not events or self.owner is None:
+            return
+        self.owner.handle.remote([e.model_dump(mode="json") for e in events],
+                                 [a.model_dump(mode="json") for a in anomalies]).result(timeout_s=600)
 
     def _checkpoint_loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            if self._dirty:
-                try:
-                    self.checkpoint()
-                except Exception:
-                    log.exception("detector shard %d: checkpoint failed; will retry", self.shard)
+        pending = True  # the replay's results, until the owner took them
+        while not self._stop.wait(0.2 if pending else self.interval):
+            try:
+                if pending:
+                    self._forward_replay()
+                    pending = False
+                if self.state.dirty:
+                    self.state.checkpoint()
+                    _metrics.CHECKPOINTS.labels(shard=self._label).inc()
+            except Exception:
+                log.exception("detector shard %d: checkpoint or replay forwarding failed; will retry", self.shard)
 
     def __del__(self) -> None:
         self._stop.set()
         try:
-            self.checkpoint()
+            self.state.checkpoint()
         except Exception:  # noqa: BLE001 - best effort at shutdown; the periodic checkpoint stands
             log.warning("detector shard %d: final checkpoint failed", self.shard)
 
     def check_health(self) -> None:
         if not self._thread.is_alive():
             raise RuntimeError("checkpoint thread died")
+
+
+def _set_log_level(user_config: dict[str, Any]) -> None:
+    level = user_config.get("log_level")
+    if level:
+        logging.getLogger("opsradar").setLevel(str(level).upper())
+
+
+class _Seen:
+    """A bounded set of recently seen ids (the owner ignores events and anomalies sent twice)."""
+
+    def __init__(self, cap: int = 500_000) -> None:
+        self.cap = cap
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first_time(self, key: str) -> bool:
+        if key in self._ids:
+            return False
+        self._ids[key] = None
+        if len(self._ids) > self.cap:
+            self._ids.popitem(last=False)
+        return True
 
 
 class _RemoteDetectors:
@@ -159,13 +210,15 @@ class Owner:
                                  worker=slack_worker(cfg, self.store) if self.args.notify else None,
                                  notify=self.args.notify)
         self.pipeline.interaction_handler = interaction_handler(cfg, self.pipeline)
+        self._events, self._anomalies = _Seen(), _Seen()
+        self.outbox_interval = 1.0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, daemon=True, name="owner-loop")]
         for t in self._threads:
             t.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(self.outbox_interval):
             try:
                 self.pipeline.rules.reload_if_changed()
                 if self.pipeline.worker is not None:
@@ -174,9 +227,20 @@ class Owner:
                 log.exception("owner background loop")
 
     def handle(self, events: list[dict[str, Any]], anomalies: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rules, correlation and notification; events and anomalies already handled are ignored
+        (a shard's replay after a restart may send some again)."""
         before = self.pipeline.stats.alerts
-        self.pipeline.handle([Event.model_validate(e) for e in events], [Anomaly.model_validate(a) for a in anomalies])
+        evs = [Event.model_validate(e) for e in events if self._events.first_time(str(e.get("id")))]
+        anoms = [Anomaly.model_validate(a) for a in anomalies if self._anomalies.first_time(str(a.get("id")))]
+        if evs or anoms:
+            self.pipeline.handle(evs, anoms)
         return {"alerts": self.pipeline.stats.alerts - before}
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Live settings (``user_config``): ``outbox_interval_s`` (outbox and rules-watch pace), ``log_level``."""
+        if "outbox_interval_s" in user_config:
+            self.outbox_interval = max(0.05, float(user_config["outbox_interval_s"]))
+        _set_log_level(user_config)
 
     def call(self, method: str, *args: Any) -> Any:
         allowed = {"incident_action", "feedback", "list_silences", "add_silence", "rules_status", "reload_rules",
@@ -192,14 +256,42 @@ class Owner:
         self._stop.set()
 
 
-async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle) -> dict[str, Any]:
+#: How long an ingest waits for a detector shard that is restarting before it gives up (the events
+#: are stored either way; the restarted shard replays them from the store).
+SHARD_RETRY_S = 90.0
+
+
+async def _detect(shard: DeploymentHandle, docs: list[dict[str, Any]], retry_s: float) -> list[dict[str, Any]]:
+    """``shard.detect(docs)``, retried while the shard's replica is dead or restarting."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    deadline = time.monotonic() + retry_s
+    delay = 0.2
+    while True:
+        try:
+            return await shard.detect.remote(docs)  # type: ignore[no-any-return]
+        except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
+            if time.monotonic() > deadline:
+                raise ShardUnavailable(f"detector shard unavailable for {retry_s:.0f}s: {exc}") from exc
+            log.warning("detector shard unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class ShardUnavailable(Unavailable):  # type: ignore[misc]
+    """A detector shard did not come back in time (the events are stored; its replay will see them)."""
+
+
+async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle,
+                       *, retry_s: float = SHARD_RETRY_S) -> dict[str, Any]:
     """Detection on each event's shard (concurrently), then rules and correlation on the owner."""
     groups: dict[int, list[dict[str, Any]]] = {}
-    for e in events:
-        groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(e.model_dump(mode="json"))
-    results = await asyncio.gather(*(shards[i].detect.remote(docs) for i, docs in groups.items()))
+    docs = [e.model_dump(mode="json") for e in events]
+    for e, doc in zip(events, docs, strict=True):
+        groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(doc)
+    results = await asyncio.gather(*(_detect(shards[i], part, retry_s) for i, part in groups.items()))
     anomalies = [a for r in results for a in r]
-    done = await owner.handle.remote([e.model_dump(mode="json") for e in events], anomalies)
+    done = await owner.handle.remote(docs, anomalies)
     return {"anomalies": len(anomalies), "alerts": done["alerts"]}
 
 
@@ -271,6 +363,8 @@ class Ingress:
         self.store = Store(self.cfg.store.resolved_url())
         self.shards, self.owner, self.collectors = shards, owner, collectors
         self.auth = TokenAuth.from_config(self.cfg.api)
+        for outcome in ("stored", "duplicate", "rejected"):
+            _metrics.INGEST_EVENTS.labels(outcome=outcome)
         self.started = time.monotonic()
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -282,7 +376,11 @@ class Ingress:
 
     # -- the Operations protocol (serving/operations.py) --
     async def ingest(self, events: list[Event]) -> dict[str, Any]:
-        new = self.store.add_events(events)
+        from anyio import to_thread
+
+        new = await to_thread.run_sync(self.store.add_events, events)
+        _metrics.INGEST_EVENTS.labels(outcome="stored").inc(len(new))
+        _metrics.INGEST_EVENTS.labels(outcome="duplicate").inc(len(events) - len(new))
         summary = await route_events(new, self.shards, self.owner) if new else {"anomalies": 0, "alerts": 0}
         return {"stored": len(new), "duplicates": len(events) - len(new), **summary}
 
@@ -333,8 +431,12 @@ class Ingress:
     async def metrics_text(self) -> bytes:
         from prometheus_client import REGISTRY, generate_latest
 
-        owner = await self._call("metrics_text")
-        return generate_latest(REGISTRY) + bytes(owner)
+        from opsradar.serving.metrics import merge_exposition
+
+        parts = await asyncio.gather(self._call("metrics_text"), *(s.metrics_text.remote() for s in self.shards),
+                                     return_exceptions=True)
+        texts = [bytes(p) for p in parts if isinstance(p, bytes | bytearray)]
+        return merge_exposition([generate_latest(REGISTRY), *texts])
 
 
 def build_app(args: dict[str, Any] | AppArgs | None = None) -> Any:
@@ -343,8 +445,9 @@ def build_app(args: dict[str, Any] | AppArgs | None = None) -> Any:
     cfg = _config(parsed)
     n = parsed.shards or cfg.detectors.shards
     plain = parsed.model_dump()
-    shards = [DetectorShard.options(name=f"DetectorShard-{i}").bind(i, plain)  # type: ignore[attr-defined]
-              for i in range(n)]
     owner = Owner.bind(plain)  # type: ignore[attr-defined]
-    collectors = Collectors.bind(shards, owner, plain) if cfg.sources else None  # type: ignore[attr-defined]
+    shards = [DetectorShard.options(name=f"DetectorShard-{i}").bind(i, n, owner, plain)  # type: ignore[attr-defined]
+              for i in range(n)]
+    # always present (idle without sources), so the deployments are the same for every config
+    collectors = Collectors.bind(shards, owner, plain)  # type: ignore[attr-defined]
     return Ingress.bind(shards, owner, collectors, plain)  # type: ignore[attr-defined]

@@ -14,7 +14,11 @@ import anyio
 
 from opsradar.models import Event
 
-__all__ = ["LocalOperations", "Operations"]
+__all__ = ["LocalOperations", "Operations", "Unavailable"]
+
+
+class Unavailable(RuntimeError):
+    """A part of the application is down or restarting (HTTP 503); the message says what."""
 
 
 class Operations(Protocol):

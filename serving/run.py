@@ -35,26 +35,42 @@ def start(cfg: Config, *, config_path: str | None, collect: bool = True, notify:
     return serve.run((app or build_app)(args), name=APP_NAME, route_prefix="/", blocking=False)
 
 
-def shutdown(*, drain_timeout: float = 30.0) -> None:
-    """Checkpoint every detector shard, drain the outbox, stop Serve and Ray."""
+def shutdown(*, drain_timeout: float = 30.0, checkpoint_timeout: float = 60.0) -> bool:
+    """Checkpoint every detector shard, drain the outbox, stop Serve and Ray.
+
+    Each step is bounded: a stuck controller or replica cannot hold the shutdown. Returns True when
+    the checkpoints and the drain completed.
+    """
     import ray
     from ray import serve
 
-    try:
-        app = serve.status().applications.get(APP_NAME)
-        names = list(app.deployments) if app else []
-        for name in names:
-            if name.startswith("DetectorShard-"):
-                serve.get_deployment_handle(name, app_name=APP_NAME).checkpoint.remote().result(timeout_s=60)
-        if "Owner" in names:
-            owner = serve.get_deployment_handle("Owner", app_name=APP_NAME)
-            deadline = time.monotonic() + drain_timeout
-            while time.monotonic() < deadline and owner.drain.remote().result(timeout_s=60):
-                pass
-    except Exception:
-        log.exception("clean shutdown was incomplete (checkpoint or outbox drain failed)")
+    done = threading.Event()
+
+    def checkpoint_and_drain() -> None:
+        try:
+            app = serve.status().applications.get(APP_NAME)
+            names = list(app.deployments) if app else []
+            for name in names:
+                if name.startswith("DetectorShard-"):
+                    handle = serve.get_deployment_handle(name, app_name=APP_NAME)
+                    handle.checkpoint.remote().result(timeout_s=checkpoint_timeout)
+            if "Owner" in names:
+                owner = serve.get_deployment_handle("Owner", app_name=APP_NAME)
+                deadline = time.monotonic() + drain_timeout
+                while time.monotonic() < deadline and owner.drain.remote().result(timeout_s=drain_timeout):
+                    pass
+            done.set()
+        except Exception:
+            log.exception("clean shutdown was incomplete (checkpoint or outbox drain failed)")
+
+    worker = threading.Thread(target=checkpoint_and_drain, daemon=True, name="opsradar-shutdown")
+    worker.start()
+    worker.join(timeout=checkpoint_timeout + drain_timeout + 30)
+    if not done.is_set():
+        log.error("clean shutdown was incomplete: checkpoints or outbox drain did not finish in time")
     serve.shutdown()
     ray.shutdown()
+    return done.is_set()
 
 
 def run_forever(cfg: Config, *, config_path: str | None, echo: Any = print) -> None:
@@ -70,5 +86,5 @@ def run_forever(cfg: Config, *, config_path: str | None, echo: Any = print) -> N
     except KeyboardInterrupt:
         pass
     echo("stopping: checkpointing detectors and draining the outbox…")
-    shutdown()
-    echo("stopped.")
+    clean = shutdown()
+    echo("stopped." if clean else "stopped (the checkpoint or the outbox drain did not complete; see the log).")

@@ -1,0 +1,104 @@
+"""Detector shard state without Ray: checkpoints with a high-water mark, replay from the store,
+idempotent detection."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from opsradar.config import DetectorsConfig
+from opsradar.models import Event
+from opsradar.serving.pipeline import LocalDetectors
+from opsradar.serving.shardstate import ShardState, checkpoint_key
+from opsradar.store import Store
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+CFG = DetectorsConfig(warmup=5)
+
+
+def events(job: str, start: int, n: int) -> list[Event]:
+    return [Event.new(source="jenkins", native_id=f"{job}#{i}", kind="build", ts=T0 + timedelta(hours=i),
+                      entity=f"job:{job}", values={"duration_s": 300.0 + i % 7}) for i in range(start, start + n)]
+
+
+def docs(evs: list[Event]) -> list[dict[str, object]]:
+    return [e.model_dump(mode="json") for e in evs]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counts(state: ShardState) -> dict[str, int]:
+    return {k: s.n for k in state.engine.keys() if (s := state.engine.stream(k)) is not None}  # noqa: SIM118
+
+
+def test_restart_replays_what_was_stored_after_the_checkpoint_and_skips_what_it_held(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    clock = Clock()
+    a = ShardState(0, 1, store, CFG, clock=clock)
+    first = events("a", 0, 30) + events("b", 0, 30)
+    store.add_events(first)
+    a.detect(docs(first))
+    clock.now += 5
+    a.checkpoint()
+    later = events("a", 30, 12)
+    store.add_events(later)
+    a.detect(docs(later))  # learned, but not checkpointed: the replica dies now
+    unseen = events("b", 30, 4)
+    store.add_events(unseen)  # stored, never detected
+
+    clock.now += 20
+    b = ShardState(0, 1, store, CFG, clock=clock)
+    assert b.replayed == 16
+    assert counts(b) == counts(a) | {"jenkins|build|job:b": 34}
+    replay_events, _ = b.take_replay()
+    assert {e.id for e in replay_events} == {e.id for e in later + unseen}
+    assert b.take_replay() == ([], [])
+    assert b.detect(docs(unseen)) == []  # the ingest retried after the restart: nothing learned twice
+    assert counts(b)["jenkins|build|job:b"] == 34
+
+
+def test_a_shard_replays_only_its_own_streams(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    shards = [ShardState(i, 2, store, CFG) for i in range(2)]
+    evs = [e for j in "abcdefgh" for e in events(j, 0, 3)]
+    store.add_events(evs)  # stored after the shards' first (empty) checkpoints
+    again = [ShardState(i, 2, store, CFG) for i in range(2)]
+    assert again[0].replayed + again[1].replayed == len(evs)
+    assert all(s.owns(e) for s in again for e in s.take_replay()[0])
+    assert sorted(shards[0].engine.keys() + shards[1].engine.keys()) == []
+
+
+def test_events_processed_just_before_the_checkpoint_are_not_replayed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    clock = Clock()
+    a = ShardState(0, 1, store, CFG, clock=clock)
+    evs = events("a", 0, 10)
+    store.add_events(evs)
+    a.detect(docs(evs))
+    a.checkpoint()  # at the same instant: within the margin, so the ids travel with the checkpoint
+    b = ShardState(0, 1, store, CFG, clock=clock)
+    assert b.replayed == 0
+    assert counts(b) == {"jenkins|build|job:a": 10}
+
+
+def test_a_plain_engine_snapshot_is_restored_without_replay(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    from opsradar.config import Config
+
+    local = LocalDetectors(Config(detectors=CFG), store)
+    evs = events("a", 0, 8)
+    store.add_events(evs)
+    local.detect(evs)
+    local.checkpoint()  # the in-process pipeline's format, same key
+    assert store.load_checkpoint(checkpoint_key(0)) is not None
+    s = ShardState(0, local.n, store, CFG)
+    assert s.restored_from is None
+    assert s.replayed == 0
+    assert sum(counts(s).values()) + sum(
+        counts(ShardState(i, local.n, store, CFG)).get("jenkins|build|job:a", 0) for i in range(1, local.n)) == 8
