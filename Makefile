@@ -9,7 +9,7 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck pytest services browser clean
+.PHONY: setup demo test lint typecheck rules pytest services browser clean
 
 setup:
 	@$(PY) -m uv --version >/dev/null 2>&1 || command -v uv >/dev/null 2>&1 || $(PY) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -30,10 +30,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+rules: setup
+	$(BIN)/opsradar rules check rules/
+	$(BIN)/opsradar rules test
+
 pytest: setup services browser
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck rules pytest
 
 clean:
 	rm -rf $(VENV) .opsradar .pytest_cache .mypy_cache .ruff_cache

@@ -236,7 +236,9 @@ class Pipeline:
         return self.worker.drain().delivered
 
     def checkpoint(self) -> None:
+        """Save detector and event-rule state (restored by the next start)."""
         self.detectors.checkpoint()
+        self.rules.checkpoint()
 
     # ------------------------------------------------------------------ operations for the API
 
@@ -280,12 +282,7 @@ class Pipeline:
         return silence.to_json()
 
     def rules_status(self) -> dict[str, Any]:
-        engine = self.rules.engine
-        err = self.rules.last_error
-        return {"digest": engine.digest, "rules": engine.rule_names,
-                "files": sorted(engine.rules.texts), "last_reload": self.rules.last_reload.isoformat() if self.rules.last_reload else None,
-                "last_error": [str(p) for p in err.problems] if err else None,
-                "stats": self.rules.stats.snapshot(engine.rule_names)}
+        return {**self.rules.status(), "stats": self.rules.stats.snapshot(self.rules.engine.rule_names)}
 
     def reload_rules(self, actor: str) -> dict[str, Any]:
         with self._lock:
