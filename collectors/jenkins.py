@@ -1,7 +1,10 @@
 """Jenkins collector: finished builds (and their JUnit reports) of every job, folders included.
 
-Jobs are ``source.jobs`` or, when empty, every job found by walking ``/api/json?tree=jobs[name,_class]``
-down through folders (``Folder``, organisation folders, multibranch projects). For each job one
+Jobs are ``source.jobs`` or, when empty, every job found by walking
+``/api/json?tree=jobs[name,_class,lastCompletedBuild[number]]`` down through folders (``Folder``,
+organisation folders, multibranch projects); for ``source.jobs`` one request reads the root with a
+tree nested as deep as the jobs are. A job whose last completed build is not above its cursor has
+nothing new and is not read further (an idle poll is one request per folder). For each other job one
 request reads its newest ``max_builds`` builds with a ``tree`` (number, result, building, duration,
 timestamp, queueId, causes, queue time, test-result summary, commits); when more builds than that
 are new, older ranges are read from ``allBuilds``. A build whose ``TestResultAction`` summary shows
@@ -64,6 +67,10 @@ CONTAINER_CLASSES = frozenset({
     "jenkins.branch.OrganizationFolder",
     "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
 })
+#: what the job listing says of each job: enough to skip jobs with no newly finished build
+JOB_TREE = "name,_class,lastCompletedBuild[number]"
+#: a job whose last completed build the listing did not give: it is read
+_UNSAID = float("inf")
 BUILD_TREE = (
     "number,result,building,duration,timestamp,queueId,"
     "actions[causes[shortDescription,userId,userName,upstreamProject,upstreamBuild],"
@@ -244,19 +251,49 @@ class JenkinsCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.c
         """The jobs to read: ``source.jobs``, or every job under the root (folders walked)."""
         if self.source.jobs:
             return list(self.source.jobs)
-        found: list[str] = []
+        return sorted(self._job_index())
+
+    def _job_index(self) -> dict[str, float | None]:
+        """Job full name → the number of its last completed build (``None``: none yet;
+        :data:`_UNSAID` when the listing did not say), for every job the listing shows: every job under the root, one request per folder walked; or, with
+        ``source.jobs``, one request for the root with a tree as deep as they are."""
+        if self.source.jobs:
+            depth = max(len([p for p in j.split("/") if p]) for j in self.source.jobs)
+            tree = JOB_TREE
+            for _ in range(depth - 1):
+                tree = f"{JOB_TREE},jobs[{tree}]"
+            doc = self._object(self._get("/api/json", {"tree": f"jobs[{tree}]"}), "jobs of the root")
+            return {full: last for full, is_folder, last in self._listed(doc, "", nested=True) if not is_folder}
+        index: dict[str, float | None] = {}
         pending = [""]
         while pending:
             folder = pending.pop()
-            doc = self._object(self._get(f"{job_path(folder)}/api/json", {"tree": "jobs[name,_class]"}),
+            doc = self._object(self._get(f"{job_path(folder)}/api/json", {"tree": f"jobs[{JOB_TREE}]"}),
                                f"jobs of {folder or 'the root'}")
-            for j in doc.get("jobs") or []:
-                if not isinstance(j, dict) or not isinstance(j.get("name"), str):
-                    log.warning("source %r: skipping a job entry without a name: %r", self.name, j)
-                    continue
-                full = f"{folder}/{j['name']}" if folder else j["name"]
-                (pending if j.get("_class") in CONTAINER_CLASSES else found).append(full)
-        return sorted(found)
+            for full, is_folder, last in self._listed(doc, folder, nested=False):
+                if is_folder:
+                    pending.append(full)
+                else:
+                    index[full] = last
+        return index
+
+    def _listed(self, doc: dict[str, Any], folder: str, *, nested: bool) -> Iterator[tuple[str, bool, float | None]]:
+        """``(full name, is a folder, last completed build number)`` of each item listed in ``doc``
+        (with ``nested``, the items listed inside folders too)."""
+        for j in doc.get("jobs") or []:
+            if not isinstance(j, dict) or not isinstance(j.get("name"), str):
+                log.warning("source %r: skipping a job entry without a name: %r", self.name, j)
+                continue
+            full = f"{folder}/{j['name']}" if folder else j["name"]
+            is_folder = j.get("_class") in CONTAINER_CLASSES
+            lcb = j.get("lastCompletedBuild", _UNSAID)
+            number = lcb.get("number") if isinstance(lcb, dict) else None
+            if isinstance(number, int) and not isinstance(number, bool):
+                yield full, is_folder, number
+            else:
+                yield full, is_folder, None if lcb is None else _UNSAID
+            if is_folder and nested:
+                yield from self._listed(j, full, nested=True)
 
     def _builds(self, job: str, last: int | None) -> list[dict[str, Any]] | None:
         """Builds newer than ``last`` (the newest ``max_builds`` on a first read), newest first;
@@ -285,8 +322,13 @@ class JenkinsCollector(Collector):  # type: ignore[misc]  # mypy sees opsradar.c
 
     def pull(self, cursor: Any, *, until: datetime | None = None) -> Iterator[Batch]:
         state: dict[str, int] = dict(cursor.get("jobs") or {}) if isinstance(cursor, dict) else {}
-        for job in self.jobs():
+        index = self._job_index()
+        for job in list(self.source.jobs) or sorted(index):
             last = state.get(job)
+            listed = job.strip("/") in index
+            completed = index.get(job.strip("/"))
+            if listed and (completed is None or (last is not None and completed <= last)):
+                continue  # no build finished since the cursor (a running one holds it): nothing to read
             events, rejected, new_last = self._job_events(job, last, until)
             if new_last is not None:
                 state[job] = new_last

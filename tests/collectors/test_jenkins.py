@@ -138,8 +138,8 @@ def test_a_crash_between_fetch_and_commit_loses_nothing_on_resume(jenkins: FakeJ
 
     def flaky(self: Store, conn: Any, source: str, value: Any) -> None:
         state["n"] += 1
-        if state["n"] == 2:
-            raise RuntimeError("power cut before the second commit")
+        if state["n"] == 1:  # the build job has nothing new (skipped): this is the deploy job's batch
+            raise RuntimeError("power cut before the deploy job's commit")
         real(self, conn, source, value)
 
     monkeypatch.setattr(Store, "_write_cursor", flaky)
@@ -161,7 +161,7 @@ def test_a_401_is_a_clear_error_while_another_source_carries_on(jenkins: FakeJen
     err = out["jenkins-bad"]
     assert isinstance(err, SourceAuthError)
     assert "GET " in str(err)
-    assert "/api/json?tree=jobs[name,_class]: 401 Unauthorized: Error 401 Invalid password/token for user: opsradar" \
+    assert "/api/json?tree=jobs[name,_class,lastCompletedBuild[number]]: 401 Unauthorized: Error 401 Invalid password/token for user: opsradar" \
         in str(err)
     assert "check sources.jenkins-bad.user ('opsradar') and the API token in $JENKINS_BAD" in str(err)
     assert "nope" not in str(err)
@@ -274,6 +274,43 @@ def test_until_holds_builds_started_later(jenkins: FakeJenkins) -> None:
     assert run_once(coll, store, until=T0 + timedelta(minutes=25)).new == 2
     assert store.get_cursor("jenkins") == {"jobs": {"shop/shop-build": 2}}
     assert run_once(coll, store).new == 2
+
+
+def test_an_idle_poll_reads_only_the_job_listing(jenkins: FakeJenkins) -> None:
+    jenkins.add_build("shop/shop-build", _build(1))
+    jenkins.add_build("shop/shop-deploy", _build(1))
+    store = Store("sqlite://")
+    coll = _collector(jenkins)
+    assert run_once(coll, store).new == 2
+    before = len(jenkins.requests)
+    assert run_once(coll, store).new == 0
+    assert [r.path for r in jenkins.requests[before:]] == ["/api/json", "/job/shop/api/json"]  # root, folder
+    # a running build is not worth reading; a finished one is, in its own job only
+    jenkins.add_build("shop/shop-build", {"number": 2, "building": True, "timestamp": T0 + timedelta(hours=1)})
+    jenkins.add_build("shop/shop-deploy", _build(2))
+    before = len(jenkins.requests)
+    assert run_once(coll, store).new == 1
+    assert [r.path for r in jenkins.requests[before:]] == ["/api/json", "/job/shop/api/json",
+                                                          "/job/shop/job/shop-deploy/api/json"]
+    jenkins.update_build("shop/shop-build", 2, building=False, result="SUCCESS", duration=1000)
+    assert run_once(coll, store).new == 1
+    assert store.get_cursor("jenkins") == {"jobs": {"shop/shop-build": 2, "shop/shop-deploy": 2}}
+
+
+def test_configured_jobs_are_checked_with_one_listing_request(jenkins: FakeJenkins) -> None:
+    jenkins.add_job("platform/infra/terraform-deploy")
+    jenkins.add_build("platform/infra/terraform-deploy", _build(1))
+    jenkins.add_build("shop/shop-build", _build(1))
+    store = Store("sqlite://")
+    coll = _collector(jenkins, jobs=["platform/infra/terraform-deploy", "shop/shop-build", "shop/gone"])
+    assert run_once(coll, store).new == 2
+    before = len(jenkins.requests)
+    result = run_once(coll, store)
+    assert result.new == 0
+    listing, gone = jenkins.requests[before:]  # the job the listing does not show is still asked for
+    assert (listing.path, gone.path) == ("/api/json", "/job/shop/job/gone/api/json")
+    assert (listing.arg("tree") or "").count("lastCompletedBuild[number]") == 3  # as deep as the deepest job
+    assert [r.record_id for r in result.rejected] == ["shop/gone"]
 
 
 def test_a_missing_job_is_rejected_and_the_others_are_read(jenkins: FakeJenkins) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 AUTH = ("opsradar", "token")
 
 
-def _report(**cases: str) -> dict:
+def _report(**cases: str) -> dict[str, Any]:
     return {"suites": [{"name": "suite", "cases": [
         {"className": "shop.Test", "name": name, "status": status} for name, status in cases.items()]}]}
 
@@ -47,6 +48,18 @@ def jenkins() -> Iterator[FakeJenkins]:
 
 def _get(fake: FakeJenkins, path: str, **params: str) -> httpx.Response:
     return httpx.get(fake.url + path, params=params, auth=AUTH)
+
+
+def test_a_tree_reaches_into_listed_jobs_at_any_depth(jenkins: FakeJenkins) -> None:
+    jenkins.add_build("shop/shop-build", {"number": 4, "building": True, "timestamp": T0 + timedelta(hours=5)})
+    tree = "jobs[name,lastCompletedBuild[number],jobs[name,lastCompletedBuild[number],jobs[name]]]"
+    root = _get(jenkins, "/api/json", tree=tree).json()
+    shop, tools = root["jobs"]
+    assert tools == {"_class": "hudson.model.FreeStyleProject", "name": "tools", "lastCompletedBuild": None}
+    assert shop["jobs"][0] == {"_class": PIPELINE_CLASS, "name": "shop-build",
+                               "lastCompletedBuild": {"_class": "org.jenkinsci.plugins.workflow.job.WorkflowRun",
+                                                      "number": 3}}  # #4 is still running
+    assert shop["jobs"][1]["jobs"] == [{"_class": "hudson.model.FreeStyleProject", "name": "shop-deploy"}]
 
 
 def test_root_and_folders_list_jobs_with_their_classes(jenkins: FakeJenkins) -> None:

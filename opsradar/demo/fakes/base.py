@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,16 @@ class Fault:
     body: Any = None
     path: str | None = None  # only requests whose path starts with this
     delay: float = 0.0  # seconds to sleep before answering (timeouts)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # the client went away (gave up waiting)
+            log.debug("fake: client %s closed the connection", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 @dataclass
@@ -160,8 +171,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
-        self._httpd = ThreadingHTTPServer((self._host, self._port), _RequestHandler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((self._host, self._port), _RequestHandler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL},
                                         name=f"fake-{self.name}", daemon=True)
         self._thread.start()

@@ -4,8 +4,9 @@ Endpoints, with Jenkins' documented behaviour:
 
 - ``/api/json`` and ``/job/A/job/B/api/json``: the root, folders (``jobs``) and jobs (``builds``,
   newest first and at most the newest 100 as since Jenkins 1.485; ``allBuilds`` for all of them;
-  ``lastBuild``, ``nextBuildNumber``). Without ``tree`` nested builds are shallow
-  (``_class``, ``number``, ``url``), as at depth 0.
+  ``lastBuild``, ``lastCompletedBuild``, ``nextBuildNumber``). Without ``tree`` nested builds are
+  shallow (``_class``, ``number``, ``url``), as at depth 0; a ``tree`` may reach into the listed
+  jobs at any depth (``jobs[name,lastCompletedBuild[number],jobs[…]]``).
 - ``/job/…/N/api/json``: one build (``number``, ``result``, ``building``, ``duration``,
   ``timestamp``, ``queueId``, ``actions`` with ``CauseAction`` causes, the metrics plugin's
   ``TimeInQueueAction`` and ``TestResultAction``, ``changeSets`` / ``changeSet``).
@@ -485,14 +486,20 @@ class FakeJenkins(FakeServer):
             item = self._resolve(path)
             if item is None:
                 return self._not_found(req)
-            doc = self._render_item(item, full=tree is not None,
-                                    wanted=None if tree is None else {n.name for n in tree})
+            doc = self._render_item(item, full=tree is not None, tree=tree)
         return 200, apply_tree(doc, tree)
 
-    def _render_item(self, item: _Item, *, full: bool, wanted: set[str] | None = None) -> dict[str, Any]:
+    def _render_item(self, item: _Item, *, full: bool, tree: list[TreeNode] | None = None) -> dict[str, Any]:
+        wanted = None if tree is None else {n.name for n in tree}
         url = self.url + _job_path(item.full_name) + "/" if item.full_name else self.url + "/"
-        jobs = [{"_class": c.cls, "name": c.name, "url": self.url + _job_path(c.full_name) + "/",
-                 **({} if c.is_folder else {"color": _color(c)})} for c in item.children.values()]
+        jobs_node = next((n for n in tree or [] if n.name == "jobs"), None)
+        if jobs_node is not None and jobs_node.children is not None and \
+                {n.name for n in jobs_node.children} - {"_class", "name", "url", "color"}:
+            # a tree asking for more of each child (jobs[name,lastCompletedBuild[number]]) gets it, at any depth
+            jobs = [self._render_item(c, full=True, tree=jobs_node.children) for c in item.children.values()]
+        else:
+            jobs = [{"_class": c.cls, "name": c.name, "url": self.url + _job_path(c.full_name) + "/",
+                     **({} if c.is_folder else {"color": _color(c)})} for c in item.children.values()]
         if item is self._root:
             return {"_class": item.cls, "mode": "NORMAL", "nodeDescription": "the master Jenkins node",
                     "numExecutors": 2, "useSecurity": True, "url": url, "jobs": jobs, "views": []}
