@@ -48,6 +48,10 @@ METRIC_CANDIDATES: dict[str, Callable[[], Detector]] = {
 }
 
 
+def _same(a: Detector, b: Detector) -> bool:
+    return type(a) is type(b) and getattr(a, "seasonal", None) == getattr(b, "seasonal", None)
+
+
 def choice(n: int, seeds: int) -> dict[str, dict[str, dict[str, float]]]:
     cfg = DetectorsConfig()
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -81,11 +85,10 @@ def choice(n: int, seeds: int) -> dict[str, dict[str, dict[str, float]]]:
                 "precision": round(tp / (tp + fp), 3) if tp + fp else 0.0,
                 "recall": round(tp / (tp + fn), 3) if tp + fn else 0.0,
             }
+            in_use = _same(new_stream("x", st).detector, make())
             print(f"choice {st:9s} {name:18s} auc={out[st][name]['auc']:.3f} "
                   f"precision={out[st][name]['precision']:.3f} recall={out[st][name]['recall']:.3f}"
-                  + ("   <- in use" if (stream.detector.name == new_stream("x", st).detector.name
-                     and name != "robust_z_seasonal") or (name == "robust_z_seasonal" and getattr(new_stream("x", st).detector, "seasonal", False)) else ""),
-                  flush=True)
+                  + ("   <- in use" if in_use else ""), flush=True)
     return out
 
 

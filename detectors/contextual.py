@@ -15,8 +15,11 @@ anew here with bounded, typed state:
 4. After a score of ``base_threshold`` or more, ``rest_period`` steps score 0, so one anomaly
    raises one alert.
 
-Differences from CAD OSE: no look-ahead (the value range is learned online over ``range_warmup``
-values, then extended only by the extra out-of-range bit); the memory is capped at
+Differences from CAD OSE: no look-ahead. CAD OSE is given the whole series' minimum and
+maximum; here the range is learned online, and when it grows by more than ``relearn_on_growth``
+of itself the levels no longer mean the same values, so the contexts are forgotten and relearnt
+over a range padded by half that fraction on each side (the growth itself usually is the
+anomaly). A known range can be given (``low``/``high``, e.g. 0..100 for a percentage). The memory is capped at
 ``max_contexts`` contexts (a full stream keeps scoring, it just stops memorising); and the
 traversal visits only the semi-contexts that share a fact with the input, so a step costs
 time proportional to what matched, not to everything stored.
@@ -136,12 +139,10 @@ class ContextualDetector(Detector):
         max_active: int = 15,
         base_threshold: float = 0.75,
         rest_period: int = 30,
-        range_warmup: int = 0,
         max_contexts: int = 1000,
         low: float | None = None,
         high: float | None = None,
-        range_margin: float = 0.0,
-        relearn_on_growth: float = 0.0,
+        relearn_on_growth: float = 0.1,
     ) -> None:
         if bits < 1:
             raise ValueError(f"bits must be at least 1, got {bits!r}")
@@ -151,13 +152,9 @@ class ContextualDetector(Detector):
         self.max_active = max_active
         self.base_threshold = base_threshold
         self.rest_period = rest_period
-        self.range_warmup = range_warmup
         self.memory = _Memory(max_contexts)
         self.max_contexts = max_contexts
-        self.range_margin = range_margin
         self.relearn_on_growth = relearn_on_growth
-        self.qlo = math.inf  # the range the levels are cut from
-        self.qhi = -math.inf
         self.n = 0
         self.fixed_range = low is not None and high is not None
         self.lo = low if low is not None and high is not None else math.inf
@@ -324,15 +321,11 @@ class ContextualDetector(Detector):
             self.lo = self.hi = v
         raw = self._raw(x, commit=True)
         self.since_alarm = 0 if raw >= self.base_threshold else self.since_alarm + 1
-        if not self.fixed_range and (self.range_warmup == 0 or self.n < self.range_warmup):
+        if not self.fixed_range:
             old = self.hi - self.lo
             self.lo = min(self.lo, v)
             self.hi = max(self.hi, v)
-            if self.range_margin and self.range_warmup and self.n == self.range_warmup - 1:
-                pad = self.range_margin * (self.hi - self.lo)
-                self.lo -= pad
-                self.hi += pad
-            elif self.relearn_on_growth and old > 0 and (self.hi - self.lo) > old * (1 + self.relearn_on_growth):
+            if self.relearn_on_growth and old > 0 and (self.hi - self.lo) > old * (1 + self.relearn_on_growth):
                 self._relearn()
         self.n += 1
 

@@ -1,0 +1,105 @@
+"""Feature extractors: the names collectors send become the features detectors see."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opsradar.detectors.features import (
+    AuditFeatures,
+    CommitFeatures,
+    LogFeatures,
+    extractor_for,
+    stream_type,
+)
+from opsradar.models import Event
+
+T0 = datetime(2026, 1, 7, 10, 0, tzinfo=UTC)  # a Wednesday
+
+
+def ev(kind: str, i: int = 0, entity: str = "service:shop", **fields: object) -> Event:
+    return Event.new(source="t", native_id=f"{kind}{i}", kind=kind, ts=T0 + timedelta(seconds=i), entity=entity, **fields)  # type: ignore[arg-type]
+
+
+def test_build_features_and_failure_rate() -> None:
+    ex = extractor_for("build")
+    e = ev("build", entity="job:b", values={"duration_s": 300.0, "queue_s": 12.0}, labels={"result": "FAILURE"})
+    x = ex.extract(e)
+    assert x["duration_s"] == 300.0
+    assert x["queue_s"] == 12.0
+    assert x["failed"] == 1.0
+    assert x["fail_rate"] == 1.0
+    assert ex.extract(e) == x  # extract is pure
+    ex.learn(e)
+    ok = ev("build", 1, entity="job:b", values={"duration_s": 1.0}, labels={"result": "SUCCESS"})
+    assert 0 < ex.extract(ok)["fail_rate"] < 1
+
+
+def test_test_run_failure_ratio_from_total_or_parts() -> None:
+    ex = extractor_for("test_run")
+    assert ex.extract(ev("test_run", values={"failed": 5.0, "total": 100.0}))["failure_ratio"] == 0.05
+    assert ex.extract(ev("test_run", values={"failed": 5.0, "passed": 15.0}))["failure_ratio"] == 0.25
+
+
+def test_commit_size_lateness_and_off_hours() -> None:
+    ex = CommitFeatures()
+    ex.learn(ev("release", entity="repo:r"))
+    c = ev("commit", 7200, entity="repo:r", values={"lines_added": 10.0, "lines_deleted": 5.0, "files_changed": 2.0})
+    x = ex.extract(c)
+    assert x["commit_size"] == 15.0
+    assert x["hours_since_release"] == 2.0
+    assert x["off_hours"] == 0.0
+    night = Event.new(source="t", native_id="n", kind="commit", ts=T0.replace(hour=2), entity="repo:r")
+    assert ex.extract(night)["off_hours"] == 1.0
+
+
+def test_access_rate_error_ratio_latency_and_trend() -> None:
+    ex = extractor_for("access")
+    for i in range(600):
+        e = ev("access", i, values={"status": 500.0 if i % 10 == 0 else 200.0, "duration_ms": 100.0 + i})
+        ex.learn(e)
+    x = ex.extract(ev("access", 600, values={"status": 200.0, "duration_ms": 700.0}))
+    assert 50 < x["request_rate"] < 70  # one per second, decayed over 5 minutes
+    assert 0.05 < x["error_ratio"] < 0.15
+    assert x["latency_ms"] == 700.0
+    assert x["latency_trend"] > 0  # latency has been climbing: a slow leak shows as a positive trend
+
+
+def test_log_template_volume_and_never_seen_templates() -> None:
+    ex = LogFeatures(max_templates=3)
+    for i in range(100):
+        ex.learn(ev("log", i, labels={"template_id": "a", "level": "INFO"}))
+    seen = ex.extract(ev("log", 100, labels={"template_id": "a"}))
+    new = ex.extract(ev("log", 100, labels={"template_id": "zzz", "level": "ERROR"}))
+    assert seen["new_template"] == 0.0
+    assert new["new_template"] == 1.0
+    assert new["template_share"] < seen["template_share"]
+    assert new["error_ratio"] > seen["error_ratio"]
+    for t in "bcde":
+        ex.learn(ev("log", 101, labels={"template_id": t}))
+    assert len(ex.templates) == 3  # bounded
+
+
+def test_audit_rare_user_resource_pairs() -> None:
+    ex = AuditFeatures(max_keys=4)
+    for i in range(20):
+        ex.learn(ev("audit", i, labels={"user": "ana", "resource": "db"}))
+    usual = ex.extract(ev("audit", 21, labels={"user": "ana", "resource": "db"}))
+    rare = ex.extract(ev("audit", 21, labels={"user": "ana", "resource": "secrets"}))
+    assert usual["new_pair"] == 0.0
+    assert rare["new_pair"] == 1.0
+    assert rare["pair_rarity"] > usual["pair_rarity"]
+    assert usual["user_rate"] > 10
+    for i in range(10):
+        ex.learn(ev("audit", 30 + i, labels={"user": f"u{i}", "resource": f"r{i}"}))
+    assert len(ex.users) <= 4
+    assert len(ex.pairs) <= 4
+
+
+def test_unknown_kinds_have_no_stream_type() -> None:
+    assert stream_type("build") == "build"
+    assert stream_type("deploy") == "build"
+    assert stream_type("wiki_edit") is None
+    with pytest.raises(KeyError, match="no feature extractor for 'wiki_edit'"):
+        extractor_for("wiki_edit")
