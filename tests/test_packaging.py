@@ -8,7 +8,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from opsradar.cli import app
