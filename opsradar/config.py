@@ -378,6 +378,8 @@ class CorrelationConfig(_Section):
     reopen_window: Duration = Field(default=timedelta(minutes=30), description="hysteresis for flapping")
     max_graph_distance: int = Field(default=2, ge=0)
     title_similarity: float = Field(default=0.6, ge=0, le=1)
+    min_severity: Literal["info", "warning", "error", "critical"] = Field(
+        default="warning", description="alerts below this are recorded (API, reports) but open no incident")
 
 
 class Config(_Section):

@@ -29,7 +29,7 @@ from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
 from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import Alert, Anomaly, Event
+from opsradar.models import Alert, Anomaly, Event, Severity
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats"]
@@ -78,6 +78,7 @@ class PipelineStats:
     dropped: int = 0
     silenced: int = 0
     inhibited: int = 0
+    below_severity: int = 0
     incidents_opened: int = 0
     notifications: int = 0
     by_rule: dict[str, int] = field(default_factory=dict)
@@ -182,6 +183,12 @@ class Pipeline:
             self.stats.inhibited += decision.inhibited
             known = self.store.get_alert(final.fingerprint)
             # kept and marked, not notified; an alert already in an incident keeps its link
+            self.store.save_alert(final.model_dump(mode="json"), incident_id=known[1] if known else None)
+            return
+        if final.severity.rank < Severity(self.cfg.correlation.min_severity).rank:
+            # context, not a page: kept for the API and the reports, but it opens no incident
+            self.stats.below_severity += 1
+            known = self.store.get_alert(final.fingerprint)
             self.store.save_alert(final.model_dump(mode="json"), incident_id=known[1] if known else None)
             return
         self.stats.alerts += 1

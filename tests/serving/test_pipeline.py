@@ -1,0 +1,48 @@
+"""The pipeline as a plain class (no Ray)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from opsradar.config import parse_config
+from opsradar.models import Alert, Severity
+from opsradar.serving.pipeline import Pipeline
+from opsradar.store import Store
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def _pipeline(tmp_path: Path, extra: str = "") -> Pipeline:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text('receivers: [{name: sre, slack: {channel: "#sre"}}]\nroute: {receiver: sre}\n')
+    cfg = parse_config("slack: {enabled: false}\n" + extra)
+    return Pipeline(cfg, Store(f"sqlite:///{tmp_path}/s.db"), rules_paths=[str(rules)])
+
+
+def test_alerts_below_the_minimum_severity_are_kept_but_open_no_incident(tmp_path: Path) -> None:
+    p = _pipeline(tmp_path)
+    info = Alert.from_labels(title="a test failed for the first time", labels={"service": "shop", "alertname": "x"},
+                             starts_at=T0, severity=Severity.info)
+    p._on_alert(info, T0)
+    assert p.store.list_incidents() == []
+    assert p.store.get_alert(info.fingerprint) is not None
+    warn = Alert.from_labels(title="build slow", labels={"service": "shop", "alertname": "y"}, starts_at=T0)
+    p._on_alert(warn, T0)
+    (inc,) = p.store.list_incidents()
+    assert inc["alert_fingerprints"] == [warn.fingerprint]
+    assert (p.stats.below_severity, p.stats.alerts) == (1, 1)
+
+
+def test_the_minimum_severity_is_configurable(tmp_path: Path) -> None:
+    p = _pipeline(tmp_path, "correlation: {min_severity: info}\n")
+    p._on_alert(Alert.from_labels(title="t", labels={"service": "shop"}, starts_at=T0, severity=Severity.info), T0)
+    assert len(p.store.list_incidents()) == 1
+
+
+def test_checkpoint_saves_detector_and_rule_state(tmp_path: Path) -> None:
+    p = _pipeline(tmp_path)
+    p.checkpoint()
+    assert p.store.load_checkpoints("detectors/shard-")
+    assert p.store.load_checkpoint("rules/state") is not None
