@@ -51,6 +51,7 @@ class AppArgs(BaseModel):
     shards: int | None = Field(default=None, ge=1, le=256, description="overrides detectors.shards")
     collect: bool = Field(default=True, description="run the collectors on their schedules")
     notify: bool = Field(default=True, description="deliver Slack notifications")
+    pyod: bool = Field(default=True, description="feed the PyOD group models and refit them as Ray tasks")
 
 
 def _config(args: AppArgs) -> Config:
@@ -73,12 +74,19 @@ class DetectorShard:
 
     def __init__(self, shard: int, shards: int, owner: DeploymentHandle | None, args: dict[str, Any]) -> None:
         _setup_logging()
+        import ray
+
+        from opsradar.serving.refits import ShardRefits, refit_job
         from opsradar.serving.shardstate import ShardState
 
         self.args = AppArgs.model_validate(args)
         cfg = _config(self.args)
         self.store = Store(cfg.store.resolved_url())
-        self.state = ShardState(shard, shards, self.store, cfg.detectors, cfg.entities)
+        window = cfg.detectors.refit_window
+        self.refits = ShardRefits(self.store, window=window, refit_every=max(64, window // 4)) if self.args.pyod else None
+        self._refit_task = ray.remote(num_cpus=1, max_retries=1)(refit_job)
+        self._refits_running: dict[Any, str] = {}  # ObjectRef -> group
+        self.state = ShardState(shard, shards, self.store, cfg.detectors, cfg.entities, refits=self.refits)
         self.shard, self.owner = shard, owner
         self._label = str(shard)
         for family in (_metrics.DETECT_EVENTS, _metrics.DETECT_SECONDS, _metrics.CHECKPOINTS, _metrics.STREAMS):
@@ -132,18 +140,50 @@ class DetectorShard:
         self.owner.handle.remote([e.model_dump(mode="json") for e in events],
                                  [a.model_dump(mode="json") for a in anomalies]).result(timeout_s=600)
 
+    def _refit_round(self) -> None:
+        """Start the refits that are due as Ray tasks; hot-swap the champions of those that finished
+        (and any a promote or rollback changed)."""
+        import ray
+
+        if self.refits is None:
+            return
+        for group, rows in self.refits.take_due():
+            ref = self._refit_task.remote(self.store.url, group, rows, self.refits.spec())
+            self._refits_running[ref] = group
+        finished: list[Any] = []
+        if self._refits_running:
+            finished, _ = ray.wait(list(self._refits_running), num_returns=len(self._refits_running), timeout=0)
+        for ref in finished:
+            group = self._refits_running.pop(ref)
+            try:
+                decision = ray.get(ref)
+                log.info("detector shard %d: refit of %s: %s", self.shard, group, decision)
+            except Exception:
+                log.exception("detector shard %d: refit of %s failed; the current model stays", self.shard, group)
+        swapped = self.refits.sync()
+        if swapped:
+            log.info("detector shard %d: hot-swapped the models of %s", self.shard, ", ".join(swapped))
+
+    def models(self) -> dict[str, Any]:
+        """The PyOD group models this shard holds and their model versions."""
+        return {"refits": self.refits.refits, "versions": self.refits.versions()} if self.refits else {}
+
     def _checkpoint_loop(self) -> None:
         pending = True  # the replay's results, until the owner took them
-        while not self._stop.wait(0.2 if pending else self.interval):
+        last_checkpoint = time.monotonic()
+        while not self._stop.wait(0.2 if pending else 1.0):
             try:
                 if pending:
                     self._forward_replay()
                     pending = False
-                if self.state.dirty:
+                self._refit_round()
+                if self.state.dirty and time.monotonic() - last_checkpoint >= self.interval:
                     self.state.checkpoint()
+                    last_checkpoint = time.monotonic()
                     _metrics.CHECKPOINTS.labels(shard=self._label).inc()
             except Exception:
-                log.exception("detector shard %d: checkpoint or replay forwarding failed; will retry", self.shard)
+                log.exception("detector shard %d: checkpoint, refit or replay forwarding failed; will retry",
+                              self.shard)
 
     def __del__(self) -> None:
         self._stop.set()

@@ -74,17 +74,29 @@ def shutdown(*, drain_timeout: float = 30.0, checkpoint_timeout: float = 60.0) -
 
 
 def run_forever(cfg: Config, *, config_path: str | None, echo: Any = print) -> None:
-    """Start, print the URL, wait for Ctrl-C or SIGTERM, shut down cleanly."""
-    start(cfg, config_path=config_path)
-    url = cfg.api.public_url or f"http://{cfg.api.host}:{cfg.api.port}"
-    echo(f"opsradar is running: API {url}/v1  (docs {url}/docs, health {url}/readyz). Ctrl-C to stop.")
+    """Start, print the URL, wait for Ctrl-C or SIGTERM, shut down cleanly.
+
+    The signal handlers are installed before Ray starts (a Ctrl-C during start-up stops it once it
+    is up, rather than killing it half-started) and again after (Ray installs its own).
+    """
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    def install() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+
+    install()
     try:
+        start(cfg, config_path=config_path)
+        install()
+        url = cfg.api.public_url or f"http://{cfg.api.host}:{cfg.api.port}"
+        echo(f"opsradar is running: API {url}/v1  (docs {url}/docs, health {url}/readyz). Ctrl-C to stop.")
         while not stop.wait(1.0):
             pass
-    except KeyboardInterrupt:
-        pass
-    echo("stopping: checkpointing detectors and draining the outbox…")
-    clean = shutdown()
-    echo("stopped." if clean else "stopped (the checkpoint or the outbox drain did not complete; see the log).")
+    finally:
+        echo("stopping: checkpointing detectors and draining the outbox…")
+        clean = shutdown()
+        echo("stopped." if clean else "stopped (the checkpoint or the outbox drain did not complete; see the log).")

@@ -48,6 +48,7 @@ from opsradar import schema as t
 from opsradar.config import DetectorsConfig, EntityGraph
 from opsradar.detectors.engine import DetectionEngine, shard_of
 from opsradar.models import Anomaly, Event
+from opsradar.serving.refits import ShardRefits
 from opsradar.store import Store
 
 __all__ = ["CHECKPOINT_FORMAT", "ShardState", "checkpoint_key"]
@@ -68,9 +69,12 @@ class ShardState:
 
     def __init__(self, shard: int, shards: int, store: Store, config: DetectorsConfig,
                  graph: EntityGraph | None = None, *, margin: timedelta = timedelta(minutes=1),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, refits: ShardRefits | None = None) -> None:
         self.shard, self.shards, self.store = shard, shards, store
         self.engine = DetectionEngine(config, graph)
+        self.refits = refits
+        if refits is not None:
+            self._feed_group_models(refits)
         self.margin = margin.total_seconds()
         self.clock = clock
         self.key = checkpoint_key(shard)
@@ -82,6 +86,18 @@ class ShardState:
         self.replay_anomalies: list[Anomaly] = []
         self.restored_from: datetime | None = None
         self._restore_and_replay()
+
+    def _feed_group_models(self, refits: ShardRefits) -> None:
+        """Every event the engine scores also goes to the PyOD group models, with the same features."""
+        score_event = self.engine.score_event
+
+        def scored(event: Event) -> Any:
+            result = score_event(event)
+            if result is not None and result[1].x:
+                refits.learn(result[0].key, result[1].x, event.ts)
+            return result
+
+        self.engine.score_event = scored  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ detection
     def owns(self, event: Event) -> bool:
@@ -109,8 +125,11 @@ class ShardState:
             now = self.clock()
             self.seen = {k: v for k, v in self.seen.items() if v >= now - self.margin}
             recent = list(self.seen)
-            blob = pickle.dumps({"engine": self.engine.snapshot(), "hwm": now, "recent": recent},
-                                protocol=pickle.HIGHEST_PROTOCOL)
+            doc: dict[str, Any] = {"engine": self.engine.snapshot(), "hwm": now, "recent": recent}
+            if self.refits is not None:
+                with self.refits.lock:
+                    doc["pyod"] = self.refits.models.snapshot()
+            blob = pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)
             self.dirty = False
             streams = self.engine.streams
         self.store.save_checkpoint(self.key, blob, version=CHECKPOINT_FORMAT)
@@ -130,6 +149,9 @@ class ShardState:
         try:
             doc = pickle.loads(blob)  # noqa: S301 - our own checkpoint
             self.engine.restore(doc["engine"])
+            if self.refits is not None and doc.get("pyod"):
+                self.refits.models.restore(doc["pyod"])
+                self.refits.sync()
             hwm, recent = float(doc["hwm"]), set(doc["recent"])
         except Exception as exc:
             raise ValueError(f"checkpoint {self.key!r} is not a shard checkpoint: {exc}") from exc

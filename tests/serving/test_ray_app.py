@@ -66,7 +66,7 @@ def write_config(tmp: Path, port: int) -> Path:
         f"store: {{url: 'sqlite:///{tmp}/state.db'}}\n"
         f"api:\n  host: 127.0.0.1\n  port: {port}\n  max_body_bytes: 200000\n  max_batch_items: 2000\n  tokens:\n{tokens}\n"
         f"rules: {{paths: ['{ROOT / 'rules'}'], watch: false}}\n"
-        f"detectors: {{warmup: 20, shards: {SHARDS}, checkpoint_interval: 1h}}\n"
+        f"detectors: {{warmup: 20, shards: {SHARDS}, checkpoint_interval: 1h, refit_window: 64}}\n"
         "slack: {enabled: false}\n"
         "entities:\n  services:\n    shop: {jobs: [shop-build, shop-test], es_services: [shop]}\n"
     )
@@ -127,6 +127,25 @@ def test_events_become_incidents(app: dict[str, Any]) -> None:
     assert inc["id"] in rep.text or inc["title"] in rep.text
     assert c.post(f"/v1/incidents/{inc['id']}/ack", headers=h("operator")).json()["status"] == "acknowledged"
     assert c.get("/v1/incidents?status=acknowledged", headers=h("reader")).json()["incidents"][0]["id"] == inc["id"]
+
+
+def test_pyod_refits_run_as_ray_tasks_and_are_hot_swapped(app: dict[str, Any]) -> None:
+    from ray import serve
+
+    c: httpx.Client = app["client"]
+    c.post("/v1/events", json=builds("shop-pyod", 0, 80), headers=h("operator"))
+    models = wait_for(lambda: [m for m in c.get("/v1/models", headers=h("reader")).json()["models"]
+                               if m["group_key"] == "ci|build|*"], 120, "a registered PyOD model")
+    assert models[0]["id"].startswith("ci|build|*@v")
+
+    def swapped() -> bool:
+        for i in range(SHARDS):
+            held = serve.get_deployment_handle(f"DetectorShard-{i}", app_name="opsradar").models.remote().result(timeout_s=60)
+            if held.get("versions", {}).get("ci|build|*"):
+                return True
+        return False
+
+    wait_for(swapped, 60, "a shard holding the champion")
 
 
 def test_tokens_and_roles(app: dict[str, Any]) -> None:

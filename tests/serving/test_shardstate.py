@@ -102,3 +102,27 @@ def test_a_plain_engine_snapshot_is_restored_without_replay(tmp_path) -> None:  
     assert s.replayed == 0
     assert sum(counts(s).values()) + sum(
         counts(ShardState(i, local.n, store, CFG)).get("jenkins|build|job:a", 0) for i in range(1, local.n)) == 8
+
+
+def test_group_models_are_fed_refit_off_the_path_hot_swapped_and_checkpointed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from opsradar.serving.refits import ShardRefits, refit_job
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    refits = ShardRefits(store, window=64, refit_every=64)
+    a = ShardState(0, 1, store, CFG, refits=refits)
+    evs = events("a", 0, 40) + events("b", 0, 40)
+    store.add_events(evs)
+    a.detect(docs(evs))
+    [(group, rows)] = refits.take_due()
+    assert (group, len(rows)) == ("jenkins|build|*", 64)
+    assert refits.take_due() == []  # handed out once
+    assert refits.versions() == {group: None}
+    decision = refit_job(store.url, group, rows, refits.spec())  # what the Ray task runs
+    assert decision["promoted"] is True
+    assert refits.sync() == [group]
+    assert refits.versions() == {group: decision["version"]}
+    a.checkpoint()
+    b = ShardState(0, 1, store, CFG, refits=ShardRefits(store, window=64, refit_every=64))
+    assert b.refits is not None
+    assert b.refits.versions() == {group: decision["version"]}
+    assert b.refits.score("jenkins|build|job:a", {"duration_s": 5000.0}) > b.refits.score("jenkins|build|job:a", {"duration_s": 303.0})

@@ -1,0 +1,366 @@
+"""Serving benchmark: the real ``opsradar run`` on local Ray Serve, driven over loopback.
+
+What it measures, in one run:
+
+1. **Baseline**: raw River ``HalfSpaceTrees`` learn-and-score throughput on one core (2 features),
+   in this process, for ``--hst-seconds``.
+2. **Cold start**: ``opsradar run --config FILE`` as a subprocess, until ``GET /readyz`` is 200.
+3. **Throughput**: ``--concurrency`` clients POST batches of ``--batch`` build events (over
+   ``--jobs`` streams) to ``/v1/events`` until ``--events`` were sent or ``--seconds`` passed.
+   A response comes back after the events were stored, detected by their shards, and handled by
+   the owner (anomalies stored, incidents updated), so events/s is "all the way to detector scores".
+4. **Latency probes**: meanwhile, every ``--seconds / --probes`` one spike event on its own
+   service is posted; ingest → anomaly stored is its request time (the response follows the
+   anomaly's insert), ingest → Slack post is the Slack fake's message ``ts`` minus the send time.
+5. **Memory**: RSS summed over the process tree of ``opsradar run`` (Ray's GCS, raylet, workers,
+   replicas), after the load.
+6. **Profile** (``--profile``): ``py-spy record`` on the Ingress, a detector shard, the Owner and
+   the HTTP proxy during the load; prints each one's busiest frames.
+7. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
+
+Usage: ``python bench/serve.py`` (``--quick`` for a short run). The last line is one JSON object
+with ``events_per_s``, ``ratio_to_hst``, ``p50_ms``, ``p99_ms``, ``cold_start_s``, ``rss_mb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).parents[1]
+TOKEN = "bench-operator-token"
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def hst_baseline(seconds: float) -> float:
+    """Raw River HalfSpaceTrees learn_one + score_one per second, one core."""
+    from river.anomaly import HalfSpaceTrees
+
+    rng = random.Random(1)
+    model = HalfSpaceTrees(seed=1)
+    xs = [{"duration_s": rng.random(), "queue_s": rng.random()} for _ in range(4096)]
+    n, t = 0, time.perf_counter()
+    end = t + seconds
+    while time.perf_counter() < end:
+        for x in xs[:512]:
+            model.score_one(x)
+            model.learn_one(x)
+        n += 512
+        xs.append(xs.pop(0))
+    return n / (time.perf_counter() - t)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int) -> Path:
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    services = "\n".join(f"    probe{i}: {{jobs: [probe{i}]}}" for i in range(probes))
+    services += "\n" + "\n".join(f"    load{j}: {{jobs: [load{j}]}}" for j in range(jobs))
+    path = tmp / "opsradar.yaml"
+    path.write_text(
+        f"store: {{url: 'sqlite:///{tmp}/state.db'}}\n"
+        f"api:\n  host: 127.0.0.1\n  port: {port}\n  tokens:\n    - {{name: bench, role: admin, sha256: {digest}}}\n"
+        f"rules: {{paths: ['{ROOT / 'rules'}'], watch: false}}\n"
+        "detectors: {warmup: 30, shards: 2, checkpoint_interval: 30s}\n"
+        f"slack: {{enabled: true, base_url: '{slack_url}/api/', token_env: BENCH_SLACK_TOKEN}}\n"
+        f"entities:\n  services:\n{services}\n"
+    )
+    return path
+
+
+def build(job: str, i: int, duration: float) -> dict[str, Any]:
+    return {"source": "jenkins", "native_id": f"{job}#{i}", "kind": "build", "ts": (T0 + timedelta(minutes=i)).isoformat(),
+            "entity": f"job:{job}", "labels": {"result": "SUCCESS"}, "values": {"duration_s": duration, "queue_s": 2.0}}
+
+
+def tree_rss_mb(root: int) -> float:
+    """RSS of ``root`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    rss: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            status = Path(f"/proc/{d}/status").read_text()
+        except OSError:
+            continue
+        children[ppid].append(int(d))
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                rss[int(d)] = int(line.split()[1])
+    total, todo, seen = 0, [root], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
+    return total / 1024
+
+
+def replica_pids() -> dict[str, int]:
+    """Pids of the Serve replicas and proxy, by role, from their process titles."""
+    found: dict[str, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if not cmd.startswith("ray::"):
+            continue
+        for role, needle in (("ingress", ":Ingress"), ("shard0", ":DetectorShard-0"), ("owner", ":Owner"),
+                             ("proxy", "ProxyActor")):
+            if needle in cmd.replace("#", ":") and role not in found:
+                found[role] = int(d)
+    return found
+
+
+def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, list[tuple[str, float]]]:
+    """py-spy record (raw collapsed stacks) on each pid; the top frames by share of samples."""
+    spy = Path(sys.executable).with_name("py-spy")
+    procs = {role: subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50",
+                                     "--format", "raw", "-o", str(out / f"{role}.txt"), "--nonblocking"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for role, pid in pids.items()}
+    tops: dict[str, list[tuple[str, float]]] = {}
+    for role, p in procs.items():
+        p.wait(timeout=seconds + 60)
+        path = out / f"{role}.txt"
+        if not path.exists():
+            continue
+        own: collections.Counter[str] = collections.Counter()
+        total = 0
+        for line in path.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            if not n.isdigit():
+                continue
+            frames = stack.split(";")
+            total += int(n)
+            # the innermost frame from our code or a library we call, not the interpreter plumbing
+            own[_interesting(frames)] += int(n)
+        tops[role] = [(f, round(c / total, 3)) for f, c in own.most_common(6)] if total else []
+    return tops
+
+
+def _interesting(frames: list[str]) -> str:
+    for f in reversed(frames):
+        if any(k in f for k in ("opsradar", "/serving/", "/detectors/", "/alerting/", "sqlalchemy", "sqlite",
+                                "pydantic", "river", "json", "starlette", "fastapi", "uvicorn", "ray/serve")):
+            return f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1]
+    return frames[-1] if frames else "?"
+
+
+async def load(url: str, *, events: int, seconds: float, batch: int, concurrency: int, jobs: int,
+               probes: int, noise: float) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    sent = stored = 0
+    batch_ms: list[float] = []
+    probe_ms: list[float] = []
+    probe_sent: dict[str, float] = {}
+    counters = [0] * jobs
+    rng = random.Random(7)
+    stop_at = time.monotonic() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=300, headers=headers) as client:
+        async def worker() -> None:
+            nonlocal sent, stored
+            while sent < events and time.monotonic() < stop_at:
+                docs = []
+                for _ in range(batch):
+                    j = rng.randrange(jobs)
+                    counters[j] += 1
+                    docs.append(build(f"load{j}", 1000 + counters[j], 300 + rng.gauss(0, noise)))
+                sent += len(docs)
+                t = time.perf_counter()
+                r = await client.post("/v1/events", json=docs)
+                batch_ms.append((time.perf_counter() - t) * 1000)
+                r.raise_for_status()
+                stored += r.json()["stored"]
+
+        async def prober() -> None:
+            gap = seconds / (probes + 1)
+            for i in range(probes):
+                await asyncio.sleep(gap)
+                if time.monotonic() >= stop_at or sent >= events:
+                    return
+                t = time.perf_counter()
+                probe_sent[f"probe{i}"] = time.time()
+                r = await client.post("/v1/events", json=[build(f"probe{i}", 500, 3000.0)])
+                r.raise_for_status()
+                if r.json()["anomalies"] >= 1:
+                    probe_ms.append((time.perf_counter() - t) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)), prober())
+        elapsed = time.perf_counter() - t0
+    return {"sent": sent, "stored": stored, "elapsed_s": elapsed, "batch_ms": batch_ms, "probe_ms": probe_ms,
+            "probe_sent": probe_sent}
+
+
+def warm_up(url: str, *, probes: int, jobs: int, noise: float) -> None:
+    """History for every stream, so the load runs on warm detectors."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    rng = random.Random(3)
+    names = [f"probe{i}" for i in range(probes)] + [f"load{j}" for j in range(jobs)]
+    with httpx.Client(base_url=url, timeout=300, headers=headers) as client:
+        docs = [build(n, i, 300 + rng.gauss(0, noise if n.startswith("load") else 8)) for n in names for i in range(40)]
+        for k in range(0, len(docs), 1000):
+            client.post("/v1/events", json=docs[k:k + 1000]).raise_for_status()
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    rank = math.ceil(q * len(s))  # nearest rank
+    return round(s[min(len(s), max(1, rank)) - 1], 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=60_000, help="stop after this many events")
+    ap.add_argument("--seconds", type=float, default=60.0, help="stop after this long")
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--jobs", type=int, default=200, help="streams of the load")
+    ap.add_argument("--probes", type=int, default=20)
+    ap.add_argument("--noise", type=float, default=8.0,
+                    help="std-dev of the load's build durations (s); 0 makes the load anomaly-free")
+    ap.add_argument("--hst-seconds", type=float, default=5.0)
+    ap.add_argument("--profile", action="store_true", help="py-spy the replicas during the load")
+    ap.add_argument("--quick", action="store_true", help="10 s of load, 10 probes")
+    a = ap.parse_args()
+    if a.quick:
+        a.seconds, a.probes, a.events, a.hst_seconds = 10.0, 8, 20_000, 2.0
+
+    from opsradar.demo.fakes.slack import SlackFake
+    from opsradar.demo.world import channels_in
+
+    hst = hst_baseline(a.hst_seconds)
+    print(f"raw River HalfSpaceTrees (1 core, learn+score): {hst:,.0f} events/s")
+
+    slack = SlackFake(token="xoxb-bench", channels=["opsradar", *[c.lstrip("#") for c in channels_in([ROOT / "rules"])]])
+    slack.start()
+    tmp = Path(tempfile.mkdtemp(prefix="opsradar-bench-"))
+    port = free_port()
+    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs)
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "BENCH_SLACK_TOKEN": "xoxb-bench", "RAY_USAGE_STATS_ENABLED": "0"}
+    opsradar = Path(sys.executable).with_name("opsradar")
+    t = time.monotonic()
+    proc = subprocess.Popen([str(opsradar), "run", "--config", str(cfg)], env=env, cwd=tmp,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"opsradar run exited with {proc.returncode}:\n{proc.stdout.read() if proc.stdout else ''}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - t > 300:
+                raise SystemExit("opsradar run was not ready after 300 s")
+            time.sleep(0.25)
+        cold = time.monotonic() - t
+        print(f"cold start of opsradar run until /readyz OK: {cold:.1f} s")
+
+        warm_up(url, probes=a.probes, jobs=a.jobs, noise=a.noise)
+        tops: dict[str, list[tuple[str, float]]] = {}
+        if a.profile:
+            import threading
+
+            holder: dict[str, Any] = {}
+            th = threading.Thread(target=lambda: holder.update(profile(replica_pids(), min(20.0, a.seconds * 0.6), tmp)))
+            th.start()
+        result = asyncio.run(load(url, events=a.events, seconds=a.seconds, batch=a.batch, concurrency=a.concurrency,
+                                  jobs=a.jobs, probes=a.probes, noise=a.noise))
+        if a.profile:
+            th.join()
+            tops = holder
+        rss = tree_rss_mb(proc.pid)
+
+        # Slack: the first message mentioning each probe's service, by the fake's epoch ts
+        deadline = time.monotonic() + 30
+        slack_ms: dict[str, float] = {}
+        while time.monotonic() < deadline and len(slack_ms) < len(result["probe_sent"]):
+            for msgs in slack.all_messages().values():
+                for m in msgs:
+                    text = json.dumps(m)
+                    for name, sent_at in result["probe_sent"].items():
+                        if name not in slack_ms and re.search(rf"\b{name}\b", text):
+                            slack_ms[name] = (float(m["ts"]) - sent_at) * 1000
+            time.sleep(0.5)
+
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=180)
+        with sqlite3.connect(tmp / "state.db") as db:
+            checkpoints = [r[0] for r in db.execute("select key from checkpoints where key like 'detectors/shard-%'")]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        slack.stop()
+
+    eps = result["stored"] / result["elapsed_s"]
+    ratio = eps / hst
+    figures = {
+        "events_per_s": round(eps, 1), "ratio_to_hst": round(ratio, 3),
+        "p50_ms": pct(result["probe_ms"], 0.5), "p99_ms": pct(result["probe_ms"], 0.99),
+        "cold_start_s": round(cold, 1), "rss_mb": round(rss, 1),
+        "hst_events_per_s": round(hst, 1), "events": result["stored"], "elapsed_s": round(result["elapsed_s"], 1),
+        "batch": a.batch, "concurrency": a.concurrency, "streams": a.jobs, "noise": a.noise,
+        "batch_p50_ms": pct(result["batch_ms"], 0.5), "batch_p99_ms": pct(result["batch_ms"], 0.99),
+        "probes": len(result["probe_ms"]),
+        "slack_p50_ms": pct(list(slack_ms.values()), 0.5), "slack_p99_ms": pct(list(slack_ms.values()), 0.99),
+        "slack_probes": len(slack_ms),
+        "shutdown_rc": proc.returncode, "checkpoints": sorted(checkpoints),
+        "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 1),
+    }
+    print(f"sustained: {eps:,.0f} events/s through POST /v1/events to detector scores "
+          f"({result['stored']} events in {result['elapsed_s']:.1f} s, batches of {a.batch}, {a.concurrency} clients); "
+          f"ratio to raw HST: {ratio:.3f}")
+    print(f"ingest -> anomaly stored (single spike event, under load): p50 {figures['p50_ms']} ms, "
+          f"p99 {figures['p99_ms']} ms over {len(result['probe_ms'])} probes")
+    print(f"ingest -> Slack post: p50 {figures['slack_p50_ms']} ms, p99 {figures['slack_p99_ms']} ms over {len(slack_ms)} probes "
+          "(the notifier applies no group_wait: incidents notify when they open)")
+    print(f"POST of a {a.batch}-event batch: p50 {figures['batch_p50_ms']} ms, p99 {figures['batch_p99_ms']} ms")
+    print(f"RSS of the opsradar run process tree: {rss:,.0f} MB")
+    print(f"shutdown on SIGINT: exit {proc.returncode}; checkpoints {sorted(checkpoints)}")
+    for role, frames in tops.items():
+        print(f"profile {role}: " + "; ".join(f"{share:.0%} {f}" for f, share in frames))
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared with other work)")
+    if out and proc.returncode:
+        print(out[-2000:])
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+"""PyOD refits off the request path: the shard's group models, the refit job, and its Ray task.
+
+A detector shard feeds every scored event's features to its
+:class:`~opsradar.detectors.pyod_groups.GroupModels` (one PyOD model per stream group). When a
+group's window asks for a refit (:meth:`GroupModels.due`), :class:`ShardRefits` hands the window's
+rows to :func:`refit_job` (fit, register, champion/challenger against the store's model registry),
+run as a Ray task by the shard, and, once it finished, calls :meth:`GroupModels.sync`, which swaps
+the champion in when its version changed. Nothing is fitted on the request path.
+
+>>> import random, tempfile
+>>> from opsradar.store import Store
+>>> store = Store(f"sqlite:///{tempfile.mkdtemp()}/state.db")
+>>> refits = ShardRefits(store, window=64, refit_every=64)
+>>> rng = random.Random(0)
+>>> for i in range(70):
+...     refits.learn("jenkins|build|job:a", {"duration_s": rng.gauss(60, 5)})
+>>> jobs = refits.take_due()
+>>> [(group, len(rows)) for group, rows in jobs]
+[('jenkins|build|*', 64)]
+>>> refit_job(store.url, jobs[0][0], jobs[0][1], refits.spec())["promoted"]
+True
+>>> refits.sync(), refits.versions()
+(['jenkins|build|*'], {'jenkins|build|*': 1})
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from opsradar.detectors.pyod_groups import GroupModels
+from opsradar.detectors.pyod_models import Refitter, Row
+from opsradar.detectors.registry import ModelRegistry
+from opsradar.store import Store
+
+__all__ = ["ShardRefits", "refit_job"]
+
+
+class ShardRefits:
+    """A shard's PyOD group models, with the refits they ask for."""
+
+    def __init__(self, store: Store, *, algorithm: str = "ecod", window: int = 1024, refit_every: int = 256) -> None:
+        self.registry = ModelRegistry(store, actor="opsradar:shard")
+        self.models = GroupModels(self.registry, algorithm=algorithm, window=window, refit_every=refit_every,
+                                  min_rows=min(64, window))
+        self.lock = threading.Lock()
+        self.refits = 0
+
+    def learn(self, stream_key: str, x: dict[str, float], ts: datetime | None = None) -> None:
+        if x:
+            with self.lock:
+                self.models.learn_one(stream_key, x, ts)
+
+    def score(self, stream_key: str, x: dict[str, float]) -> float:
+        with self.lock:
+            return self.models.score_one(stream_key, x)
+
+    def take_due(self) -> list[tuple[str, list[Row]]]:
+        """The groups due for a refit with their window rows; each is marked as no longer due."""
+        with self.lock:
+            jobs = []
+            for group in self.models.due():
+                det = self.models.detector(group)
+                jobs.append((group, list(self.models.window_rows(group))))
+                det.refit_due = False
+                det.since_refit = 0
+            self.refits += len(jobs)
+            return jobs
+
+    def spec(self) -> dict[str, Any]:
+        """What :func:`refit_job` needs to build the same refitter."""
+        return {"algorithm": self.models.algorithm, "params": self.models.params, "window": self.models.window,
+                "min_rows": self.models.min_rows}
+
+    def sync(self) -> list[str]:
+        """Swap in every champion whose version changed (after a refit, or a manual promote/rollback)."""
+        with self.lock:
+            return self.models.sync()
+
+    def versions(self) -> dict[str, int | None]:
+        with self.lock:
+            return {g: d.model_version for g, d in self.models.detectors.items()}
+
+
+def refit_job(store_url: str, group: str, rows: Sequence[Row], spec: dict[str, Any]) -> dict[str, Any]:
+    """Fit a challenger on ``rows``, register it and run the champion/challenger decision."""
+    store = Store(store_url, migrate=False)
+    try:
+        refitter = Refitter(spec["algorithm"], spec["params"], window=spec["window"], min_rows=spec["min_rows"])
+        decision = ModelRegistry(store, actor="opsradar:refit").refit(group, rows, refitter)
+    finally:
+        store.close()
+    return {"group": decision.group_key, "version": decision.version, "promoted": decision.promoted,
+            "reason": decision.reason}
