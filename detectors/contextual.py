@@ -142,7 +142,7 @@ class ContextualDetector(Detector):
         max_contexts: int = 1000,
         low: float | None = None,
         high: float | None = None,
-        relearn_on_growth: float = 0.1,
+        relearn_on_growth: float = 0.05,
     ) -> None:
         if bits < 1:
             raise ValueError(f"bits must be at least 1, got {bits!r}")
