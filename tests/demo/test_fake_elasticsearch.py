@@ -185,6 +185,32 @@ def test_ignore_unavailable_and_allow_no_indices(fake: ElasticsearchFake, client
     assert r.json()["error"]["reason"] == "Failed to parse value [maybe] as only [true] or [false] are allowed."
 
 
+def test_a_date_range_filter_finds_what_a_full_scan_finds(fake: ElasticsearchFake, client: Elasticsearch) -> None:
+    fake.clear()
+    docs: list[dict[str, Any]] = [{"_id": f"a{i}", "@timestamp": f"2026-01-05T09:{i:02d}:00Z", "n": i} for i in range(40)]
+    docs += [{"_id": "millis", "@timestamp": 1767604500000}, {"_id": "list", "@timestamp": ["2026-01-05T09:10:00Z"]},
+             {"_id": "none", "@timestamp": None}, {"_id": "absent"}, {"_id": "junk", "@timestamp": "soon"},
+             {"_id": "offset", "@timestamp": "2026-01-05T10:15:00+01:00"}]
+    fake.index_documents("logs-a", docs[:25])
+    fake.index_documents("logs-b", docs[25:])
+    fake.index_documents("logs-a", [{"_id": "a3", "@timestamp": "2026-01-05T09:33:30Z"}])  # moved by an update
+    client.bulk(operations=[{"delete": {"_index": "logs-a", "_id": "a4"}}])
+    found: dict[str, int] = {}
+    for bounds in ({"gte": "2026-01-05T09:10:00Z"}, {"gt": "2026-01-05T09:10:00Z", "lt": "2026-01-05T09:20:00Z"},
+                   {"lte": "2026-01-05T09:15:00Z"}, {"gte": "2026-01-05T09:33:30Z", "lte": "2026-01-05T09:33:30Z"},
+                   {"format": "strict_date_optional_time_nanos"}, {"gt": "2027-01-01T00:00:00Z"}):
+        rng = {"range": {"@timestamp": bounds}}
+        sort: list[Any] = [{"@timestamp": "asc"}, {"_id": "asc"}]
+        fast = client.search(index="logs-*", query={"bool": {"filter": [rng]}}, sort=sort, size=100)
+        scan = client.search(index="logs-*", query={"bool": {"should": [rng], "minimum_should_match": 1}},
+                             sort=sort, size=100)  # not a filter: every document is tested
+        assert [h["_id"] for h in fast["hits"]["hits"]] == [h["_id"] for h in scan["hits"]["hits"]], bounds
+        assert client.count(index="logs-*", query=rng)["count"] == len(scan["hits"]["hits"])
+        found[str(bounds)] = len(scan["hits"]["hits"])
+    # the epoch-millis and offset dates count; a list, a null, a missing field and junk never match
+    assert list(found.values()) == [33, 11, 16, 1, 41, 0]
+
+
 def test_bulk_ndjson_through_the_client_helper_and_raw(fake: ElasticsearchFake, client: Elasticsearch) -> None:
     ok, errors = helpers.bulk(client, [{"_index": "logs-new", "_id": str(i), "_source": {"@timestamp": "2026-01-06T00:00:00Z", "i": i}}
                                        for i in range(5)])

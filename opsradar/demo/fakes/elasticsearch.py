@@ -28,7 +28,10 @@ It serves, with the response shapes of the Elasticsearch reference documentation
 Simplifications (documented, not hidden): one shard per index; every write is visible at once (as
 after a refresh); ``term`` compares whole values (no analysis, ``field.keyword`` is the field);
 fields are typed by their first value (an ISO-8601 string is a ``date``, as dynamic date detection
-does); date sort values are epoch milliseconds, or strings when the sort gives a ``format``.
+does); date sort values are epoch milliseconds, or strings when the sort gives a ``format``. A
+``range`` on a date field that every hit must pass (a ``bool`` ``filter`` / ``must`` clause) is
+answered from a per-index view sorted by that field, then the whole query runs on what it selects:
+the same hits as a scan, in time proportional to the hits (the demo polls growing indices).
 
 The Python API, for the simulated world and tests:
 
@@ -148,6 +151,26 @@ class _Index:
     docs: dict[str, _Doc] = field(default_factory=dict)
     mapping: dict[str, str] = field(default_factory=dict)  # field → date | long | double | keyword | boolean
     uuid: str = field(default_factory=lambda: secrets.token_urlsafe(16)[:22])
+    version: int = 0  # bumped by every write
+    # date field → (version, the documents holding a single date in it sorted by it, their dates):
+    # a range filter on a date field then bisects instead of scanning every document
+    by_date: dict[str, tuple[int, list[_Doc], list[datetime]]] = field(default_factory=dict)
+
+    def date_sorted(self, name: str) -> tuple[list[_Doc], list[datetime]]:
+        cached = self.by_date.get(name)
+        if cached is None or cached[0] != self.version:
+            keyed = []
+            for d in self.docs.values():
+                raw = _field_value(d.source, name)
+                if raw is None or isinstance(raw, list):
+                    continue  # a range filter matches neither (as _range_matcher)
+                try:
+                    keyed.append((_parse_date(raw), d.seq, d))
+                except (TypeError, ValueError):
+                    continue
+            keyed.sort(key=lambda k: (k[0], k[1]))
+            cached = self.by_date[name] = (self.version, [k[2] for k in keyed], [k[0] for k in keyed])
+        return cached[1], cached[2]
 
 
 @dataclass
@@ -365,6 +388,7 @@ class ElasticsearchFake(FakeServer):
                 idx.mapping[name] = _infer_type(value)
         result = "updated" if doc_id in idx.docs else "created"
         idx.docs[doc_id] = _Doc(index, doc_id, source, next(self._seq))
+        idx.version += 1
         return result
 
     def _resolve_for(self, req: FakeRequest, expression: str, *, no_indices_param: bool = True) -> list[str]:
@@ -474,11 +498,19 @@ class ElasticsearchFake(FakeServer):
                     found.expires = self._clock() + _parse_time_value(str(pit["keep_alive"]))
                 return list(found.docs), found.mappings, pit_id
             names = self._resolve_for(req, index or "_all")
-            docs = [d for n in names for d in self._indices[n].docs.values()]
             mappings: dict[str, str] = {}
             for n in names:
                 for k, v in self._indices[n].mapping.items():
                     mappings.setdefault(k, v)
+            bounds = _date_range_filter(body.get("query"), mappings)
+            if bounds is not None and all(self._indices[n].mapping.get(bounds[0], "date") == "date" for n in names):
+                # only the documents inside the range can match: the full query still runs on them
+                docs = []
+                for n in names:
+                    ordered, keys = self._indices[n].date_sorted(bounds[0])
+                    docs += ordered[_bisect_bounds(keys, bounds[1])]
+            else:
+                docs = [d for n in names for d in self._indices[n].docs.values()]
             return sorted(docs, key=lambda d: d.seq), mappings, None
 
     def _search(self, req: FakeRequest, index: str | None = None) -> Response:
@@ -619,6 +651,8 @@ class ElasticsearchFake(FakeServer):
         if op == "delete":
             idx = self._indices.get(index)
             found = idx is not None and doc_id is not None and idx.docs.pop(doc_id, None) is not None
+            if idx is not None:
+                idx.version += 1
             return {**base, "_version": 1, "result": "deleted" if found else "not_found", "_shards": shards,
                     "status": 200 if found else 404, "_seq_no": next(self._seq), "_primary_term": 1}
         if not isinstance(source, dict):
@@ -687,6 +721,47 @@ class ElasticsearchFake(FakeServer):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def _date_range_filter(query: Any, mappings: Mapping[str, str]) -> tuple[str, dict[str, datetime]] | None:
+    """``(field, {op: bound})`` of a ``range`` on a date field that every hit of ``query`` must pass
+    (the query itself, or a clause of a top-level ``bool``'s ``filter`` / ``must``); None otherwise."""
+    if not isinstance(query, dict) or len(query) != 1:
+        return None
+    name, spec = next(iter(query.items()))
+    clauses: list[Any] = []
+    if name == "range":
+        clauses = [query]
+    elif name == "bool" and isinstance(spec, dict):
+        for key in ("filter", "must"):
+            items = spec.get(key, [])
+            clauses += items if isinstance(items, list) else [items]
+    for clause in clauses:
+        rng = clause.get("range") if isinstance(clause, dict) and len(clause) == 1 else None
+        if not isinstance(rng, dict) or len(rng) != 1:
+            continue
+        fld, ops = next(iter(rng.items()))
+        if mappings.get(fld) != "date" or not isinstance(ops, dict):
+            continue
+        try:
+            bounds = {op: _parse_date(v) for op, v in ops.items() if op in ("gt", "gte", "lt", "lte") and v is not None}
+        except (TypeError, ValueError):
+            continue  # the query's own matcher reports it
+        return fld, bounds
+    return None
+
+
+def _bisect_bounds(keys: list[datetime], bounds: Mapping[str, datetime]) -> slice:
+    lo, hi = 0, len(keys)
+    if "gte" in bounds:
+        lo = max(lo, bisect.bisect_left(keys, bounds["gte"]))
+    if "gt" in bounds:
+        lo = max(lo, bisect.bisect_right(keys, bounds["gt"]))
+    if "lte" in bounds:
+        hi = min(hi, bisect.bisect_right(keys, bounds["lte"]))
+    if "lt" in bounds:
+        hi = min(hi, bisect.bisect_left(keys, bounds["lt"]))
+    return slice(lo, max(lo, hi))
 
 
 def _check_index_name(index: str) -> None:
