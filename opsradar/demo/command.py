@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +24,24 @@ from rich.table import Table
 from opsradar.demo.runner import DemoResult, DemoRunner, SlackEvent
 
 __all__ = ["demo_command", "summary_json"]
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """With ``--json``, stdout must hold the JSON alone: Ray's own processes write to file
+    descriptor 1 (e.g. raylet notices at shutdown), so point it at stderr while the demo runs."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def summary_json(result: DemoResult) -> dict[str, Any]:
@@ -56,13 +76,14 @@ def demo_command(*, as_json: bool, keep_running: bool, local: bool, seed: int | 
 
     runner = DemoRunner("default", seed=seed, days=days, step=timedelta(minutes=step_minutes),
                         mode="local" if local else "ray", port=port, on_message=on_message, on_step=on_step)
-    with progress:
+    with progress, _stdout_to_stderr(as_json):
         if not as_json:
             progress.console.print(f"opsradar demo: world {runner.world.summary()}", highlight=False)
             progress.console.print("starting the pipeline" + (" in-process" if local else " on local Ray Serve") + "…")
         result = runner.run(keep_running=keep_running)
     if as_json:
         sys.stdout.write(json.dumps(summary_json(result), default=str) + "\n")
+        sys.stdout.flush()
     else:
         table = Table(title=f"opsradar demo: {len(result.incidents)} incidents "
                             f"({result.anomalies} anomalies, {result.alerts} alerts, "
