@@ -154,28 +154,38 @@ def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, list[t
     for role, p in procs.items():
         p.wait(timeout=seconds + 60)
         path = out / f"{role}.txt"
-        if not path.exists():
-            continue
-        own: collections.Counter[str] = collections.Counter()
-        total = 0
-        for line in path.read_text().splitlines():
-            stack, _, n = line.rpartition(" ")
-            if not n.isdigit():
-                continue
-            frames = stack.split(";")
-            total += int(n)
-            # the innermost frame from our code or a library we call, not the interpreter plumbing
-            own[_interesting(frames)] += int(n)
-        tops[role] = [(f, round(c / total, 3)) for f, c in own.most_common(6)] if total else []
+        if path.exists():
+            tops[role] = summarize(path.read_text())
     return tops
 
 
-def _interesting(frames: list[str]) -> str:
-    for f in reversed(frames):
-        if any(k in f for k in ("opsradar", "/serving/", "/detectors/", "/alerting/", "sqlalchemy", "sqlite",
-                                "pydantic", "river", "json", "starlette", "fastapi", "uvicorn", "ray/serve")):
-            return f.split(" (")[0] + " (" + f.split(" (")[-1].split("/")[-1]
-    return frames[-1] if frames else "?"
+_IDLE = ("Worker.main_loop (ray/_private/worker.py", "Thread.run (threading.py", "Condition.wait (threading.py",
+         "_worker (concurrent/futures/thread.py", "select (selectors.py", "run_forever (asyncio/base_events.py")
+_OURS = ("serving/", "detectors/", "alerting/", "opsradar/", "collectors/")
+
+
+def _path(frame: str) -> str:
+    return frame.rsplit(" (", 1)[-1].rstrip(")")
+
+
+def summarize(raw: str, top: int = 7) -> list[tuple[str, float]]:
+    """From py-spy's collapsed stacks: the busy share, then our functions by inclusive share of samples."""
+    total = busy = 0
+    inclusive: collections.Counter[str] = collections.Counter()
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(n)
+        if frames[-1].startswith(_IDLE):
+            continue
+        busy += int(n)
+        for f in {f.rsplit(":", 1)[0] + ")" for f in frames if _path(f).startswith(_OURS)}:
+            inclusive[f] += int(n)
+    if not total:
+        return []
+    return [("busy (not waiting)", round(busy / total, 3))] + [(f, round(c / total, 3)) for f, c in inclusive.most_common(top)]
 
 
 async def load(url: str, *, events: int, seconds: float, batch: int, concurrency: int, jobs: int,
@@ -204,18 +214,19 @@ async def load(url: str, *, events: int, seconds: float, batch: int, concurrency
                 r.raise_for_status()
                 stored += r.json()["stored"]
 
+        async def probe(i: int) -> None:
+            await asyncio.sleep(seconds * (i + 1) / (probes + 1))  # spread over the load, each on its own
+            if time.monotonic() >= stop_at or sent >= events:
+                return
+            t = time.perf_counter()
+            probe_sent[f"probe{i}"] = time.time()
+            r = await client.post("/v1/events", json=[build(f"probe{i}", 500, 3000.0)])
+            r.raise_for_status()
+            if r.json()["anomalies"] >= 1:
+                probe_ms.append((time.perf_counter() - t) * 1000)
+
         async def prober() -> None:
-            gap = seconds / (probes + 1)
-            for i in range(probes):
-                await asyncio.sleep(gap)
-                if time.monotonic() >= stop_at or sent >= events:
-                    return
-                t = time.perf_counter()
-                probe_sent[f"probe{i}"] = time.time()
-                r = await client.post("/v1/events", json=[build(f"probe{i}", 500, 3000.0)])
-                r.raise_for_status()
-                if r.json()["anomalies"] >= 1:
-                    probe_ms.append((time.perf_counter() - t) * 1000)
+            await asyncio.gather(*(probe(i) for i in range(probes)))
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)), prober())

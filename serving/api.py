@@ -71,6 +71,53 @@ class SilenceBody(BaseModel):
     comment: str = Field(default="", max_length=2000)
 
 
+class BodyLimit:
+    """ASGI middleware: every request body is capped at ``max_bytes`` (413), declared or streamed."""
+
+    def __init__(self, app: Any, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send, f"request body of {int(declared)} bytes is over the limit of {self.max_bytes} bytes")
+            return
+        seen = 0
+        started = rejected = False
+
+        async def limited_receive() -> Any:
+            nonlocal seen, rejected
+            message = await receive()
+            if message["type"] == "http.request" and not rejected:
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    rejected = True  # answer 413 now; the app sees a disconnect and its answer is dropped
+                    if not started:
+                        await self._reject(send, f"request body is over the limit of {self.max_bytes} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if rejected:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, tracking_send)
+
+    @staticmethod
+    async def _reject(send: Any, detail: str) -> None:
+        body = JSONResponse({"detail": detail}, status_code=413).body
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -116,7 +163,7 @@ def create_app(
     )
     graph = graph or EntityGraph()
     app.state.auth = auth
-
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -166,3 +166,17 @@ def test_openapi_is_complete(client: TestClient) -> None:
               "/v1/slack/interactions", "/healthz", "/readyz", "/metrics"):
         assert p in paths, p
     assert client.get("/docs").status_code == 200
+
+
+def test_every_body_is_capped(client: TestClient) -> None:
+    big = {"matchers": ['service="shop"'], "duration": "1h", "comment": "x" * 300_000}
+    r = client.post("/v1/silences", json=big, headers=h("operator"))
+    assert r.status_code == 413
+    assert "over the limit of 200000 bytes" in r.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no content-length: counted as it streams
+        for _ in range(30):
+            yield b" " * 10_000
+
+    r = client.post("/v1/incidents/x/feedback", content=chunks(), headers={**h("operator"), "Content-Type": "application/json"})
+    assert r.status_code == 413
