@@ -110,3 +110,15 @@ def _ts(value: str) -> object:
     from datetime import datetime
 
     return datetime.fromisoformat(value)
+
+
+def test_demo_json_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).parents[2])
+    result = CliRunner().invoke(app, ["demo", "--json", "--local", "--days", "2", "--step", "60"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["incidents"], summary
+    for inc in summary["incidents"]:
+        assert set(inc) >= {"title", "severity", "sources", "alerts", "root_cause", "report_url"}
+        assert inc["alerts"] >= 1
+    assert summary["world"]["incidents"] >= 1
