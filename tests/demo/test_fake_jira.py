@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from opsradar.demo.fakes.jira import FakeJira, JqlError, parse_jql
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def _issue(key: str, minutes: int, *, status: str = "Open", itype: str = "Bug") -> dict:
+def _issue(key: str, minutes: int, *, status: str = "Open", itype: str = "Bug") -> dict[str, Any]:
     return {"key": key, "fields": {
         "summary": f"issue {key}", "issuetype": {"name": itype}, "priority": {"name": "Medium"},
         "status": {"name": status, "statusCategory": {"key": "new"}}, "labels": [],
@@ -31,7 +32,7 @@ def jira() -> Iterator[FakeJira]:
         yield fake
 
 
-def _search(jira: FakeJira, jql: str, **params: object) -> httpx.Response:
+def _search(jira: FakeJira, jql: str, **params: Any) -> httpx.Response:
     return httpx.get(jira.url + "/rest/api/2/search", auth=("bot", "token"), params={"jql": jql, **params})
 
 
