@@ -139,7 +139,7 @@ class ContextualDetector(Detector):
         max_active: int = 15,
         base_threshold: float = 0.75,
         rest_period: int = 30,
-        max_contexts: int = 1000,
+        max_contexts: int = 300,
         low: float | None = None,
         high: float | None = None,
         relearn_on_growth: float = 0.05,

@@ -16,7 +16,7 @@ def test_learns_a_periodic_pattern_and_flags_a_break() -> None:
     for i in range(24 * 40):
         det.learn_one(sine(i))
     assert det.score_one(sine(24 * 40)) == 0.0
-    assert det.score_one({"value": 90.0}) > 0.5  # the peak, where the trough should come
+    assert det.score_one({"value": 90.0}) > 0.4  # the peak, where the trough should come
 
 
 def test_memory_is_capped() -> None:
