@@ -9,6 +9,11 @@ only state lost is that of events which were stored more than ``margin`` before 
 still not detected when it was taken (an ingest slower than ``margin`` between its store commit
 and its detector call); with the default margin of one minute that does not happen in practice.
 
+Known limits: the replay selects by ``events.ingested_at``, which has no index (a scan of the events
+table at each restart; fine for days of retention on SQLite, worth an index on PostgreSQL at
+scale). Changing ``detectors.shards`` moves streams between shards: a moved stream starts cold on
+its new shard (its state stays in the old shard's checkpoint, which is not merged).
+
 Detection is idempotent over a window: an event id the shard has already processed (live or in the
 replay) is skipped, so an ingest retried after a replica restart does not learn an event twice.
 
