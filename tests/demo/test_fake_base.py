@@ -44,6 +44,17 @@ def test_keep_alive_requests_on_one_connection_and_a_clean_stop() -> None:
         _ = srv.url
 
 
+def test_stop_wakes_the_server_without_counting_a_request() -> None:
+    srv = Echo().start()
+    with httpx.Client(base_url=srv.url) as client:
+        assert client.post("/echo", json=1).status_code == 200  # a keep-alive connection stays open
+        thread = srv._thread
+        srv.stop()
+        assert thread is not None
+        assert not thread.is_alive()  # serve_forever has returned
+    assert [r.path for r in srv.requests] == ["/echo"]
+
+
 def test_a_stopped_fake_starts_again_on_a_new_port() -> None:
     srv = Echo()
     with srv:

@@ -17,11 +17,14 @@ implements :meth:`FakeServer.authorized`. Tests and the demo can make the next r
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import re
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,8 +35,9 @@ __all__ = ["FakeRequest", "FakeServer", "Fault", "Handler", "Response"]
 
 log = logging.getLogger(__name__)
 
-#: How often ``serve_forever`` checks for a shutdown request: :meth:`FakeServer.stop` waits up to this.
-_POLL_INTERVAL = 0.02
+#: How often an idle ``serve_forever`` looks for a shutdown request. :meth:`FakeServer.stop` does not
+#: wait for it: a connection wakes the server's select at once.
+_POLL_INTERVAL = 0.5
 
 #: What a handler returns: (status, body) or (status, body, headers). A dict or list body is JSON.
 Response = tuple[int, Any] | tuple[int, Any, dict[str, str]]
@@ -178,10 +182,19 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket (within ``_POLL_INTERVAL``); idempotent."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        """Stop serving and close the listening socket, at once; idempotent."""
+        httpd = self._httpd
+        if httpd is not None:
+            # shutdown() waits until serve_forever sees the request; a connection wakes it up now
+            waiter = threading.Thread(target=httpd.shutdown, name=f"stop-{self.name}", daemon=True)
+            waiter.start()
+            host, port = httpd.server_address[:2]
+            deadline = time.monotonic() + 5
+            while waiter.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    socket.create_connection((str(host), int(port)), timeout=0.5).close()
+                waiter.join(0.01)
+            httpd.server_close()
             self._httpd = None
         if self._thread is not None:
             self._thread.join(timeout=5)
