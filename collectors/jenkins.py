@@ -13,7 +13,7 @@ failures also has its ``testReport`` read (for the failing cases); a clean one n
 The cursor is the highest build number per job below which every build is finished and emitted,
 ``{"jobs": {"folder/job": 41}}``. A running build holds its job's cursor, so it is read again, and
 emitted, once it finishes; finished builds after it are emitted at once and deduped when re-read.
-Build numbers are exact, so no time overlap is needed. One batch per job carries the whole cursor.
+Build numbers are exact, so no time overlap is needed. One batch per job read carries the whole cursor.
 
 Events (entity ``job:<full name>``):
 
