@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -242,6 +243,9 @@ class EntityGraph(_Section):
     """
 
     services: dict[str, ServiceEntities] = Field(default_factory=dict)
+    _adj: dict[str, set[str]] | None = PrivateAttr(default=None)
+    _owner: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _distances: dict[tuple[str, str, int], int | None] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_dependencies(self) -> EntityGraph:
@@ -264,16 +268,29 @@ class EntityGraph(_Section):
         return out
 
     def neighbours(self) -> dict[str, set[str]]:
-        adj: dict[str, set[str]] = {}
-        for a, b in self.edges():
-            adj.setdefault(a, set()).add(b)
-            adj.setdefault(b, set()).add(a)
-        return adj
+        """The adjacency of the graph (computed once; the graph does not change after loading)."""
+        if self._adj is None:
+            adj: dict[str, set[str]] = {}
+            for a, b in self.edges():
+                adj.setdefault(a, set()).add(b)
+                adj.setdefault(b, set()).add(a)
+            self._adj = adj
+        return self._adj
 
     def distance(self, a: str, b: str, *, limit: int = 6) -> int | None:
-        """Hops between two entities (None when unrelated within ``limit``)."""
+        """Hops between two entities (None when unrelated within ``limit``); answers are cached."""
         if a == b:
             return 0
+        key = (a, b, limit)
+        if key in self._distances:
+            return self._distances[key]
+        found = self._bfs(a, b, limit)
+        if len(self._distances) > 100_000:
+            self._distances.clear()
+        self._distances[key] = found
+        return found
+
+    def _bfs(self, a: str, b: str, limit: int) -> int | None:
         adj = self.neighbours()
         seen, frontier = {a}, deque([(a, 0)])
         while frontier:
@@ -288,8 +305,18 @@ class EntityGraph(_Section):
                     frontier.append((nxt, d + 1))
         return None
 
+    def __eq__(self, other: object) -> bool:  # the caches are not part of the value
+        return isinstance(other, EntityGraph) and self.services == other.services
+
+    __hash__ = None  # type: ignore[assignment]
+
     def service_of(self, entity: str) -> str | None:
-        """The service an entity belongs to (``service:x`` is its own)."""
+        """The service an entity belongs to (``service:x`` is its own); answers are cached."""
+        if entity not in self._owner:
+            self._owner[entity] = self._service_of(entity)
+        return self._owner[entity]
+
+    def _service_of(self, entity: str) -> str | None:
         kind, _, name = entity.partition(":")
         if kind == "service":
             for svc_name, svc in self.services.items():

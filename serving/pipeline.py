@@ -37,6 +37,8 @@ __all__ = ["LocalDetectors", "Pipeline", "PipelineStats"]
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "detectors/shard-"
+#: how often (event time) an incident's root-cause ranking is refreshed as alerts join it
+RANK_EVERY = timedelta(minutes=10)
 
 
 class LocalDetectors:
@@ -113,6 +115,7 @@ class Pipeline:
         self.interaction_handler = interaction_handler
         self._sources = sources
         self.watermark: datetime | None = None
+        self._ranked_at: dict[str, datetime] = {}
         self.stats = PipelineStats()
         self._lock = threading.RLock()
 
@@ -203,7 +206,14 @@ class Pipeline:
             return
         if Change.opened in update.changes:
             self.stats.incidents_opened += 1
-        if Change.opened in update.changes or Change.new_service in update.changes or Change.joined in update.changes:
+        # Ranking reads the incident's surroundings from the store: do it when the incident opens or
+        # spreads to another service, and for alerts that join it at most every RANK_EVERY (event
+        # time), not for every alert of a storm.
+        inc_id = update.incident.id
+        last = self._ranked_at.get(inc_id)
+        if (Change.opened in update.changes or Change.new_service in update.changes
+                or (Change.joined in update.changes and (last is None or now - last >= RANK_EVERY))):
+            self._ranked_at[inc_id] = now
             update = self._attach_root_cause(update, now)
         if self.notify:
             self.stats.notifications += len(self.notifier.notify(update, now))
@@ -353,5 +363,3 @@ def _jsonable(rows: Iterable[dict[str, Any] | None]) -> list[Any]:
         out.append({k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()})
     return out
 
-
-_ = timedelta
