@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoRunner, DemoResult]]:
-    runner = DemoRunner("default", days=2.0, step=timedelta(hours=1), mode="local",
+    runner = DemoRunner("compact", step=timedelta(hours=1), mode="local",
                         workdir=tmp_path_factory.mktemp("world"))
     result = runner.run()
     yield runner, result
