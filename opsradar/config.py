@@ -58,6 +58,7 @@ __all__ = [
     "load_config",
     "parse_duration",
     "resolve_secret",
+    "validation_message",
 ]
 
 DEFAULT_CONFIG_FILE = "opsradar.yaml"
@@ -440,7 +441,8 @@ def _problem_path(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
 
 
-def _message(err: Any) -> str:
+def validation_message(err: Any) -> str:
+    """One pydantic error as a reader wants it: the message, with the bad value quoted."""
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -503,7 +505,7 @@ def parse_config(text: str, *, file: str | None = None, check_secrets: bool = Tr
         problems = []
         for err in exc.errors():
             loc = _problem_path(tuple(err["loc"]))
-            problems.append(Problem(format_path(loc), _message(err), file=file, line=line_of(lines, loc)))
+            problems.append(Problem(format_path(loc), validation_message(err), file=file, line=line_of(lines, loc)))
         raise ConfigError(problems, file=file) from None
     if check_secrets:
         missing = _check_secrets(cfg)

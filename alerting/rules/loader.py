@@ -38,6 +38,7 @@ from opsradar.alerting.rules.model import (
     SilenceSpec,
     TimeInterval,
 )
+from opsradar.config import validation_message
 from opsradar.errors import Problem, RuleError
 from opsradar.yamlutil import YamlPath, format_path, line_of, load_with_lines
 
@@ -103,19 +104,11 @@ def _clean_loc(loc: tuple[Any, ...]) -> YamlPath:
 
 
 def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
-    if err["type"] == "extra_forbidden":
-        return "unknown key"
     if err["type"] == "union_tag_invalid":
         bad = err.get("input")
         tag = bad.get("type") if isinstance(bad, dict) else bad
         return f"unknown trigger type {tag!r}: use one of {', '.join(sorted(_TRIGGER_TYPES))}"
-    bad = err.get("input")
-    if err["type"] != "missing" and "input" in err and not isinstance(bad, dict | list) and repr(bad) not in msg:
-        msg += f" (got {bad!r})"
-    return msg
+    return validation_message(err)
 
 
 def _parse_file(name: str, text: str) -> tuple[Any, dict[YamlPath, int], RuleFile | None, list[Problem]]:
