@@ -127,8 +127,8 @@ STREAM_SPECS: dict[str, StreamSpec] = {
     "commit": StreamSpec(detector=_quantile),
     "issue": StreamSpec(detector=_quantile),
     # high-volume streams: their decayed rates need a window's worth of events to settle
-    "access": StreamSpec(detector=_robust_seasonal, historic_window=2000, reestimation_period=100, warmup=1000),
-    "log": StreamSpec(detector=_robust, historic_window=2000, reestimation_period=100, warmup=1000),
+    "access": StreamSpec(detector=_robust_seasonal, historic_window=2000, reestimation_period=100, warmup=150),
+    "log": StreamSpec(detector=_robust, historic_window=2000, reestimation_period=100, warmup=150),
     "audit": StreamSpec(detector=_robust),
 }
 
@@ -189,7 +189,10 @@ def new_stream(key: str, st: str) -> Stream:
     """A fresh stream of type ``st`` with its spec's detector and calibration."""
     spec = STREAM_SPECS[st]
     cal = spec.calibrator() if spec.calibrate else None
-    return Stream(key=key, type=st, extractor=extractor_for(st), detector=spec.detector(), calibrator=cal)
+    extractor, detector = extractor_for(st), spec.detector()
+    if isinstance(detector, RobustZScore):  # count features get their Poisson floor
+        detector.counts = {**extractor.counts(), **detector.counts}
+    return Stream(key=key, type=st, extractor=extractor, detector=detector, calibrator=cal)
 
 
 class DetectionEngine:
@@ -205,14 +208,21 @@ class DetectionEngine:
     # ------------------------------------------------------------------ routing
     @staticmethod
     def stream_key(event: Event) -> str:
-        """``source|kind|entity``; releases join their repository's commit stream.
+        """``source|kind|entity``; releases join their repository's commit stream; audit events form
+        one stream per source (``source|audit|*``), whose extractor keeps per-user and per-resource
+        counts, so that a user never seen before is judged against the population's habits.
 
         >>> from datetime import datetime, timezone
         >>> e = Event.new(source="git", native_id="v1.2", kind="release", entity="repo:shop-svc",
         ...               ts=datetime(2026, 1, 5, tzinfo=timezone.utc))
         >>> DetectionEngine.stream_key(e)
         'git|commit|repo:shop-svc'
+        >>> DetectionEngine.stream_key(Event.new(source="es", native_id="a1", kind="audit", entity="user:ana",
+        ...                                      ts=datetime(2026, 1, 5, tzinfo=timezone.utc)))
+        'es|audit|*'
         """
+        if event.kind == "audit":
+            return f"{event.source}|audit|*"
         kind = "commit" if event.kind == "release" else event.kind
         return f"{event.source}|{kind}|{event.entity}"
 

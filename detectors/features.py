@@ -6,6 +6,12 @@ whose state (decayed rates, ratios, counts, last release time…) is part of the
 ``extract(event)`` is *pure*; ``learn(event)`` updates the state after the event was scored, so a
 value is always judged against what came before it.
 
+Rates and flags made of event counts are listed in the extractor's :meth:`~FeatureExtractor.counts`
+(feature → events per unit), so that detectors judge them against Poisson noise: on a quiet
+stream one 5xx or one never-seen template is not an anomaly, a burst of them is. Ratios such as
+"share of 5xx" are deliberately not features: over a window that holds three requests, one error
+is a third of them.
+
 Features whose name starts with ``_`` are context, not evidence: ``_hour`` (0..23 UTC) and
 ``_weekend`` (0/1) let detectors keep a seasonal baseline; they never appear in explanations.
 
@@ -35,14 +41,16 @@ Features produced, per kind:
 - commit: ``commit_size`` (lines added + deleted), ``files_changed``, ``hours_since_release``,
   ``hours_to_release`` (when sent), ``off_hours`` (0/1, outside 08–19 UTC or on a weekend);
 - issue: ``reopen_count``, ``cycle_time_h``, ``lead_time_h``;
-- access: ``request_rate`` (requests per minute, decayed over 5 minutes), ``error_ratio``
-  (share of 5xx over the same window), ``latency_ms``, ``latency_trend`` (slow Holt trend of
-  latency, ms per hour: catches slow leaks);
+- access: ``request_rate`` (requests per minute, decayed over 5 minutes), ``path_rate`` (the
+  same for this event's endpoint, *label* ``path``: a flood on one endpoint), ``error_rate`` (5xx
+  per minute over the same window), ``log_latency_ms`` (``ln(1 + latency in ms)``: latencies are
+  heavy-tailed, and one slow request among few is not an outage);
 - log: ``log_rate`` (lines per minute of the service), ``template_rate`` (lines per minute of
-  this template), ``template_share``, ``new_template`` (1 the first time a template is seen),
-  ``error_ratio`` (share of ERROR/FATAL/CRITICAL lines);
-- audit: ``user_rate``, ``resource_rate`` (accesses per hour), ``pair_rarity``
-  (1 / (1 + times this user touched this resource)), ``new_pair`` (0/1);
+  this template), ``new_template`` (1 the first time a template is seen), ``error_rate``
+  (ERROR/FATAL/CRITICAL lines per minute);
+- audit: ``user_rate``, ``resource_rate``, ``pair_rate`` (accesses per hour by this user, to this
+  resource, by this user to this resource), ``pair_rarity`` (1 / (1 + times this user touched
+  this resource)), ``new_pair`` (0/1);
 - metric: ``value``.
 
 >>> from datetime import datetime, timezone
@@ -52,8 +60,10 @@ Features produced, per kind:
 >>> e = Event.new(source="es", native_id="r1", kind="access", ts=ts, entity="service:shop",
 ...               values={"status": 503.0, "duration_ms": 120.0})
 >>> x = ex.extract(e); ex.learn(e)
->>> x["error_ratio"], x["latency_ms"], x["_hour"]
-(1.0, 120.0, 9.0)
+>>> x["error_rate"], round(x["log_latency_ms"], 3), x["_hour"]
+(0.2, 4.796, 9.0)
+>>> ex.counts()["error_rate"]  # events per unit: a per-minute rate over 5 minutes
+5.0
 """
 
 from __future__ import annotations
@@ -142,6 +152,10 @@ class FeatureExtractor:
     def learn(self, event: Event) -> None:
         """Update the windowed state with ``event`` (after it was scored)."""
         return None
+
+    def counts(self) -> dict[str, float]:
+        """Features made of event counts → how many events one unit of the feature stands for."""
+        return {}
 
 
 class MetricFeatures(FeatureExtractor):
@@ -259,59 +273,68 @@ class IssueFeatures(FeatureExtractor):
 
 
 class AccessFeatures(FeatureExtractor):
-    """HTTP access lines of one service: request rate, 5xx ratio, latency and its slow trend."""
+    """HTTP access lines of one service: request rate (whole service and this endpoint), 5xx rate, latency.
+
+    At most ``max_paths`` endpoint rates are kept; beyond that the least active is forgotten.
+    """
 
     stream_type: ClassVar[str] = "access"
 
-    def __init__(self, window_s: float = 300.0, trend_alpha: float = 0.01, trend_beta: float = 0.005) -> None:
+    def __init__(self, window_s: float = 300.0, max_paths: int = 200) -> None:
         self.requests = DecayedCount(window_s)
         self.errors = DecayedCount(window_s)
+        self.paths: dict[str, DecayedCount] = {}
         self.window_s = window_s
-        self.trend_alpha = trend_alpha
-        self.trend_beta = trend_beta
-        self.level: float | None = None
-        self.slope = 0.0  # ms per second
-        self.t_last: float | None = None
+        self.max_paths = max_paths
 
-    def _is_error(self, event: Event) -> float:
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("paths", {})  # a checkpoint from before endpoint rates
+        self.__dict__.setdefault("max_paths", 200)
+
+    def counts(self) -> dict[str, float]:
+        per_unit = self.window_s / 60.0
+        return {"request_rate": per_unit, "path_rate": per_unit, "error_rate": per_unit}
+
+    @staticmethod
+    def _is_error(event: Event) -> float:
         status = event.values.get("status")
         return 1.0 if status is not None and 500 <= status < 600 else 0.0
-
-    def _holt(self, latency: float, now: float) -> tuple[float, float]:
-        if self.level is None or self.t_last is None:
-            return latency, 0.0
-        dt = max(0.0, now - self.t_last)
-        predicted = self.level + self.slope * dt
-        level = predicted + self.trend_alpha * (latency - predicted)
-        slope = self.slope
-        if dt > 0:
-            slope += self.trend_beta * ((level - self.level) / dt - self.slope)
-        return level, slope
 
     def extract(self, event: Event) -> dict[str, float]:
         now = _seconds(event.ts)
         x = _context(event.ts)
-        requests = self.requests.rate(now) + 1.0
-        errors = self.errors.rate(now) + self._is_error(event)
-        x["request_rate"] = requests * 60.0 / self.window_s
-        x["error_ratio"] = errors / requests
+        per_min = 60.0 / self.window_s
+        x["request_rate"] = (self.requests.rate(now) + 1.0) * per_min
+        x["error_rate"] = (self.errors.rate(now) + self._is_error(event)) * per_min
+        path = event.labels.get("path")
+        if path is not None:
+            counter = self.paths.get(path)
+            x["path_rate"] = ((counter.rate(now) if counter is not None else 0.0) + 1.0) * per_min
         latency = event.values.get("duration_ms")
         if latency is not None:
-            x["latency_ms"] = float(latency)
-            _, slope = self._holt(float(latency), now)
-            x["latency_trend"] = slope * 3600.0
+            x["log_latency_ms"] = math.log1p(max(0.0, float(latency)))
         return x
 
     def learn(self, event: Event) -> None:
         now = _seconds(event.ts)
         self.requests.add(now)
-        err = self._is_error(event)
-        if err:
-            self.errors.add(now, err)
-        latency = event.values.get("duration_ms")
-        if latency is not None:
-            self.level, self.slope = self._holt(float(latency), now)
-            self.t_last = now if self.t_last is None else max(self.t_last, now)
+        if self._is_error(event):
+            self.errors.add(now)
+        path = event.labels.get("path")
+        if path is not None:
+            _bump_bounded(self.paths, path, now, self.window_s, self.max_paths)
+
+
+def _bump_bounded(table: dict[str, DecayedCount], key: str, now: float, window_s: float, max_keys: int) -> None:
+    """Count one event of ``key``; past ``max_keys`` keys the quietest is forgotten."""
+    counter = table.get(key)
+    if counter is None:
+        if len(table) >= max_keys:
+            quietest = min(table, key=lambda k: table[k].rate(now))
+            del table[quietest]
+        counter = table[key] = DecayedCount(window_s)
+    counter.add(now)
 
 
 class LogFeatures(FeatureExtractor):
@@ -334,19 +357,21 @@ class LogFeatures(FeatureExtractor):
     def _is_error(event: Event) -> float:
         return 1.0 if event.labels.get("level", "").upper() in _ERROR_LEVELS else 0.0
 
+    def counts(self) -> dict[str, float]:
+        per_unit = self.window_s / 60.0
+        return {"log_rate": per_unit, "template_rate": per_unit, "error_rate": per_unit, "new_template": 1.0}
+
     def extract(self, event: Event) -> dict[str, float]:
         now = _seconds(event.ts)
         x = _context(event.ts)
         per_min = 60.0 / self.window_s
-        total = self.total.rate(now) + 1.0
-        x["log_rate"] = total * per_min
-        x["error_ratio"] = (self.errors.rate(now) + self._is_error(event)) / total
+        x["log_rate"] = (self.total.rate(now) + 1.0) * per_min
+        x["error_rate"] = (self.errors.rate(now) + self._is_error(event)) * per_min
         tid = event.labels.get("template_id")
         if tid is not None:
             counter = self.templates.get(tid)
             mine = (counter.rate(now) if counter is not None else 0.0) + 1.0
             x["template_rate"] = mine * per_min
-            x["template_share"] = mine / total
             x["new_template"] = 0.0 if counter is not None else 1.0
         return x
 
@@ -356,19 +381,16 @@ class LogFeatures(FeatureExtractor):
         if self._is_error(event):
             self.errors.add(now)
         tid = event.labels.get("template_id")
-        if tid is None:
-            return
-        counter = self.templates.get(tid)
-        if counter is None:
-            if len(self.templates) >= self.max_templates:
-                quietest = min(self.templates, key=lambda k: self.templates[k].rate(now))
-                del self.templates[quietest]
-            counter = self.templates[tid] = DecayedCount(self.window_s)
-        counter.add(now)
+        if tid is not None:
+            _bump_bounded(self.templates, tid, now, self.window_s, self.max_templates)
 
 
 class AuditFeatures(FeatureExtractor):
-    """User/resource accesses: per-user and per-resource rates and rare user–resource pairs.
+    """User/resource accesses: per-user, per-resource and per-pair rates and rare user–resource pairs.
+
+    One stream holds the whole audit log of a source (see
+    :meth:`~opsradar.detectors.engine.DetectionEngine.stream_key`), so a user never seen before is
+    judged against everyone's habits instead of starting a cold stream of their own.
 
     Counts are bounded: at most ``max_keys`` users, resources and pairs each are kept (the
     least recently active are forgotten first), so a stream stays small under a scan.
@@ -382,6 +404,14 @@ class AuditFeatures(FeatureExtractor):
         self.users: dict[str, DecayedCount] = {}
         self.resources: dict[str, DecayedCount] = {}
         self.pairs: dict[str, int] = {}
+        self.pair_rates: dict[str, DecayedCount] = {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("pair_rates", {})  # a checkpoint from before pair rates
+
+    def counts(self) -> dict[str, float]:
+        return {"user_rate": 1.0, "resource_rate": 1.0, "pair_rate": 1.0, "pair_rarity": 1.0, "new_pair": 1.0}
 
     @staticmethod
     def _who_what(event: Event) -> tuple[str, str]:
@@ -397,6 +427,8 @@ class AuditFeatures(FeatureExtractor):
         r = self.resources.get(resource)
         x["user_rate"] = (u.rate(now) if u is not None else 0.0) + 1.0
         x["resource_rate"] = (r.rate(now) if r is not None else 0.0) + 1.0
+        pair = self.pair_rates.get(f"{user}\x00{resource}")
+        x["pair_rate"] = (pair.rate(now) if pair is not None else 0.0) + 1.0
         seen = self.pairs.get(f"{user}\x00{resource}", 0)
         x["pair_rarity"] = 1.0 / (1.0 + seen)
         x["new_pair"] = 0.0 if seen else 1.0
@@ -417,6 +449,7 @@ class AuditFeatures(FeatureExtractor):
         self._bump(self.users, user, now)
         self._bump(self.resources, resource, now)
         pair = f"{user}\x00{resource}"
+        self._bump(self.pair_rates, pair, now)
         n = self.pairs.pop(pair, 0)
         if n == 0 and len(self.pairs) >= self.max_keys:
             del self.pairs[next(iter(self.pairs))]

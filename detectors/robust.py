@@ -8,6 +8,18 @@ feature, updated with Huber-clipped residuals so that outliers barely move the b
 ``seasonal=True`` it also keeps one baseline per (hour of day, weekend) bucket, read from the
 ``_hour`` / ``_weekend`` context features, and uses it once the bucket has ``min_bucket`` samples.
 
+Features that are **event counts** (or rates made of them) are at least Poisson-noisy: ``counts``
+maps such a feature to how many events one unit of it stands for (5 for a per-minute rate over a
+5-minute window), and its scale is never below the Poisson deviation of the expected count,
+``sqrt(max(1, centre·k)) / k``. Without that floor a rare event (one 5xx, one never-seen pair) on a
+quiet stream, whose deviation is ~0, scores as an infinite anomaly.
+
+>>> quiet = RobustZScore(counts={"errors": 1.0})
+>>> for i in range(200):
+...     quiet.learn_one({"errors": 0.0})
+>>> quiet.score_one({"errors": 1.0}) <= 1.0 < 5.0 < quiet.score_one({"errors": 10.0})
+True
+
 >>> det = RobustZScore()
 >>> for i in range(200):
 ...     det.learn_one({"latency_ms": 100.0 + (i % 7)})
@@ -50,6 +62,7 @@ class RobustZScore(Detector):
         min_bucket: int = 20,
         clip: float = 3.0,
         rel_floor: float = 0.01,
+        counts: dict[str, float] | None = None,
     ) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -58,12 +71,19 @@ class RobustZScore(Detector):
         self.min_bucket = min_bucket
         self.clip = clip
         self.rel_floor = rel_floor
+        self.counts = dict(counts or {})
+        if any(k <= 0 for k in self.counts.values()):
+            raise ValueError(f"events per unit must be positive, got {self.counts!r}")
         # feature (or feature@bucket) -> [n, centre, mean absolute deviation]
         self.stats: dict[str, list[float]] = {}
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
-        return {"alpha": 0.05, "seasonal": True, "min_bucket": 5}
+        return {"alpha": 0.05, "seasonal": True, "min_bucket": 5, "counts": {"a": 1.0}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("counts", {})  # a checkpoint from before count floors
 
     def _bucket(self, x: dict[str, float]) -> str | None:
         if not self.seasonal or "_hour" not in x:
@@ -77,14 +97,18 @@ class RobustZScore(Detector):
                 return s
         return self.stats.get(feature)
 
-    def _scale(self, s: list[float]) -> float:
-        return _MAD_TO_SIGMA * s[2] + self.rel_floor * abs(s[1]) + 1e-9
+    def _scale(self, s: list[float], feature: str = "") -> float:
+        scale = _MAD_TO_SIGMA * s[2] + self.rel_floor * abs(s[1]) + 1e-9
+        k = self.counts.get(feature)
+        if k is not None:  # a count is at least Poisson-noisy around its expected value
+            scale = max(scale, math.sqrt(max(1.0, abs(s[1]) * k)) / k)
+        return scale
 
     def _z(self, feature: str, value: float, bucket: str | None) -> tuple[float, list[float] | None]:
         s = self._baseline(feature, bucket)
         if s is None or s[0] < 2:
             return 0.0, s
-        return abs(value - s[1]) / self._scale(s), s
+        return abs(value - s[1]) / self._scale(s, feature), s
 
     def score_one(self, x: dict[str, float]) -> float:
         bucket = self._bucket(x)
@@ -94,27 +118,34 @@ class RobustZScore(Detector):
             best = max(best, z)
         return best
 
-    def _update(self, key: str, value: float) -> None:
+    def _update(self, key: str, value: float, weight: float = 1.0, outlier: bool = False) -> None:
         s = self.stats.get(key)
         if s is None:
             self.stats[key] = [1.0, value, 0.0]
             return
         n, centre, mad = s
-        a = max(self.alpha, 1.0 / (n + 1))
+        a = max(self.alpha, 1.0 / (n + 1)) * weight
         r = value - centre
         if n >= 10 and mad > 0:
             limit = self.clip * _MAD_TO_SIGMA * mad
             r = max(-limit, min(limit, r))
         s[0] = n + 1
         s[1] = centre + a * r
-        s[2] = mad + a * (abs(r) - mad)
+        if not outlier:  # the spread is learned from inliers only: a burst must not widen it
+            s[2] = mad + a * (abs(r) - mad)
 
     def learn_one(self, x: dict[str, float]) -> None:
+        # A value far outside the baseline it is judged by moves the centre with weight clip / z
+        # and leaves the spread alone: a sustained burst (a flood of thousands of events in
+        # minutes) does not become the new normal within the burst, yet a lasting shift is adopted.
         bucket = self._bucket(x)
         for k, v in _features(x):
-            self._update(k, v)
+            z, s = self._z(k, v, bucket)
+            outlier = s is not None and s[0] >= 10 and z > self.clip
+            weight = self.clip / z if outlier else 1.0
+            self._update(k, v, weight, outlier)
             if bucket is not None:
-                self._update(f"{k}@{bucket}", v)
+                self._update(f"{k}@{bucket}", v, weight, outlier)
 
     def explain_one(self, x: dict[str, float]) -> list[Contribution]:
         bucket = self._bucket(x)
@@ -124,7 +155,7 @@ class RobustZScore(Detector):
             if s is None:
                 items.append((k, v, v, v, v, 0.0))
                 continue
-            w = 3.0 * self._scale(s)
+            w = 3.0 * self._scale(s, k)
             items.append((k, v, s[1], s[1] - w, s[1] + w, z))
         return share_contributions(items)
 

@@ -26,6 +26,22 @@ def test_stream_keys_route_by_source_kind_and_entity() -> None:
     assert DetectionEngine.stream_key(rel) == "git|commit|repo:shop-svc"
 
 
+def audit(i: int, user: str, minutes: float, resource: str = "/scm/app.git") -> Event:
+    return Event.new(source="audit", native_id=f"a{i}", kind="audit", ts=T0 + timedelta(minutes=minutes),
+                     entity=f"user:{user}", labels={"user": user, "resource": resource})
+
+
+def test_a_never_seen_user_reading_in_bulk_is_judged_against_everyone() -> None:
+    engine = DetectionEngine(DetectorsConfig(warmup=20))
+    users = ["ana", "bo", "chen", "dara"]
+    found = [a for i in range(300) for a in engine.process(audit(i, users[i % 4], minutes=10.0 * i))]
+    assert found == [] and engine.keys() == ["audit|audit|*"]  # one stream for the whole audit log
+    burst = [a for k in range(40)
+             for a in engine.process(audit(1000 + k, "tmp-user", minutes=3000.0 + k * 0.5, resource="/scm/secrets.git"))]
+    assert burst and {a.entity for a in burst} == {"user:tmp-user"}
+    assert engine.keys() == ["audit|audit|*"]
+
+
 def test_unknown_kinds_are_ignored_without_creating_streams() -> None:
     engine = DetectionEngine(DetectorsConfig())
     e = Event.new(source="x", native_id="1", kind="config", ts=T0, entity="service:shop", values={"v": 1.0})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -54,16 +55,37 @@ def test_commit_size_lateness_and_off_hours() -> None:
     assert ex.extract(night)["off_hours"] == 1.0
 
 
-def test_access_rate_error_ratio_latency_and_trend() -> None:
+def test_access_rates_per_service_and_endpoint_errors_and_latency() -> None:
     ex = extractor_for("access")
     for i in range(600):
-        e = ev("access", i, values={"status": 500.0 if i % 10 == 0 else 200.0, "duration_ms": 100.0 + i})
+        path = "/search" if i % 2 else "/cart"
+        e = ev("access", i, values={"status": 500.0 if i % 10 == 0 else 200.0, "duration_ms": 100.0},
+               labels={"path": path})
         ex.learn(e)
-    x = ex.extract(ev("access", 600, values={"status": 200.0, "duration_ms": 700.0}))
+    x = ex.extract(ev("access", 600, values={"status": 200.0, "duration_ms": 700.0}, labels={"path": "/search"}))
     assert 50 < x["request_rate"] < 70  # one per second, decayed over 5 minutes
-    assert 0.05 < x["error_ratio"] < 0.15
-    assert x["latency_ms"] == 700.0
-    assert x["latency_trend"] > 0  # latency has been climbing: a slow leak shows as a positive trend
+    assert 25 < x["path_rate"] < 35  # half of them on this endpoint
+    assert 5 < x["error_rate"] < 7  # one in ten is a 5xx
+    assert x["log_latency_ms"] == pytest.approx(math.log1p(700.0))
+    assert set(ex.counts()) == {"request_rate", "path_rate", "error_rate"}
+
+
+def test_one_error_on_a_quiet_stream_is_not_an_anomaly_but_a_burst_is() -> None:
+    from opsradar.detectors.engine import new_stream
+
+    stream = new_stream("es|access|service:shop", "access")
+    for i in range(300):  # a request every 5 minutes, no errors
+        e = ev("access", i * 300, values={"status": 200.0, "duration_ms": 50.0}, labels={"path": "/a"})
+        x = stream.extractor.extract(e)
+        stream.learn(e, x, stream.detector.score_one(x))
+    one = stream.extractor.extract(ev("access", 300 * 300, values={"status": 500.0, "duration_ms": 50.0},
+                                      labels={"path": "/a"}))
+    assert stream.detector.score_one(one) <= 1.5
+    for k in range(20):  # twenty 5xx within a minute
+        stream.extractor.learn(ev("access", 300 * 300 + 1 + k, values={"status": 500.0}, labels={"path": "/a"}))
+    burst = stream.extractor.extract(ev("access", 300 * 300 + 30, values={"status": 500.0, "duration_ms": 50.0},
+                                        labels={"path": "/a"}))
+    assert stream.detector.score_one(burst) > 5
 
 
 def test_log_template_volume_and_never_seen_templates() -> None:
@@ -74,8 +96,8 @@ def test_log_template_volume_and_never_seen_templates() -> None:
     new = ex.extract(ev("log", 100, labels={"template_id": "zzz", "level": "ERROR"}))
     assert seen["new_template"] == 0.0
     assert new["new_template"] == 1.0
-    assert new["template_share"] < seen["template_share"]
-    assert new["error_ratio"] > seen["error_ratio"]
+    assert new["template_rate"] < seen["template_rate"]
+    assert new["error_rate"] > seen["error_rate"]
     for t in "bcde":
         ex.learn(ev("log", 101, labels={"template_id": t}))
     assert len(ex.templates) == 3  # bounded
@@ -91,6 +113,7 @@ def test_audit_rare_user_resource_pairs() -> None:
     assert rare["new_pair"] == 1.0
     assert rare["pair_rarity"] > usual["pair_rarity"]
     assert usual["user_rate"] > 10
+    assert usual["pair_rate"] > 10 and rare["pair_rate"] == 1.0
     for i in range(10):
         ex.learn(ev("audit", 30 + i, labels={"user": f"u{i}", "resource": f"r{i}"}))
     assert len(ex.users) <= 4
