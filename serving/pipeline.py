@@ -14,6 +14,7 @@ windows), and going from history to live needs no switch.
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class LocalDetectors:
             for i, engine in enumerate(self.engines):
                 found = store.load_checkpoint(f"{CHECKPOINT_PREFIX}{i}")
                 if found is not None:
-                    engine.restore(found[0])
+                    engine.restore(_engine_blob(*found))
 
     def shard(self, event: Event) -> int:
         return shard_of(DetectionEngine.stream_key(event), self.n)
@@ -70,6 +71,17 @@ class LocalDetectors:
     @property
     def streams(self) -> int:
         return sum(e.streams for e in self.engines)
+
+
+def _engine_blob(blob: bytes, version: str) -> bytes:
+    """The engine snapshot inside a shard checkpoint: the Ray shards write it with a high-water
+    mark (``serving/shardstate.py``), this process writes the snapshot alone."""
+    from opsradar.serving.shardstate import CHECKPOINT_FORMAT
+
+    if version != CHECKPOINT_FORMAT:
+        return blob
+    doc = pickle.loads(blob)  # noqa: S301 - our own checkpoint
+    return bytes(doc["engine"])
 
 
 @dataclass

@@ -46,3 +46,23 @@ def test_checkpoint_saves_detector_and_rule_state(tmp_path: Path) -> None:
     p.checkpoint()
     assert p.store.load_checkpoints("detectors/shard-")
     assert p.store.load_checkpoint("rules/state") is not None
+
+
+def test_local_detectors_restore_a_ray_shard_checkpoint(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from opsradar.config import DetectorsConfig
+    from opsradar.models import Event
+    from opsradar.serving.pipeline import LocalDetectors
+    from opsradar.serving.shardstate import ShardState
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    events = [Event.new(source="jenkins", native_id=f"b{i}", kind="build", ts=T0 + timedelta(hours=i),
+                        entity="job:shop", values={"duration_s": 300.0}) for i in range(8)]
+    store.add_events(events)
+    shard = ShardState(0, 1, store, DetectorsConfig(warmup=5))
+    shard.detect([e.model_dump(mode="json") for e in events])
+    shard.checkpoint()
+    cfg = parse_config("detectors: {shards: 1, warmup: 5}\n")
+    local = LocalDetectors(cfg, store)
+    assert local.engines[0].stream("jenkins|build|job:shop").n == 8
