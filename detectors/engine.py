@@ -122,9 +122,12 @@ STREAM_SPECS: dict[str, StreamSpec] = {
     # NAB (bench/nab.py): the contextual detector's own 0..1 score with its rest period; 0.75 is
     # the score at which it starts resting, so one anomaly raises one alert.
     "metric": StreamSpec(detector=_metric_detector, calibrate=False, threshold=0.75, warmup=150),
-    "build": StreamSpec(detector=_quantile),
-    "test_run": StreamSpec(detector=_quantile),
-    "commit": StreamSpec(detector=_quantile),
+    # a CI job runs ~10 times a day: warm after 15 runs (a day or two), not 30 (three or more)
+    "build": StreamSpec(detector=_quantile, learning_period=10, estimation_samples=5, warmup=15),
+    "test_run": StreamSpec(detector=_quantile, learning_period=10, estimation_samples=5, warmup=15),
+    # a repository gets a few commits a day: it must be judged after days, not weeks (a commit
+    # a hundred times the usual size is obvious after ten)
+    "commit": StreamSpec(detector=_quantile, learning_period=5, estimation_samples=5, warmup=10),
     "issue": StreamSpec(detector=_quantile),
     # high-volume streams: their decayed rates need a window's worth of events to settle
     "access": StreamSpec(detector=_robust_seasonal, historic_window=2000, reestimation_period=100, warmup=150),
@@ -190,7 +193,7 @@ def new_stream(key: str, st: str) -> Stream:
     spec = STREAM_SPECS[st]
     cal = spec.calibrator() if spec.calibrate else None
     extractor, detector = extractor_for(st), spec.detector()
-    if isinstance(detector, RobustZScore):  # count features get their Poisson floor
+    if isinstance(detector, RobustZScore | QuantileBand):  # count features get their Poisson floor
         detector.counts = {**extractor.counts(), **detector.counts}
     return Stream(key=key, type=st, extractor=extractor, detector=detector, calibrator=cal)
 

@@ -37,9 +37,10 @@ Features produced, per kind:
 
 - build / deploy: ``duration_s``, ``queue_s``, ``failed`` (0/1), ``fail_rate`` (decayed share
   of failed runs of the job);
-- test_run: ``failure_ratio``, ``failed``, ``duration_s``;
-- commit: ``commit_size`` (lines added + deleted), ``files_changed``, ``hours_since_release``,
-  ``hours_to_release`` (when sent), ``off_hours`` (0/1, outside 08–19 UTC or on a weekend);
+- test_run: ``failed``, ``duration_s``; context ``_failure_ratio``;
+- commit: ``commit_size`` (lines added + deleted), ``files_changed`` (or the collector's
+  ``files``), ``hours_to_release`` (when sent), ``off_hours`` (0/1, outside 08–19 UTC or on a
+  weekend); context ``_hours_since_release``;
 - issue: ``reopen_count``, ``cycle_time_h``, ``lead_time_h``;
 - access: ``request_rate`` (requests per minute, decayed over 5 minutes), ``path_rate`` (the
   same for this event's endpoint, *label* ``path``: a flood on one endpoint), ``error_rate`` (5xx
@@ -171,7 +172,11 @@ class MetricFeatures(FeatureExtractor):
 
 
 class BuildFeatures(FeatureExtractor):
-    """Builds and deploys of one job: duration, queue time, failure and its decayed rate."""
+    """Builds and deploys of one job: duration, queue time, failure and its decayed rate.
+
+    The duration of a failed run is context (``_duration_s``), not evidence: a run that fails
+    stops early, and its being short says nothing the failure does not.
+    """
 
     stream_type: ClassVar[str] = "build"
 
@@ -179,15 +184,19 @@ class BuildFeatures(FeatureExtractor):
         self.fail_rate = 0.0
         self.n = 0
 
+    def counts(self) -> dict[str, float]:
+        return {"failed": 1.0, "fail_rate": 20.0}  # the decayed rate spans ~20 runs (alpha 0.05)
+
     def extract(self, event: Event) -> dict[str, float]:
         x = _context(event.ts)
         vals = event.values
-        for name in ("duration_s", "queue_s"):
-            if name in vals:
-                x[name] = float(vals[name])
         result = event.labels.get("result")
+        failed = 1.0 if result is not None and result.upper() in _FAILED_RESULTS else 0.0
+        if "duration_s" in vals:
+            x["_duration_s" if failed else "duration_s"] = float(vals["duration_s"])
+        if "queue_s" in vals:
+            x["queue_s"] = float(vals["queue_s"])
         if result is not None:
-            failed = 1.0 if result.upper() in _FAILED_RESULTS else 0.0
             x["failed"] = failed
             x["fail_rate"] = self._next_rate(failed)
         return x
@@ -209,6 +218,9 @@ class TestRunFeatures(FeatureExtractor):
     stream_type: ClassVar[str] = "test_run"
     __test__ = False  # not a pytest class
 
+    def counts(self) -> dict[str, float]:
+        return {"failed": 1.0}
+
     def extract(self, event: Event) -> dict[str, float]:
         x = _context(event.ts)
         vals = event.values
@@ -218,7 +230,8 @@ class TestRunFeatures(FeatureExtractor):
             total = failed + vals.get("passed", 0.0) + vals.get("skipped", 0.0)
         if failed is not None:
             x["failed"] = float(failed)
-            x["failure_ratio"] = float(failed) / total if total else 0.0
+            # context: one failed test of a small suite is a large share, and no anomaly
+            x["_failure_ratio"] = float(failed) / total if total else 0.0
         if "duration_s" in vals:
             x["duration_s"] = float(vals["duration_s"])
         return x
@@ -243,12 +256,14 @@ class CommitFeatures(FeatureExtractor):
         vals = event.values
         if "lines_added" in vals or "lines_deleted" in vals:
             x["commit_size"] = float(vals.get("lines_added", 0.0) + vals.get("lines_deleted", 0.0))
-        if "files_changed" in vals:
-            x["files_changed"] = float(vals["files_changed"])
+        files = vals.get("files_changed", vals.get("files"))  # the git collector says "files"
+        if files is not None:
+            x["files_changed"] = float(files)
         if "hours_to_release" in vals:
             x["hours_to_release"] = float(vals["hours_to_release"])
         if self.last_release is not None:
-            x["hours_since_release"] = max(0.0, (_seconds(event.ts) - self.last_release) / 3600.0)
+            # context only: after a weekend or a quiet week every commit is "long after" a release
+            x["_hours_since_release"] = max(0.0, (_seconds(event.ts) - self.last_release) / 3600.0)
         start, end = self.work_hours
         x["off_hours"] = 1.0 if (event.ts.weekday() >= 5 or not start <= event.ts.hour < end) else 0.0
         return x

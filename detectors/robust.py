@@ -173,19 +173,46 @@ class QuantileBand(Detector):
     ...     det.learn_one({"queue_s": float(i % 20)})
     >>> det.score_one({"queue_s": 10.0}), det.score_one({"queue_s": 60.0}) > 1
     (0.0, True)
+
+    ``counts`` (feature → events per unit, as for :class:`RobustZScore`) widens the band of count
+    features by two Poisson deviations of the median count: one failed test in a suite that never
+    fails is inside the band, twenty are far outside it.
+
+    >>> tests = QuantileBand(counts={"failed": 1.0})
+    >>> for i in range(100):
+    ...     tests.learn_one({"failed": 0.0})
+    >>> tests.score_one({"failed": 1.0}), tests.score_one({"failed": 20.0}) > 5
+    (0.0, True)
     """
 
     name: ClassVar[str] = "quantile_band"
     version: ClassVar[str] = "1"
     bounded: ClassVar[bool] = False
 
-    def __init__(self, q: float = 0.02, rate: float = 0.05) -> None:
+    def __init__(self, q: float = 0.02, rate: float = 0.05, counts: dict[str, float] | None = None) -> None:
         if not 0 < q < 0.5:
             raise ValueError(f"q must be in (0, 0.5), got {q!r}")
         self.q = q
         self.rate = rate
+        self.counts = dict(counts or {})
+        if any(k <= 0 for k in self.counts.values()):
+            raise ValueError(f"events per unit must be positive, got {self.counts!r}")
         # feature -> [n, low, median, high]
         self.stats: dict[str, list[float]] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("counts", {})  # a checkpoint from before count margins
+
+    def _band(self, feature: str, s: list[float]) -> tuple[float, float, float]:
+        """(low, high, width) of a feature's band, widened for count features."""
+        low, high = s[1], s[3]
+        width = high - low + 1e-9 + 0.01 * abs(s[2])
+        k = self.counts.get(feature)
+        if k is not None:
+            margin = 2.0 * math.sqrt(max(1.0, abs(s[2]) * k)) / k
+            low, high, width = low - margin, high + margin, max(width, margin)
+        return low, high, width
 
     def score_one(self, x: dict[str, float]) -> float:
         best = 0.0
@@ -193,8 +220,8 @@ class QuantileBand(Detector):
             s = self.stats.get(k)
             if s is None or s[0] < 2:
                 continue
-            width = s[3] - s[1] + 1e-9 + 0.01 * abs(s[2])
-            out = max(0.0, v - s[3], s[1] - v)
+            low, high, width = self._band(k, s)
+            out = max(0.0, v - high, low - v)
             best = max(best, out / width)
         return best
 
@@ -228,8 +255,8 @@ class QuantileBand(Detector):
             if s is None:
                 items.append((k, v, v, v, v, 0.0))
                 continue
-            width = s[3] - s[1] + 1e-9 + 0.01 * abs(s[2])
-            items.append((k, v, s[2], s[1], s[3], max(0.0, v - s[3], s[1] - v) / width))
+            low, high, width = self._band(k, s)
+            items.append((k, v, s[2], low, high, max(0.0, v - high, low - v) / width))
         return share_contributions(items)
 
 
