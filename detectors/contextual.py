@@ -24,6 +24,10 @@ anomaly). A known range can be given (``low``/``high``, e.g. 0..100 for a percen
 traversal visits only the semi-contexts that share a fact with the input, so a step costs
 time proportional to what matched, not to everything stored.
 
+The state is packed for the ~100,000 streams a replica holds: a set of facts is one integer bit
+mask (fact order is bit order), the contexts are parallel ``array`` columns, and the contexts of a
+left semi-context form a chain through one of them, so a warm stream weighs a few tens of KiB.
+
 >>> det = ContextualDetector()
 >>> for i in range(400):
 ...     det.learn_one({"value": float(i % 8)})
@@ -36,6 +40,7 @@ True
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any, ClassVar
 
 from opsradar.models import Contribution
@@ -44,83 +49,131 @@ from .base import Detector, register, share_contributions
 
 __all__ = ["ContextualDetector"]
 
-_NEURON = 1 << 20  # neuron facts are _NEURON + context id; sensor facts are small ints
+
+def _bits_of(mask: int) -> list[int]:
+    """The positions of the set bits of ``mask``, lowest first.
+
+    >>> _bits_of(0b10110)
+    [1, 2, 4]
+    """
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
 
 
 class _Memory:
-    """Contexts as pairs of semi-contexts, with an index from fact to semi-context."""
+    """Contexts as pairs of semi-contexts, packed into arrays.
+
+    A semi-context (a set of facts) is one integer bit mask: sensor fact ``f`` is bit ``f`` and the
+    neuron fact of context ``c`` is bit ``sensor_bits + c``, so the bit order is the fact order and
+    a mask is exactly its sorted tuple of facts. Semi-context ids are given in creation order, per
+    side (0 = left, 1 = right). The contexts of one left semi-context form a chain through
+    ``ctx_next`` in creation order (``-1`` ends it).
+    """
 
     __slots__ = (
-        "contexts",
-        "fact_index",
-        "left_contexts",
+        "ctx_act",
+        "ctx_next",
+        "ctx_right",
+        "ctx_total",
+        "ctx_true",
+        "ctx_zero",
+        "first_ctx",
+        "last_ctx",
+        "masks",
         "max_contexts",
-        "right_facts",
         "semi_ids",
-        "semi_len",
     )
 
     def __init__(self, max_contexts: int) -> None:
         self.max_contexts = max_contexts
-        # side 0 = left, 1 = right: facts tuple -> semi id; semi id -> length; fact -> semi ids
-        self.semi_ids: tuple[dict[tuple[int, ...], int], dict[tuple[int, ...], int]] = ({}, {})
-        self.semi_len: tuple[list[int], list[int]] = ([], [])
-        self.fact_index: tuple[dict[int, list[int]], dict[int, list[int]]] = ({}, {})
-        # left semi id -> {right semi id: context id}
-        self.left_contexts: list[dict[int, int]] = []
-        self.right_facts: list[tuple[int, ...]] = []  # right semi id -> its facts
-        # context id -> [predicted facts total, predicted facts true, activations, zero level, right id]
-        self.contexts: list[list[int]] = []
+        # side 0 = left, 1 = right: mask -> semi id, and semi id -> mask
+        self.semi_ids: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        self.masks: tuple[list[int], list[int]] = ([], [])
+        # left semi id -> its first and last context (-1: none)
+        self.first_ctx = array("i")
+        self.last_ctx = array("i")
+        # per context: predicted facts total and true, activations, zero level, right id, next in chain
+        self.ctx_total = array("q")
+        self.ctx_true = array("q")
+        self.ctx_act = array("q")
+        self.ctx_zero = bytearray()
+        self.ctx_right = array("i")
+        self.ctx_next = array("i")
 
-    def _semi(self, side: int, facts: tuple[int, ...]) -> int:
+    def __len__(self) -> int:
+        return len(self.ctx_right)
+
+    def _semi(self, side: int, mask: int) -> int:
         ids = self.semi_ids[side]
-        sid = ids.get(facts)
+        sid = ids.get(mask)
         if sid is None:
-            sid = ids[facts] = len(self.semi_len[side])
-            self.semi_len[side].append(len(facts))
-            index = self.fact_index[side]
-            for f in facts:
-                index.setdefault(f, []).append(sid)
+            masks = self.masks[side]
+            sid = ids[mask] = len(masks)
+            masks.append(mask)
             if side == 0:
-                self.left_contexts.append({})
-            else:
-                self.right_facts.append(facts)
+                self.first_ctx.append(-1)
+                self.last_ctx.append(-1)
         return sid
 
-    def add(self, left: tuple[int, ...], right: tuple[int, ...], zero_level: bool) -> int | None:
+    def find(self, left: int, right: int) -> int | None:
+        """The id of context (``left``, ``right``) given as masks, or None."""
+        lid = self.semi_ids[0].get(left)
+        rid = self.semi_ids[1].get(right)
+        if lid is None or rid is None:
+            return None
+        return self._find(lid, rid)
+
+    def _find(self, lid: int, rid: int) -> int | None:
+        cid = self.first_ctx[lid]
+        ctx_right, ctx_next = self.ctx_right, self.ctx_next
+        while cid >= 0:
+            if ctx_right[cid] == rid:
+                return cid
+            cid = ctx_next[cid]
+        return None
+
+    def add(self, left: int, right: int, zero_level: bool) -> int | None:
         """Store a context; returns its id if it is new, else None (a known zero-level one is marked)."""
-        if len(self.contexts) >= self.max_contexts:
-            lid = self.semi_ids[0].get(left)
-            rid = self.semi_ids[1].get(right)
-            if lid is not None and rid is not None:
-                cid = self.left_contexts[lid].get(rid)
-                if cid is not None and zero_level:
-                    self.contexts[cid][3] = 1
+        if len(self.ctx_right) >= self.max_contexts:
+            cid = self.find(left, right)
+            if cid is not None and zero_level:
+                self.ctx_zero[cid] = 1
             return None
         lid = self._semi(0, left)
         rid = self._semi(1, right)
-        known = self.left_contexts[lid]
-        cid = known.get(rid)
+        cid = self._find(lid, rid)
         if cid is None:
-            cid = known[rid] = len(self.contexts)
-            self.contexts.append([0, 0, 0, 1 if zero_level else 0, rid])
+            cid = len(self.ctx_right)
+            self.ctx_total.append(0)
+            self.ctx_true.append(0)
+            self.ctx_act.append(0)
+            self.ctx_zero.append(1 if zero_level else 0)
+            self.ctx_right.append(rid)
+            self.ctx_next.append(-1)
+            last = self.last_ctx[lid]
+            if last < 0:
+                self.first_ctx[lid] = cid
+            else:
+                self.ctx_next[last] = cid
+            self.last_ctx[lid] = cid
             return cid
         if zero_level:
-            self.contexts[cid][3] = 1
+            self.ctx_zero[cid] = 1
         return None
 
-    def matches(self, side: int, facts: tuple[int, ...]) -> dict[int, list[int]]:
-        """Semi-context id -> the facts of ``facts`` it holds (only those holding one or more)."""
-        out: dict[int, list[int]] = {}
-        index = self.fact_index[side]
-        for f in facts:
-            for sid in index.get(f, ()):
-                got = out.get(sid)
-                if got is None:
-                    out[sid] = [f]
-                else:
-                    got.append(f)
-        return out
+    def left_matches(self, mask: int) -> array[int]:
+        """Left semi-context ids sharing a fact with ``mask``, by their lowest shared fact, then id."""
+        found = []
+        for sid, m in enumerate(self.masks[0]):
+            common = m & mask
+            if common:
+                found.append(((common & -common).bit_length(), sid))
+        found.sort()
+        return array("i", [sid for _, sid in found])
 
 
 @register
@@ -128,7 +181,7 @@ class ContextualDetector(Detector):
     """Contextual sequence detector for one metric (see the module docstring)."""
 
     name: ClassVar[str] = "contextual"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     bounded: ClassVar[bool] = True
 
     def __init__(
@@ -159,9 +212,11 @@ class ContextualDetector(Detector):
         self.fixed_range = low is not None and high is not None
         self.lo = low if low is not None and high is not None else math.inf
         self.hi = high if low is not None and high is not None else -math.inf
-        self.left: tuple[int, ...] = ()  # the current left group of facts
-        self.left_matches: dict[int, list[int]] = {}  # left semi id -> its facts in self.left
-        self.predicted: frozenset[int] = frozenset()
+        # sensor facts are bits 0 .. 2 * bits + 1 of a mask; the neuron fact of context c is bit neuron + c
+        self.neuron = 2 * (bits + 1)
+        self.left = 0  # the current left group of facts, as a mask
+        self.left_matches = array("i")  # left semi ids sharing a fact with self.left (memory order)
+        self.predicted = 0  # the predicted facts, as a mask
         self.since_alarm = 0  # steps since the last raw score ≥ base_threshold (none yet: rest first)
 
     @classmethod
@@ -185,114 +240,123 @@ class ContextualDetector(Detector):
         level = int((v - self.lo) / step) if self.n or self.fixed_range else 0
         return max(0, min(level, (1 << (self.bits + 1)) - 1))
 
-    def _facts(self, v: float) -> tuple[int, ...]:
-        level = self._level(v)
-        width = max(self.bits, level.bit_length())
-        return tuple(2 * i + ((level >> i) & 1) for i in range(width))
+    def _facts_of(self, level: int) -> int:
+        """The sensor facts of a level, as a mask: bit ``2 i + b`` where ``b`` is the level's bit ``i``.
 
-    def _surprised(self, facts: tuple[int, ...]) -> bool:
-        return any(f not in self.predicted for f in facts)
+        >>> bin(ContextualDetector(bits=3)._facts_of(0b101))
+        '0b100110'
+        """
+        mask = 0
+        for i in range(max(self.bits, level.bit_length())):
+            mask |= 1 << (2 * i + ((level >> i) & 1))
+        return mask
 
     # ----------------------------------------------------------------- the step
-    def _step(self, facts: tuple[int, ...], commit: bool) -> tuple[float, float]:
-        """Run one step on ``facts``: returns (active share, novelty share).
+    def _step(self, facts: int, commit: bool) -> tuple[float, float]:
+        """Run one step on the ``facts`` mask: returns (active share, novelty share).
 
         With ``commit=False`` nothing is stored (``score_one`` stays pure): new contexts are
         counted as they would be created, without creating them.
         """
         mem = self.memory
+        left = self.left
+        max_left = self.max_left
         new_zero = False
-        uniq: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+        uniq: set[tuple[int, int]] = set()
         zero_cid: int | None = None
-        if self.left and facts:
-            zero = (self.left, facts)
-            uniq.add(zero)
+        if left and facts:
+            uniq.add((left, facts))
             if commit:
-                zero_cid = mem.add(self.left, facts, zero_level=True)
+                zero_cid = mem.add(left, facts, zero_level=True)
                 new_zero = zero_cid is not None
             else:
-                lid = mem.semi_ids[0].get(self.left)
-                rid = mem.semi_ids[1].get(facts)
-                new_zero = (
-                    lid is None or rid is None or rid not in mem.left_contexts[lid]
-                ) and len(mem.contexts) < mem.max_contexts
-        right = mem.matches(1, facts)
+                new_zero = mem.find(left, facts) is None and len(mem) < mem.max_contexts
+        left_masks, right_masks = mem.masks
+        first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
+        ctx_total, ctx_true, ctx_act, ctx_zero = mem.ctx_total, mem.ctx_true, mem.ctx_act, mem.ctx_zero
         active: list[tuple[int, int, int, int]] = []
         selected = 0
-        potential: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
-        semi_len = mem.semi_len[0]
-        for lid, lfacts in self.left_matches.items():
-            full_left = len(lfacts) == semi_len[lid]
-            if not full_left and (not new_zero or len(lfacts) > self.max_left):
+        potential: list[tuple[int, int]] = []
+        for lid in self.left_matches:
+            lmask = left_masks[lid]
+            lfacts = lmask & left
+            full_left = lfacts == lmask
+            seeds = new_zero and lfacts.bit_count() <= max_left
+            if not full_left and not seeds:
                 continue  # a partial match only matters when it may seed new contexts
-            for rid, cid in mem.left_contexts[lid].items():
-                if cid == zero_cid:
-                    continue
-                ctx = mem.contexts[cid]
-                rfacts = right.get(rid)
-                if full_left:
-                    selected += 1
-                    if commit:
-                        ctx[0] += mem.semi_len[1][rid]
-                    if rfacts:
+            cid = first_ctx[lid]
+            while cid >= 0:
+                if cid != zero_cid:
+                    rid = ctx_right[cid]
+                    rmask = right_masks[rid]
+                    rfacts = rmask & facts
+                    if full_left:
+                        selected += 1
                         if commit:
-                            ctx[1] += len(rfacts)
-                        if len(rfacts) == mem.semi_len[1][rid]:
-                            act = ctx[2] + 1
+                            ctx_total[cid] += rmask.bit_count()
+                        if rfacts:
                             if commit:
-                                ctx[2] = act
-                            active.append((act, lid, rid, cid))
-                        elif ctx[3] and new_zero and len(lfacts) <= self.max_left:
-                            potential.append((tuple(lfacts), tuple(rfacts)))
-                elif ctx[3] and new_zero and rfacts and len(lfacts) <= self.max_left:
-                    potential.append((tuple(lfacts), tuple(rfacts)))
+                                ctx_true[cid] += rfacts.bit_count()
+                            if rfacts == rmask:
+                                act = ctx_act[cid] + 1
+                                if commit:
+                                    ctx_act[cid] = act
+                                active.append((act, lid, rid, cid))
+                            elif seeds and ctx_zero[cid]:
+                                potential.append((lfacts, rfacts))
+                    elif rfacts and ctx_zero[cid]:
+                        potential.append((lfacts, rfacts))
+                cid = ctx_next[cid]
         uniq.update(potential)
         active_share = len(active) / selected if selected else 0.0
         active.sort()
-        neurons = [_NEURON + a[3] for a in active[-self.max_active :]]
-        left = tuple(sorted({*facts, *neurons}))
+        next_left = facts
+        for a in active[-self.max_active :]:
+            next_left |= 1 << (self.neuron + a[3])
         n_new = 1 if new_zero else 0
         if commit:
             for lf, rf in potential:
                 if mem.add(lf, rf, zero_level=False) is not None:
                     n_new += 1
-            self._predict(left)
+            self._predict(next_left)
         else:
-            n_new += sum(1 for p in set(potential) if self._is_new(p))
+            n_new += sum(1 for lf, rf in set(potential) if mem.find(lf, rf) is None)
         novelty = n_new / len(uniq) if new_zero and uniq else 0.0
         return active_share, novelty
 
-    def _is_new(self, pair: tuple[tuple[int, ...], tuple[int, ...]]) -> bool:
-        mem = self.memory
-        lid = mem.semi_ids[0].get(pair[0])
-        rid = mem.semi_ids[1].get(pair[1])
-        return lid is None or rid is None or rid not in mem.left_contexts[lid]
-
-    def _predict(self, left: tuple[int, ...]) -> None:
+    def _predict(self, left: int) -> None:
         mem = self.memory
         self.left = left
-        self.left_matches = mem.matches(0, left)
+        self.left_matches = mem.left_matches(left)
+        left_masks, right_masks = mem.masks
+        first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
+        ctx_total, ctx_true = mem.ctx_total, mem.ctx_true
         best = 0.0
         chosen: list[int] = []
-        for lid, lfacts in self.left_matches.items():
-            if len(lfacts) != mem.semi_len[0][lid]:
+        for lid in self.left_matches:
+            lmask = left_masks[lid]
+            if lmask & left != lmask:
                 continue
-            for cid in mem.left_contexts[lid].values():
-                ctx = mem.contexts[cid]
-                w = ctx[1] / ctx[0] if ctx[0] > 0 else 0.0
+            cid = first_ctx[lid]
+            while cid >= 0:
+                total = ctx_total[cid]
+                w = ctx_true[cid] / total if total > 0 else 0.0
                 if w > best:
-                    best, chosen = w, [ctx[4]]
+                    best, chosen = w, [cid]
                 elif w == best:
-                    chosen.append(ctx[4])
-        right_facts = mem.right_facts
-        self.predicted = frozenset(f for rid in chosen for f in right_facts[rid])
+                    chosen.append(cid)
+                cid = ctx_next[cid]
+        predicted = 0
+        for cid in chosen:
+            predicted |= right_masks[ctx_right[cid]]
+        self.predicted = predicted
 
     def _raw(self, x: dict[str, float], commit: bool) -> float:
         v = self._value(x)
         if v is None:
             return 0.0
-        facts = self._facts(v)
-        surprised = self._surprised(facts)
+        facts = self._facts_of(self._level(v))
+        surprised = bool(facts & ~self.predicted)
         active, novelty = self._step(facts, commit)
         return (1.0 - active + novelty) / 2.0 if surprised else 0.0
 
@@ -302,9 +366,9 @@ class ContextualDetector(Detector):
         self.lo -= pad
         self.hi += pad
         self.memory = _Memory(self.max_contexts)
-        self.left = ()
-        self.left_matches = {}
-        self.predicted = frozenset()
+        self.left = 0
+        self.left_matches = array("i")
+        self.predicted = 0
 
     # ----------------------------------------------------------------- the contract
     def score_one(self, x: dict[str, float]) -> float:
@@ -337,8 +401,8 @@ class ContextualDetector(Detector):
         step = (self.hi - self.lo) / top if self.hi > self.lo else 0.0
         levels = []
         for level in range(1 << (self.bits + 1)):
-            bits = {2 * i + ((level >> i) & 1) for i in range(max(self.bits, level.bit_length()))}
-            if bits and bits <= self.predicted:
+            mask = self._facts_of(level)
+            if mask and not mask & ~self.predicted:
                 levels.append(level)
         if levels and step > 0:
             low = self.lo + min(levels) * step
