@@ -51,7 +51,8 @@ class IngestResponse(BaseModel):
     rejected: int
     errors: list[ItemError]
     anomalies: int = 0
-    alerts: int = 0
+    alerts: int | None = Field(default=0, description="alerts raised by these events; null when the incident "
+                               "owner handles them after the answer (on Ray Serve: alerts and incidents follow)")
 
 
 class FeedbackBody(BaseModel):

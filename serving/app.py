@@ -4,8 +4,10 @@ and the collectors.
 Deployments (each a thin host around plain classes):
 
 - ``Ingress`` (FastAPI, :func:`opsradar.serving.api.create_app`): authenticates, validates, stores
-  pushed events, sends each to the detector shard that owns its stream, then hands events and
-  anomalies to the ``Owner``. Handles to the other deployments are injected through its constructor.
+  pushed events, sends each to the detector shard that owns its stream, answers, and hands events
+  and anomalies to the ``Owner`` in order through a bounded queue
+  (:class:`~opsradar.serving.ownerfeed.OwnerFeed`; a full queue makes ingests wait, then 503).
+  Handles to the other deployments are injected through its constructor.
 - ``DetectorShard-<i>`` (one replica each): owns the streams whose key hashes to ``i``
   (:func:`opsradar.detectors.engine.shard_of`); restores its state from its checkpoint in the store
   on start, checkpoints every ``detectors.checkpoint_interval`` and at shutdown.
@@ -37,6 +39,7 @@ from opsradar.detectors.engine import DetectionEngine, shard_of
 from opsradar.models import Anomaly, Event
 from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
 from opsradar.serving.operations import Unavailable
+from opsradar.serving.ownerfeed import OwnerFeed
 from opsradar.store import Store
 
 __all__ = ["AppArgs", "build_app"]
@@ -97,9 +100,11 @@ class DetectorShard:
         self._thread = threading.Thread(target=self._checkpoint_loop, daemon=True, name="shard-checkpoint")
         self._thread.start()
 
-    async def detect(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def detect(self, events: list[Event] | list[dict[str, Any]]) -> list[Anomaly]:
+        """Anomalies of ``events`` (models from the ingress, pickled by Ray without re-validation, or
+        documents, which are validated)."""
         t = time.perf_counter()
-        out = self.state.detect(events)
+        out = self.state.detect_events(events)
         _metrics.DETECT_SECONDS.labels(shard=self._label).observe(time.perf_counter() - t)
         _metrics.DETECT_EVENTS.labels(shard=self._label).inc(len(events))
         return out
@@ -219,6 +224,10 @@ class _Seen:
         return True
 
 
+def _id_of(item: Event | Anomaly | dict[str, Any]) -> str:
+    return str(item.get("id")) if isinstance(item, dict) else item.id
+
+
 class _RemoteDetectors:
     """Stands in for LocalDetectors inside the Owner when detection happens in the shards."""
 
@@ -266,12 +275,16 @@ class Owner:
             except Exception:
                 log.exception("owner background loop")
 
-    def handle(self, events: list[dict[str, Any]], anomalies: list[dict[str, Any]]) -> dict[str, Any]:
+    def handle(self, events: list[Event] | list[dict[str, Any]],
+               anomalies: list[Anomaly] | list[dict[str, Any]]) -> dict[str, Any]:
         """Rules, correlation and notification; events and anomalies already handled are ignored
-        (a shard's replay after a restart may send some again)."""
+        (a shard's replay after a restart may send some again). Models (from the ingress and the
+        shards) are trusted as they are; documents are validated."""
         before = self.pipeline.stats.alerts
-        evs = [Event.model_validate(e) for e in events if self._events.first_time(str(e.get("id")))]
-        anoms = [Anomaly.model_validate(a) for a in anomalies if self._anomalies.first_time(str(a.get("id")))]
+        evs = [e if isinstance(e, Event) else Event.model_validate(e) for e in events
+               if self._events.first_time(_id_of(e))]
+        anoms = [a if isinstance(a, Anomaly) else Anomaly.model_validate(a) for a in anomalies
+                 if self._anomalies.first_time(_id_of(a))]
         if evs or anoms:
             self.pipeline.handle(evs, anoms)
         return {"alerts": self.pipeline.stats.alerts - before}
@@ -296,12 +309,16 @@ class Owner:
         self._stop.set()
 
 
+#: Events an ingress may have queued for the owner before ingests wait (then 503) for it to catch up:
+#: a few seconds of the owner's work, so alerts and Slack lag the answer by no more than that.
+OWNER_BACKLOG = 5_000
+
 #: How long an ingest waits for a detector shard that is restarting before it gives up (the events
 #: are stored either way; the restarted shard replays them from the store).
 SHARD_RETRY_S = 90.0
 
 
-async def _detect(shard: DeploymentHandle, docs: list[dict[str, Any]], retry_s: float) -> list[dict[str, Any]]:
+async def _detect(shard: DeploymentHandle, docs: list[Event], retry_s: float) -> list[Anomaly]:
     """``shard.detect(docs)``, retried while the shard's replica is dead or restarting."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
@@ -323,14 +340,19 @@ class ShardUnavailable(Unavailable):  # type: ignore[misc]
 
 
 async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle,
-                       *, retry_s: float = SHARD_RETRY_S) -> dict[str, Any]:
-    """Detection on each event's shard (concurrently), then rules and correlation on the owner."""
-    groups: dict[int, list[dict[str, Any]]] = {}
-    docs = [e.model_dump(mode="json") for e in events]
-    for e, doc in zip(events, docs, strict=True):
-        groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(doc)
+                       *, retry_s: float = SHARD_RETRY_S, feed: OwnerFeed | None = None) -> dict[str, Any]:
+    """Detection on each event's shard (concurrently), then rules and correlation on the owner:
+    awaited, or queued on ``feed`` (then ``alerts`` is ``None``: not known yet)."""
+    # models, not documents: Ray pickles them without re-validation (they were validated at the edge)
+    groups: dict[int, list[Event]] = {}
+    docs = list(events)
+    for e in docs:
+        groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(e)
     results = await asyncio.gather(*(_detect(shards[i], part, retry_s) for i, part in groups.items()))
     anomalies = [a for r in results for a in r]
+    if feed is not None:  # handed to the owner in order, after this returns
+        feed.put(docs, anomalies)
+        return {"anomalies": len(anomalies), "alerts": None}
     done = await owner.handle.remote(docs, anomalies)
     return {"anomalies": len(anomalies), "alerts": done["alerts"]}
 
@@ -406,6 +428,7 @@ class Ingress:
         for outcome in ("stored", "duplicate", "rejected"):
             _metrics.INGEST_EVENTS.labels(outcome=outcome)
         self.started = time.monotonic()
+        self.feed = OwnerFeed(lambda evs, anoms: owner.handle.remote(evs, anoms), max_backlog=OWNER_BACKLOG)
 
     def __serve_build_asgi_app__(self) -> Any:
         from opsradar.serving.api import create_app
@@ -418,10 +441,12 @@ class Ingress:
     async def ingest(self, events: list[Event]) -> dict[str, Any]:
         from anyio import to_thread
 
+        await self.feed.admit()  # back-pressure before anything is stored
         new = await to_thread.run_sync(self.store.add_events, events)
         _metrics.INGEST_EVENTS.labels(outcome="stored").inc(len(new))
         _metrics.INGEST_EVENTS.labels(outcome="duplicate").inc(len(events) - len(new))
-        summary = await route_events(new, self.shards, self.owner) if new else {"anomalies": 0, "alerts": 0}
+        summary = (await route_events(new, self.shards, self.owner, feed=self.feed) if new
+                   else {"anomalies": 0, "alerts": None})
         return {"stored": len(new), "duplicates": len(events) - len(new), **summary}
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -466,7 +491,7 @@ class Ingress:
             shards = await asyncio.gather(*(s.stats.remote() for s in self.shards))
         except Exception as exc:  # noqa: BLE001 - not ready yet: say why
             return {"ready": False, "reason": f"{type(exc).__name__}: {exc}"}
-        return {**owner, "ready": bool(owner.get("ready")), "shards": shards}
+        return {**owner, "ready": bool(owner.get("ready")), "shards": shards, **self.feed.stats()}
 
     async def metrics_text(self) -> bytes:
         from prometheus_client import REGISTRY, generate_latest

@@ -110,15 +110,20 @@ class ShardState:
 
     def detect(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Detect on event documents (already stored); returns anomaly documents. Ids seen are skipped."""
-        out: list[dict[str, Any]] = []
+        return [a.model_dump(mode="json") for a in self.detect_events(docs)]
+
+    def detect_events(self, events: list[Event] | list[dict[str, Any]]) -> list[Anomaly]:
+        """:meth:`detect` on events (already stored), as models or documents; returns the anomalies.
+        An :class:`Event` is trusted as is (it was validated at the ingress), a document is validated."""
+        out: list[Anomaly] = []
         with self.lock:
             now = self.clock()
-            for doc in docs:
-                eid = doc.get("id")
+            for item in events:
+                eid = item.id if isinstance(item, Event) else item.get("id")
                 if isinstance(eid, str) and eid in self.seen:
                     continue
-                e = Event.model_validate(doc)
-                out += [a.model_dump(mode="json") for a in self.engine.process(e)]
+                e = item if isinstance(item, Event) else Event.model_validate(item)
+                out += self.engine.process(e)
                 self.seen[e.id] = now
             self.dirty = True
         return out

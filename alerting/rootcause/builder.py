@@ -30,6 +30,7 @@ from opsradar.alerting.rootcause.evidence import (
 )
 from opsradar.alerting.rootcause.model import RootCauseReport, Series, TimelineItem
 from opsradar.alerting.rootcause.onset import drift_start
+from opsradar.alerting.rootcause.reads import reader_for
 from opsradar.alerting.rootcause.scoring import CAUSE_KINDS, ScoringParams, rank_changes, with_test_results
 from opsradar.config import EntityGraph
 from opsradar.errors import OpsradarError
@@ -89,7 +90,7 @@ def _drift_onset(
         direction = 1.0 if c.value > c.expected else -1.0 if c.value < c.expected else 0.0
         source, kind, entity = stream_parts(a)
         until = min(inc.last_seen, a.ts + timedelta(hours=24)) + timedelta(seconds=1)
-        evs = list(store.iter_events(since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind],
+        evs = list(reader_for(store).events(since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind],
                                      entities=[entity]))
         pts = feature_points(evs, c.feature)
         start = drift_start(pts, a.ts, direction=direction)
@@ -166,10 +167,10 @@ def build_report(
 
     window_start = onset - st.lookback
     window_end = max(inc.last_seen, onset) + timedelta(minutes=1)
-    changes = list(store.iter_events(since=window_start, until=window_end, kinds=sorted(CHANGE_KINDS)))
+    changes = list(reader_for(store).events(since=window_start, until=window_end, kinds=sorted(CHANGE_KINDS)))
     jobs = sorted({e.entity for e in changes if e.kind in ("build", "deploy")})
     if jobs:  # failed tests live on the builds' test_run events
-        tests = store.iter_events(since=window_start, until=window_end, kinds=["test_run"], entities=jobs)
+        tests = reader_for(store).events(since=window_start, until=window_end, kinds=["test_run"], entities=jobs)
         changes = with_test_results(changes, tests)
     own_symptoms |= {e.id for e in changes if (e.source, e.kind, e.entity) in symptom_streams}
 
@@ -181,7 +182,7 @@ def build_report(
         log_entities.add(f"service:{svc_name}")
         if svc is not None:
             log_entities |= {f"service:{s}" for s in svc.es_services} | {f"host:{h}" for h in svc.hosts}
-    logs = list(store.iter_events(since=log_start - st.log_baseline, until=window_end, kinds=["log"],
+    logs = list(reader_for(store).events(since=log_start - st.log_baseline, until=window_end, kinds=["log"],
                                   entities=sorted(log_entities)))
     templates = template_changes(logs, window_start=log_start, window_end=window_end)
     new_templates = [(ent, t.first_seen) for t in templates if t.status == "new" for ent in t.entities]
@@ -241,7 +242,7 @@ def build_report(
     for group in streams:
         group.sort(key=lambda a: a.ts)
         source, kind, entity = stream_parts(group[0])
-        evs: list[Event] = list(store.iter_events(since=chart_start, until=chart_end, source=source, kinds=[kind],
+        evs: list[Event] = list(reader_for(store).events(since=chart_start, until=chart_end, source=source, kinds=[kind],
                                                   entities=[entity]))
         series.append(series_for(group, evs, start=chart_start, end=chart_end))
     # Incidents raised by rules on events: chart the streams of the events that matched.
@@ -251,7 +252,7 @@ def build_report(
     for key, marks in sorted(rule_streams.items(), key=lambda kv: -len(kv[1])):
         if len(series) >= st.max_series or any(s.stream == "|".join(key) for s in series):
             continue
-        evs = list(store.iter_events(since=chart_start, until=chart_end, source=key[0], kinds=[key[1]], entities=[key[2]]))
+        evs = list(reader_for(store).events(since=chart_start, until=chart_end, source=key[0], kinds=[key[1]], entities=[key[2]]))
         series.append(event_series(key, evs, marks, start=chart_start, end=chart_end))
 
     return RootCauseReport(

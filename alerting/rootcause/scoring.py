@@ -287,6 +287,8 @@ def with_test_results(changes: Iterable[Event], test_runs: Iterable[Event]) -> l
         n = _build_number(t)
         if n and "failed" in t.values:
             failed[(t.entity, n)] = max(failed.get((t.entity, n), 0.0), float(t.values["failed"]))
+    if not failed:  # nothing to attach (the common case): skip the per-change lookups
+        return list(changes)
     out = []
     for e in changes:
         key = (e.entity, _build_number(e))
