@@ -167,13 +167,13 @@ class _Memory:
 
     def left_matches(self, mask: int) -> array[int]:
         """Left semi-context ids sharing a fact with ``mask``, by their lowest shared fact, then id."""
-        found = []
+        found = []  # (lowest shared fact + 1) << 32 | semi id, so that sorting orders by both
         for sid, m in enumerate(self.masks[0]):
             common = m & mask
             if common:
-                found.append(((common & -common).bit_length(), sid))
+                found.append((common & -common).bit_length() << 32 | sid)
         found.sort()
-        return array("i", [sid for _, sid in found])
+        return array("i", [key & 0xFFFFFFFF for key in found])
 
 
 @register
@@ -274,39 +274,42 @@ class ContextualDetector(Detector):
         left_masks, right_masks = mem.masks
         first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
         ctx_total, ctx_true, ctx_act, ctx_zero = mem.ctx_total, mem.ctx_true, mem.ctx_act, mem.ctx_zero
+        # per right semi-context: its facts that came true, and whether none (0), some (1) or all (2) did
+        right_true = [m & facts for m in right_masks]
+        right_state = [0 if not t else 2 if t == m else 1 for t, m in zip(right_true, right_masks, strict=True)]
         active: list[tuple[int, int, int, int]] = []
         selected = 0
         potential: list[tuple[int, int]] = []
         for lid in self.left_matches:
             lmask = left_masks[lid]
             lfacts = lmask & left
-            full_left = lfacts == lmask
             seeds = new_zero and lfacts.bit_count() <= max_left
-            if not full_left and not seeds:
-                continue  # a partial match only matters when it may seed new contexts
             cid = first_ctx[lid]
-            while cid >= 0:
-                if cid != zero_cid:
-                    rid = ctx_right[cid]
-                    rmask = right_masks[rid]
-                    rfacts = rmask & facts
-                    if full_left:
+            if lfacts == lmask:  # the whole left side matched: these contexts predicted
+                while cid >= 0:
+                    if cid != zero_cid:
+                        rid = ctx_right[cid]
                         selected += 1
+                        state = right_state[rid]
                         if commit:
-                            ctx_total[cid] += rmask.bit_count()
-                        if rfacts:
+                            ctx_total[cid] += right_masks[rid].bit_count()
+                            if state:
+                                ctx_true[cid] += right_true[rid].bit_count()
+                        if state == 2:
+                            act = ctx_act[cid] + 1
                             if commit:
-                                ctx_true[cid] += rfacts.bit_count()
-                            if rfacts == rmask:
-                                act = ctx_act[cid] + 1
-                                if commit:
-                                    ctx_act[cid] = act
-                                active.append((act, lid, rid, cid))
-                            elif seeds and ctx_zero[cid]:
-                                potential.append((lfacts, rfacts))
-                    elif rfacts and ctx_zero[cid]:
-                        potential.append((lfacts, rfacts))
-                cid = ctx_next[cid]
+                                ctx_act[cid] = act
+                            active.append((act, lid, rid, cid))
+                        elif state and seeds and ctx_zero[cid]:
+                            potential.append((lfacts, right_true[rid]))
+                    cid = ctx_next[cid]
+            elif seeds:  # a partial match only matters when it may seed new contexts
+                while cid >= 0:
+                    if cid != zero_cid:
+                        rid = ctx_right[cid]
+                        if right_state[rid] and ctx_zero[cid]:
+                            potential.append((lfacts, right_true[rid]))
+                    cid = ctx_next[cid]
         uniq.update(potential)
         active_share = len(active) / selected if selected else 0.0
         active.sort()
