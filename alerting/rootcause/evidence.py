@@ -168,16 +168,18 @@ def feature_points(events: Sequence[Event], feature: str) -> list[tuple[datetime
     """The values of ``feature`` along a stream's events, as the detectors computed them.
 
     The events are replayed through the stream type's feature extractor
-    (:func:`opsradar.detectors.features.extractor_for`), so derived features (``latency_ms``,
-    ``log_rate``, ``error_ratio``…) come out as the detector saw them; a feature that is a plain
+    (:func:`opsradar.detectors.features.extractor_for`), so derived features (``log_latency_ms``,
+    ``log_rate``, ``error_rate``…) come out as the detector saw them; a feature that is a plain
     event value is read directly. Empty when neither gives it.
 
     >>> from datetime import datetime, timezone
     >>> ts = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
     >>> e = Event.new(source="es", native_id="r1", kind="access", ts=ts, entity="service:shop",
     ...               values={"status": 200.0, "duration_ms": 120.0})
-    >>> feature_points([e], "latency_ms"), feature_points([e], "duration_ms")
-    ([(datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.timezone.utc), 120.0)], [(datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.timezone.utc), 120.0)])
+    >>> [round(v, 3) for _, v in feature_points([e], "log_latency_ms")]  # ln(1 + 120 ms)
+    [4.796]
+    >>> feature_points([e], "duration_ms")
+    [(datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.timezone.utc), 120.0)]
     """
     ordered = sorted(events, key=lambda e: (e.ts, e.id))
     direct = [(e.ts, float(e.values[feature])) for e in ordered if feature in e.values]
