@@ -150,7 +150,10 @@ class Contribution(BaseModel):
     contribution: float = Field(description="share of the score explained by this feature, 0..1")
 
     def describe(self) -> str:
-        return f"{self.feature}={self.value:.4g} (expected {self.expected:.4g}, normal range {self.low:.4g}..{self.high:.4g})"
+        """In words, e.g. ``duration 41 min (usual 4.8–6.8 min)`` (see :mod:`opsradar.explain`)."""
+        from opsradar.explain import describe
+
+        return describe(self)
 
 
 class Anomaly(BaseModel):
@@ -175,8 +178,25 @@ class Anomaly(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
 
     def summary(self) -> str:
-        top = "; ".join(c.describe() for c in self.explanation[:3])
-        return f"{self.stream}: score {self.score:.2f} ≥ {self.threshold:.2f}" + (f" — {top}" if top else "")
+        """What was anomalous, in words: the features that left their normal range, then the score.
+
+        >>> from datetime import datetime, timezone
+        >>> a = Anomaly(id="a1", stream="jenkins|build|job:shop", detector="quantile_band", detector_version="1",
+        ...             ts=datetime(2026, 1, 5, tzinfo=timezone.utc), source="jenkins", kind="build", entity="job:shop",
+        ...             score=0.99, threshold=0.5, raw_score=9.0, explanation=[
+        ...                 Contribution(feature="duration_s", value=2460, expected=330, low=290, high=410, contribution=0.9),
+        ...                 Contribution(feature="queue_s", value=20, expected=18, low=5, high=40, contribution=0.1)])
+        >>> a.summary()
+        'duration 41 min (usual 4.8–6.8 min) — score 0.99 ≥ 0.50'
+        """
+        from opsradar.explain import notable, outside
+
+        shown = notable(self.explanation)
+        what = "; ".join(c.describe() for c in shown)
+        if shown and not any(outside(c) for c in shown):  # every feature in range: their combination scored
+            what = f"unusual combination, strongest: {what}"
+        score = f"score {self.score:.2f} ≥ {self.threshold:.2f}"
+        return f"{what} — {score}" if what else f"{self.stream}: {score}"
 
 
 class AlertStatus(StrEnum):

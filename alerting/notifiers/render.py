@@ -16,6 +16,7 @@ the config). User-controlled text — alert titles, label values, names — can 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from opsradar.models import Incident, IncidentStatus
 
-__all__ = ["ACTIONS", "Renderer", "Safe", "escape_mrkdwn", "link"]
+__all__ = ["ACTIONS", "Renderer", "Safe", "escape_mrkdwn", "evidence_lines", "link"]
 
 _PACKAGED = Path(__file__).resolve().parents[1] / "templates"
 
@@ -77,6 +78,36 @@ def _plain(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
+
+
+def evidence_lines(alerts: Sequence[Mapping[str, Any]], limit: int = 3) -> tuple[list[str], int]:
+    """What the incident's alerts saw, in words, for the message: at most ``limit`` lines (most
+    severe first, then earliest; identical lines once) and how many alerts are not shown.
+
+    An anomaly's alert says which features left their range (its ``summary`` annotation); a rule's
+    alert gives its ``detail``, else the rule's ``description``.
+
+    >>> evidence_lines([
+    ...     {"title": "Anomalous build on job:a", "severity": "error", "starts_at": "2026-01-05T10:00:00Z",
+    ...      "annotations": {"summary": "duration 41 min (usual 4.8–6.8 min) — score 0.99 ≥ 0.50"}},
+    ...     {"title": "deploy-then-errors", "severity": "critical", "starts_at": "2026-01-05T10:05:00Z",
+    ...      "annotations": {"description": "A deploy, then 10 error logs within 30 minutes."}},
+    ...     {"title": "Anomalous log on service:b", "severity": "warning", "starts_at": "2026-01-05T10:06:00Z",
+    ...      "annotations": {}}], limit=2)
+    (['deploy-then-errors: A deploy, then 10 error logs within 30 minutes.', 'Anomalous build on job:a: duration 41 min (usual 4.8–6.8 min) — score 0.99 ≥ 0.50'], 1)
+    """
+    ordered = sorted(alerts, key=lambda a: (-_RANK.get(str(a.get("severity")), 0), str(a.get("starts_at", ""))))
+    lines: list[str] = []
+    for a in ordered:
+        notes = a.get("annotations") or {}
+        what = notes.get("summary") or notes.get("detail") or notes.get("description") or ""
+        line = _plain(f"{a.get('title', '')}: {what}" if what else str(a.get("title", "")), 300)
+        if line and line not in lines:
+            lines.append(line)
+    return lines[:limit], max(0, len(ordered) - min(limit, len(lines)))
+
+
 class Renderer:
     """Renders incidents into text and blocks with the (possibly overridden) templates."""
 
@@ -106,7 +137,8 @@ class Renderer:
                 return f"{text} (score {float(score):.2f})" if isinstance(score, int | float) else text
         return "—"
 
-    def _context(self, incident: Incident, mentions: list[str]) -> dict[str, Any]:
+    def _context(self, incident: Incident, mentions: list[str], evidence: Sequence[str] = (),
+                 more: int = 0) -> dict[str, Any]:
         emoji, status_text = _STATUS[incident.status]
         if incident.status == IncidentStatus.acknowledged and incident.acknowledged_by:
             status_text = f"acknowledged by {incident.acknowledged_by}"
@@ -121,14 +153,20 @@ class Renderer:
             "root_cause": self.root_cause_text(incident),
             "report_link": link(self.report_url(incident.id), "Full report"),
             "mentions": Safe(" ".join(mentions) + " ") if mentions else Safe(""),
+            "evidence": list(evidence),
+            "more_alerts": more,
         }
 
-    def incident_text(self, incident: Incident, *, mentions: list[str] | None = None) -> str:
-        return self.env.get_template("slack_incident.j2").render(**self._context(incident, mentions or [])).strip()
+    def incident_text(self, incident: Incident, *, mentions: list[str] | None = None,
+                      evidence: Sequence[str] = (), more: int = 0) -> str:
+        """The incident's message; ``evidence`` and ``more`` come from :func:`evidence_lines`."""
+        context = self._context(incident, mentions or [], evidence, more)
+        return self.env.get_template("slack_incident.j2").render(**context).strip()
 
-    def incident_blocks(self, incident: Incident, *, mentions: list[str] | None = None) -> list[dict[str, Any]]:
+    def incident_blocks(self, incident: Incident, *, mentions: list[str] | None = None,
+                        evidence: Sequence[str] = (), more: int = 0) -> list[dict[str, Any]]:
         """Block Kit: a header, the templated summary, the facts, and the action buttons."""
-        text = self.incident_text(incident, mentions=mentions)
+        text = self.incident_text(incident, mentions=mentions, evidence=evidence, more=more)
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": _plain(incident.title, 150), "emoji": True}},
             {"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, 3000)}},

@@ -46,7 +46,7 @@ from opsradar import schema as t
 from opsradar.alerting.correlation import Correlator, IncidentUpdate
 from opsradar.alerting.incidents import common_labels, incident_lock, load_incident, revision, save_incident
 from opsradar.alerting.notifiers.outbox import Deferred, Destination, Notifier, OutboxWorker, digest_post_key, post_key
-from opsradar.alerting.notifiers.render import Renderer
+from opsradar.alerting.notifiers.render import Renderer, evidence_lines
 from opsradar.config import SlackConfig, resolve_secret
 from opsradar.errors import NotifyError, OpsradarError
 from opsradar.models import Incident
@@ -187,8 +187,9 @@ class SlackTransport:
         if action == "post":
             inc = self._incident(payload["incident_id"])
             mentions = self._mentions_for(inc, payload)
-            text = self.renderer.incident_text(inc, mentions=mentions)
-            blocks = self.renderer.incident_blocks(inc, mentions=mentions)
+            evidence, more = self._evidence(inc)
+            text = self.renderer.incident_text(inc, mentions=mentions, evidence=evidence, more=more)
+            blocks = self.renderer.incident_blocks(inc, mentions=mentions, evidence=evidence, more=more)
             result = self._post(row, maybe_sent, before_send, text=text, blocks=blocks)
             if result.get("recovered"):  # bring the recovered message up to date
                 self._call("chat.update", self.client.chat_update, channel=result["channel"], ts=result["ts"],
@@ -198,9 +199,10 @@ class SlackTransport:
             parent = self._parent(post_key(row["incident_id"], row["channel"]))
             inc = self._incident(row["incident_id"])
             mentions = self._post_mentions(row, inc)
+            evidence, more = self._evidence(inc)
             self._call("chat.update", self.client.chat_update, channel=parent["channel"], ts=parent["ts"],
-                       text=self.renderer.incident_text(inc, mentions=mentions),
-                       blocks=self.renderer.incident_blocks(inc, mentions=mentions))
+                       text=self.renderer.incident_text(inc, mentions=mentions, evidence=evidence, more=more),
+                       blocks=self.renderer.incident_blocks(inc, mentions=mentions, evidence=evidence, more=more))
             return {"channel": parent["channel"], "ts": parent["ts"], "rev": revision(inc)}
         if action == "reply":
             parent = self._parent(post_key(row["incident_id"], row["channel"]))
@@ -222,6 +224,11 @@ class SlackTransport:
                        text=text, blocks=blocks)
             return {"channel": parent["channel"], "ts": parent["ts"]}
         raise NotifyError(f"unknown outbox action {action!r}", retryable=False)
+
+    def _evidence(self, inc: Incident) -> tuple[list[str], int]:
+        """What the incident's alerts saw, as the message shows it (read when the row is delivered,
+        so an update shows the incident's alerts as they are then)."""
+        return evidence_lines(self.store.alerts_of(inc.id))
 
     @staticmethod
     def _mentions_for(inc: Incident, post_payload: Mapping[str, Any]) -> list[str]:

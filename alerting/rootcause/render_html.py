@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from opsradar.alerting.rootcause.scoring import FACTORS
+from opsradar.explain import columns
 
 if TYPE_CHECKING:
     from opsradar.alerting.rootcause.model import RootCauseReport
@@ -194,8 +195,9 @@ def render_html(r: RootCauseReport) -> str:
     if r.top_features:
         w("<table><thead><tr><th>stream</th><th>feature</th><th>value</th><th>baseline</th><th>normal range</th><th>share</th></tr></thead><tbody>")
         for f in r.top_features:
-            w(f"<tr><td>{e(f.stream)}</td><td>{e(f.feature)}</td><td class=num>{f.value:.4g}</td><td class=num>{f.expected:.4g}</td>"
-              f"<td class=num>{f.low:.4g} .. {f.high:.4g}</td><td class=num>{f.contribution:.0%}</td></tr>")
+            name, value, expected, usual = columns(f.feature, f.value, f.expected, f.low, f.high)
+            w(f"<tr><td>{e(f.stream)}</td><td>{e(name)} <code>{e(f.feature)}</code></td><td class=num>{e(value)}</td>"
+              f"<td class=num>{e(expected)}</td><td class=num>{e(usual)}</td><td class=num>{f.contribution:.0%}</td></tr>")
         w("</tbody></table>")
     else:
         w("<p>No anomaly explanation available.</p>")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from opsradar.alerting.rootcause.scoring import FACTORS
+from opsradar.explain import columns
 
 if TYPE_CHECKING:
     from opsradar.alerting.rootcause.model import RootCauseReport
@@ -81,8 +82,9 @@ def render_markdown(r: RootCauseReport) -> str:
         w("| stream | feature | value | baseline | normal range | share |")
         w("|---|---|---|---|---|---|")
         for f in r.top_features:
-            w(f"| {md_code(f.stream)} | {md_code(f.feature)} | {f.value:.4g} | {f.expected:.4g} | "
-              f"{f.low:.4g} .. {f.high:.4g} | {f.contribution:.0%} |")
+            name, value, expected, usual = columns(f.feature, f.value, f.expected, f.low, f.high)
+            w(f"| {md_code(f.stream)} | {md_escape(name)} ({md_code(f.feature)}) | {value} | {expected} | "
+              f"{usual} | {f.contribution:.0%} |")
     else:
         w("No anomaly explanation available.")
     w("")

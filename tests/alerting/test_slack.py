@@ -128,6 +128,30 @@ def test_root_cause_candidate_shows_when_set(store: Store, fake: SlackFake) -> N
     assert "deploy shop-deploy#41 (commit abc123) (score 0.91)" in fake.channel_messages("opsradar")[0]["text"]
 
 
+def test_the_message_says_what_was_seen_in_words(store: Store, fake: SlackFake) -> None:
+    from opsradar.alerting.alerts import alert_from_anomaly
+    from opsradar.models import Anomaly, Contribution
+
+    anomaly = Anomaly(id="an-1", stream="jenkins|build|job:shop-deploy", detector="quantile_band", detector_version="1",
+                      ts=T0, source="jenkins", kind="build", entity="job:shop-deploy", score=0.99, threshold=0.5,
+                      raw_score=9.0, explanation=[
+                          Contribution(feature="duration_s", value=2460, expected=330, low=290, high=410, contribution=0.8),
+                          Contribution(feature="queue_s", value=20, expected=18, low=5, high=40, contribution=0.2)])
+    p = Pipeline(store, fake)
+    p.add(alert_from_anomaly(anomaly, GRAPH), T0)
+    p.worker.drain()
+    text = fake.channel_messages("opsradar")[0]["text"]
+    assert "*What was seen:*\n• Anomalous build on job:shop-deploy: duration 41 min (usual 4.8–6.8 min)" in text
+    assert "queue time" not in text, "a feature inside its normal range is not news"
+    for i, a in enumerate(storm()[1:], 1):  # rule-like alerts join: the update shows the most severe first
+        a.annotations["description"] = f"described {i}"
+        p.add(a, T0 + timedelta(minutes=i))
+    p.worker.drain()
+    text = fake.channel_messages("opsradar")[0]["text"]
+    assert "• Checkout deploy failed: described 5\n• Timeouts calling shop: described 2\n" in text
+    assert "…and 3 more alerts (see the report)" in text  # 6 alerts, 3 shown
+
+
 def test_ack_and_resolve_update_the_message_and_reply_in_thread(store: Store, fake: SlackFake) -> None:
     p = Pipeline(store, fake)
     u = p.add(alert("Deploy failed", entity="job:shop-deploy", source="jenkins"), T0)

@@ -73,7 +73,7 @@ def test_a_slow_build_is_an_anomaly_that_explains_itself() -> None:
     assert top.value == 2400.0
     assert top.low <= top.expected <= top.high < 2400.0
     assert top.contribution > 0.5
-    assert "duration_s=2400" in a.summary()
+    assert a.summary().startswith("duration 40 min (usual ")  # in words, not feature names
     # the id is stable per (stream, event id)
     again = DetectionEngine(DetectorsConfig(warmup=30), graph=graph)
     for i in range(200):
