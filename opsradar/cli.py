@@ -6,6 +6,7 @@ usage.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +33,11 @@ app.add_typer(rules_app, name="rules")
 config_app = typer.Typer(help="Inspect and validate the configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped into a file or a CI log, Rich would wrap tables at 80 columns; use a width that keeps a
+# row on one line there (COLUMNS still wins when set).
+_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_PIPE_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() or "COLUMNS" in os.environ else 160)
 
 ConfigOpt = Annotated[
     Path | None,
