@@ -341,15 +341,17 @@ class PyODDetector(Detector):
 
     def __init__(self, algorithm: str = "ecod", params: dict[str, Any] | None = None, *, window: int = 512,
                  refit_every: int = 128, min_rows: int = 64, auto_refit: bool = True, drift: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, drift_batch: int = 64) -> None:
         self.refitter = Refitter(algorithm, params, window=window, min_rows=min_rows, seed=seed)
         self.refit_every = refit_every
         self.auto_refit = auto_refit
+        self.drift_batch = drift_batch
         self.buffer: deque[Row] = deque(maxlen=window)
         self.since_refit = 0
         self.model: FittedModel | None = None
         self.model_version: int | None = None
-        self.refit_due = False
+        self._refit_due = False
+        self._drift_pending: list[dict[str, float]] = []  # rows learnt, not yet scored for ADWIN
         self.adwin: Any = None
         if drift:
             from river.drift import ADWIN
@@ -360,17 +362,57 @@ class PyODDetector(Detector):
     def _unit_test_params(cls) -> dict[str, Any]:
         return {"window": 128, "refit_every": 32, "min_rows": 32}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "refit_due" in state:  # checkpoints written before the drift scores were batched
+            state["_refit_due"] = state.pop("refit_due")
+        state.setdefault("_drift_pending", [])
+        state.setdefault("drift_batch", 64)
+        self.__dict__.update(state)
+
+    @property
+    def refit_due(self) -> bool:
+        """Whether the window asks for a refit (rows due, or ADWIN saw the score stream drift)."""
+        self._flush_drift()
+        return self._refit_due
+
+    @refit_due.setter
+    def refit_due(self, value: bool) -> None:
+        self._flush_drift()
+        self._refit_due = value
+
+    def _flush_drift(self) -> None:
+        """Feed ADWIN the scores of the rows learnt since the last flush, in order.
+
+        Scoring them as one matrix gives each row the score it would have had alone (ECOD ranks
+        every row against the training window only), so ADWIN sees the same stream; only when
+        the flag is raised moves, to the next read of :attr:`refit_due` (or every ``drift_batch``
+        rows). Other algorithms, and ``auto_refit``, score each row as it is learnt.
+        """
+        pending = self._drift_pending
+        if not pending:
+            return
+        self._drift_pending = []
+        model, adwin = self.model, self.adwin
+        if model is None or adwin is None:
+            return
+        for s in model.score_many(pending).tolist():
+            adwin.update(s)
+            if adwin.drift_detected:
+                self._refit_due = True
+
     def learn_one(self, x: dict[str, float], ts: datetime | None = None) -> None:
+        row = dict(x)
         if self.model is not None and self.adwin is not None:
-            self.adwin.update(self.model.score(x))
-            if self.adwin.drift_detected:
-                self.refit_due = True
-        self.buffer.append((ts, dict(x)))
+            self._drift_pending.append(row)
+            if (self.auto_refit or self.model.columns is None
+                    or len(self._drift_pending) >= self.drift_batch):
+                self._flush_drift()
+        self.buffer.append((ts, row))
         self.since_refit += 1
         if len(self.buffer) >= self.refitter.min_rows and (
-            self.model is None or self.since_refit >= self.refit_every or self.refit_due
+            self.model is None or self.since_refit >= self.refit_every or self._refit_due
         ):
-            self.refit_due = True
+            self._refit_due = True
             if self.auto_refit:
                 try:
                     self.refit()
@@ -410,10 +452,11 @@ class PyODDetector(Detector):
 
     def swap(self, model: FittedModel, version: int | None = None) -> None:
         """Use ``model`` from now on (one attribute assignment)."""
+        self._drift_pending = []  # ADWIN restarts below: the old model's scores would be dropped
         self.model = model
         self.model_version = version
         self.since_refit = 0
-        self.refit_due = False
+        self._refit_due = False
         if self.adwin is not None:
             from river.drift import ADWIN
 

@@ -179,3 +179,39 @@ def test_rows_without_features_do_not_break_learning() -> None:
     for _, row in rows_with_ts(64):
         det.learn_one(row)
     assert det.model is not None
+
+
+def test_batched_drift_scores_feed_adwin_the_same_stream_as_row_by_row() -> None:
+    rng = random.Random(5)
+    warm = [normal_row(rng) for _ in range(100)]
+    rows = [normal_row(rng) for _ in range(400)]
+    for row in rows[250:]:
+        row["duration_s"] *= 5
+    dets = [PyODDetector(auto_refit=False, refit_every=10_000, min_rows=64, drift_batch=b) for b in (1, 64)]
+    model = Refitter(min_rows=64).fit([(None, r) for r in warm]).model
+    flags: list[list[bool]] = [[], []]
+    for k, det in enumerate(dets):
+        det.swap(model)
+        for i, row in enumerate(rows):
+            det.learn_one(row)
+            if i % 50 == 49:
+                flags[k].append(det.refit_due)
+    assert flags[0] == flags[1]
+    assert flags[0][-1]
+    assert not flags[0][0]
+    assert dets[0].adwin.estimation == dets[1].adwin.estimation
+    assert dets[0].adwin.width == dets[1].adwin.width
+
+
+def test_old_checkpoints_without_batched_drift_state_still_load() -> None:
+    det = PyODDetector(auto_refit=False, min_rows=64)
+    for _, row in rows_with_ts(100):
+        det.learn_one(row)
+    state = dict(det.__dict__)
+    state["refit_due"] = state.pop("_refit_due")
+    del state["_drift_pending"], state["drift_batch"]
+    old = PyODDetector.__new__(PyODDetector)
+    old.__setstate__(state)
+    again = pickle.loads(pickle.dumps(old))
+    assert again.refit_due
+    again.learn_one({"duration_s": 60.0, "count": 10.0, "errors": 0.5})
