@@ -257,7 +257,7 @@ class Owner:
         self.store = Store(cfg.store.resolved_url())
         self.pipeline = Pipeline(cfg, self.store, detectors=_RemoteDetectors(cfg.detectors.shards),  # type: ignore[arg-type]
                                  worker=slack_worker(cfg, self.store) if self.args.notify else None,
-                                 notify=self.args.notify)
+                                 notify=self.args.notify, rank_async=True)  # ranking off handle()'s path
         self.pipeline.interaction_handler = interaction_handler(cfg, self.pipeline)
         self._events, self._anomalies = _Seen(), _Seen()
         self.outbox_interval = 1.0
@@ -307,6 +307,7 @@ class Owner:
 
     def __del__(self) -> None:
         self._stop.set()
+        self.pipeline.close()  # pending rankings are dropped, not waited for
 
 
 #: Events an ingress may have queued for the owner before ingests wait (then 503) for it to catch up:

@@ -6,6 +6,12 @@ shards. On Ray Serve the detector shards live in their own deployments and call
 :meth:`Pipeline.handle` with the anomalies they found; locally :meth:`Pipeline.ingest` does it all
 in-process. Either way the logic is this one class, testable without Ray.
 
+Root-cause ranking is synchronous by default (the incident's first message already names its likely
+causes; the local demo, the scenarios and the tests stay deterministic). With ``rank_async=True`` (the
+Ray ``Owner``) a :class:`Ranker` thread ranks off the alerting path: requests for one incident that
+wait together are ranked once, the result is attached with ``Correlator.set_root_cause`` under the
+pipeline lock and the incident's message is updated in place.
+
 Time is **event time**: the pipeline's clock is the newest event it has processed (its watermark),
 so replaying last week's history behaves as it did live (group windows, quiet periods, reopen
 windows), and going from history to live needs no switch.
@@ -33,7 +39,7 @@ from opsradar.detectors.engine import DetectionEngine, shard_of
 from opsradar.models import Alert, Anomaly, Event, Severity
 from opsradar.store import Store
 
-__all__ = ["LocalDetectors", "Pipeline", "PipelineStats"]
+__all__ = ["LocalDetectors", "Pipeline", "PipelineStats", "Ranker"]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,82 @@ class PipelineStats:
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
+class Ranker:
+    """One background thread that runs ``rank(incident_id, now)`` for the incidents submitted.
+
+    Requests for an incident still waiting are coalesced into one (with the newest ``now``); an
+    incident is ranked again only if it is submitted again after its ranking started. Incidents are
+    ranked in the order they were first submitted. A failing ``rank`` is logged and the thread goes
+    on. :meth:`close` does not wait for what is pending (it is dropped): a shutdown never waits on
+    a ranking longer than ``timeout`` for the one in progress.
+    """
+
+    def __init__(self, rank: Callable[[str, datetime], None], *, name: str = "rootcause-ranker") -> None:
+        self._rank = rank
+        self._pending: dict[str, datetime] = {}
+        self._busy = False
+        self._closed = False
+        self._cv = threading.Condition()
+        self.submitted = self.coalesced = self.ranked = self.failed = 0
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self._thread.start()
+
+    def submit(self, incident_id: str, now: datetime) -> None:
+        with self._cv:
+            if self._closed:
+                return
+            self.submitted += 1
+            prev = self._pending.get(incident_id)
+            if prev is not None:
+                self.coalesced += 1
+                self._pending[incident_id] = max(prev, now)
+                return
+            self._pending[incident_id] = now
+            self._cv.notify_all()
+
+    @property
+    def backlog(self) -> int:
+        """Incidents waiting for a ranking, plus the one being ranked."""
+        with self._cv:
+            return len(self._pending) + self._busy
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is pending or running; False if ``timeout`` passed first or it is closed."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._closed or (not self._pending and not self._busy), timeout) \
+                and not self._pending and not self._busy
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the thread; what is pending is dropped."""
+        with self._cv:
+            self._closed = True
+            self._pending.clear()
+            self._cv.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._closed or bool(self._pending))
+                if self._closed:
+                    return
+                incident_id = next(iter(self._pending))
+                now = self._pending.pop(incident_id)
+                self._busy = True
+            try:
+                self._rank(incident_id, now)
+                ok = True
+            except Exception:  # a ranking failure must never stop the thread (nor alerting)
+                log.exception("root-cause ranking failed for incident %s", incident_id)
+                ok = False
+            with self._cv:
+                self._busy = False
+                self.ranked += ok
+                self.failed += not ok
+                self._cv.notify_all()
+
+
 class Pipeline:
     """Owns rules, correlation and notification state; see the module docstring."""
 
@@ -113,6 +195,7 @@ class Pipeline:
         notify: bool = True,
         interaction_handler: Any = None,
         sources: Callable[[], dict[str, Any]] | None = None,
+        rank_async: bool = False,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -130,6 +213,13 @@ class Pipeline:
         self._ranked_at: dict[str, datetime] = {}
         self.stats = PipelineStats()
         self._lock = threading.RLock()
+        #: ranks root causes off the alerting path when ``rank_async`` (see the module docstring)
+        self.ranker: Ranker | None = Ranker(self._rank_later) if rank_async else None
+
+    def close(self) -> None:
+        """Stop the background ranking (pending rankings are dropped, never waited for)."""
+        if self.ranker is not None:
+            self.ranker.close()
 
     def _targets(self) -> dict[str, Any]:
         from opsradar.alerting.notifiers.slack import destinations_from_receivers
@@ -226,7 +316,10 @@ class Pipeline:
         if (Change.opened in update.changes or Change.new_service in update.changes
                 or (Change.joined in update.changes and (last is None or now - last >= RANK_EVERY))):
             self._ranked_at[inc_id] = now
-            update = self._attach_root_cause(update, now)
+            if self.ranker is not None:
+                self.ranker.submit(inc_id, now)
+            else:
+                update = self._attach_root_cause(update, now)
         if self.notify:
             self.stats.notifications += len(self.notifier.notify(update, now))
 
@@ -246,6 +339,22 @@ class Pipeline:
             return update
         fresh = self.correlator.set_root_cause(inc.id, top)
         return IncidentUpdate(fresh, update.changes, update.alert, update.new_services, update.actor)
+
+    def _rank_later(self, incident_id: str, now: datetime) -> None:
+        """The :class:`Ranker`'s work: rank the incident as it is now (outside the lock: it only
+        reads), then attach the top three under the lock and update the incident's message."""
+        from opsradar.alerting.rootcause import build_report
+
+        report = build_report(self.correlator.get(incident_id), self.store, self.graph, now=now)
+        top = report.root_cause_entries(3)
+        with self._lock:
+            if top == self.correlator.get(incident_id).root_cause:
+                return
+            fresh = self.correlator.set_root_cause(incident_id, top)
+            if self.notify:
+                # not opened and not notable: the notifier enqueues a ``chat.update`` of the one message
+                ranked = IncidentUpdate(fresh, (Change.joined,))
+                self.stats.notifications += len(self.notifier.notify(ranked, now))
 
     def tick(self, now: datetime | None = None) -> None:
         """Time-driven work at ``now`` (default: the watermark): event-rule timers, auto-resolve."""
@@ -360,7 +469,11 @@ class Pipeline:
         return 200, {"response_type": "ephemeral", "text": getattr(result, "message", str(result))}
 
     def ready(self) -> dict[str, Any]:
-        return {"ready": True, "rules": self.rules.engine.digest, "streams": self.detectors.streams}
+        state = {"ready": True, "rules": self.rules.engine.digest, "streams": self.detectors.streams}
+        if self.ranker is not None:
+            state |= {"ranking_backlog": self.ranker.backlog, "rankings": self.ranker.ranked,
+                      "ranking_failures": self.ranker.failed, "rankings_coalesced": self.ranker.coalesced}
+        return state
 
     def metrics_text(self) -> bytes:
         return generate_latest(REGISTRY)
