@@ -193,6 +193,8 @@ class RuleEngine:
         self.inhibitor = Inhibitor(rules.inhibit_rules)
         self._raised = 0
         self._lock = threading.RLock()  # the rules' state has one owner at a time
+        #: the event rules that may act on an event of a (source, kind), in file order (built lazily)
+        self._for_source_kind: dict[tuple[str, str], list[_EventRule]] = {}
         if previous is not None:
             self._adopt(previous)
 
@@ -246,14 +248,28 @@ class RuleEngine:
 
     def on_event(self, event: Event) -> list[Alert]:
         """The alerts that the event rules raise on ``event`` (known-bad patterns and rule types)."""
-        f = event_fields(event, self.graph)
-        out = []
+        out: list[Alert] = []
         with self._lock:
-            for er in self.event_rules:
+            rules = self._rules_for(event.source, event.kind)
+            if not rules:
+                return out
+            f = event_fields(event, self.graph)
+            for er in rules:
                 for firing in er.trigger.on_event(f, event.ts):
                     if er.when.applies(firing.ts):
                         out.append(self._raise(er.rule, firing))
         return out
+
+    def _rules_for(self, source: str, kind: str) -> list[_EventRule]:
+        """The event rules whose trigger may act on events of ``source`` and ``kind`` (the others'
+        ``match`` rejects every such event, so calling them changes nothing)."""
+        key = (source, kind)
+        found = self._for_source_kind.get(key)
+        if found is None:
+            if len(self._for_source_kind) >= 4096:
+                self._for_source_kind.clear()
+            found = self._for_source_kind[key] = [er for er in self.event_rules if er.trigger.may_act(source, kind)]
+        return found
 
     def tick(self, now: datetime | None = None) -> list[Alert]:
         """Alerts due with no event to carry them (flatline rules)."""

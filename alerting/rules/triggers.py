@@ -56,6 +56,11 @@ class Trigger:
     def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
         return []
 
+    def may_act(self, source: str, kind: str) -> bool:
+        """False when :meth:`on_event` can do nothing (no firing, no change of state) for any event of
+        this ``source`` and ``kind``: the engine then skips the call. True unless a subclass knows."""
+        return True
+
     def tick(self, now: datetime) -> list[Firing]:
         return []
 
@@ -79,12 +84,20 @@ def _key_fields(names: list[str], key: tuple[str, ...]) -> dict[str, str]:
     return dict(zip(names, key, strict=True))
 
 
-class _Pattern(Trigger):
+class _Matching(Trigger):
+    """A trigger that does nothing with an event its ``match`` rejects (pattern, frequency, new_term)."""
+
+    def may_act(self, source: str, kind: str) -> bool:
+        top = {"source": source, "kind": kind}  # the same values as in ``event_fields``
+        return _all([m for m in self.match if m.name in top], top)
+
+
+class _Pattern(_Matching):
     def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
         return [Firing(ts, dict(f), [f.get("id", "")])] if _all(self.match, f) else []
 
 
-class _Frequency(Trigger):
+class _Frequency(_Matching):
     def __init__(self, t: FrequencyTrigger) -> None:
         super().__init__(t.match)
         self.t = t
@@ -110,7 +123,7 @@ class _Frequency(Trigger):
         self.windows = {tuple(k): deque((_t(t), i) for t, i in q) for k, q in state}
 
 
-class _NewTerm(Trigger):
+class _NewTerm(_Matching):
     def __init__(self, t: NewTermTrigger) -> None:
         super().__init__(t.match)
         self.t = t
