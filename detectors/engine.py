@@ -89,6 +89,11 @@ class StreamSpec:
     threshold: float | None = None
     #: Events a stream learns before it may alert; None = the config's ``warmup``.
     warmup: int | None = None
+    #: The narrowest spread the calibration believes, in log1p(raw) units for unbounded scores: a
+    #: stream whose raw scores were all ~0 (every build inside its band) has not shown its spread,
+    #: so a value just outside its band is not a one-in-10^8 event (0.1 ≈ a tenth of 1 + raw per σ;
+    #: chosen among 0.017 (Numenta's floor), 0.05, 0.1, 0.15 on the development worlds).
+    min_std: float = 0.1
 
     def calibrator(self) -> AnomalyLikelihood:
         return AnomalyLikelihood(
@@ -98,6 +103,7 @@ class StreamSpec:
             reestimation_period=self.reestimation_period,
             averaging_window=self.averaging_window,
             one_sided=self.one_sided,
+            min_std=self.min_std,
         )
 
 

@@ -14,6 +14,21 @@ normally; we report ``1 - tail`` on a log scale, so that 0.5 means "one in 10^5"
 Until ``learning_period + estimation_samples`` raw scores have been seen the calibrated score is
 the neutral 0.5-likelihood value (≈ 0.03): a stream does not alert while it warms up.
 
+The fitted Gaussian is never narrower than ``min_std``. A stream whose raw scores so far hardly
+varied (a CI job whose every run fell inside its band scores 0, 0, 0…) has not shown its spread:
+with Numenta's tiny floor, the first run a little outside the band would be a one-in-10^8 event.
+The default keeps Numenta's floor; the detection engine sets ``min_std`` per stream type
+(``StreamSpec.min_std``), in the units the raw scores are fitted in.
+
+>>> flat = AnomalyLikelihood(learning_period=5, estimation_samples=5, one_sided=True, averaging_window=1)
+>>> wary = AnomalyLikelihood(learning_period=5, estimation_samples=5, one_sided=True, averaging_window=1,
+...                          min_std=0.1)
+>>> for _ in range(15):
+...     flat.learn(0.0)
+...     wary.learn(0.0)
+>>> flat.score(0.13) > 0.5 > wary.score(0.13), wary.score(1.0) > 0.5
+(True, True)
+
 The state is compact: the history of recent means is an ``array('f')`` ring buffer.
 
 >>> cal = AnomalyLikelihood(learning_period=10, estimation_samples=10, historic_window=100)
@@ -68,6 +83,8 @@ class AnomalyLikelihood:
     reestimation_period: int = 100
     averaging_window: int = 10
     one_sided: bool = False
+    #: The narrowest spread the fitted Gaussian may have (see the module docstring).
+    min_std: float = math.sqrt(_MIN_VARIANCE)
     n: int = 0
     recent: list[float] = field(default_factory=list)
     history: array[float] = field(default_factory=lambda: array("f"))
@@ -128,7 +145,7 @@ class AnomalyLikelihood:
         m = sum(h) / len(h)
         var = sum((v - m) ** 2 for v in h) / len(h)
         self.mean = max(m, _MIN_MEAN)
-        self.std = math.sqrt(max(var, _MIN_VARIANCE))
+        self.std = max(math.sqrt(max(var, _MIN_VARIANCE)), self.min_std)
         self.fitted = True
 
     @property
