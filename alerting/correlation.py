@@ -17,7 +17,8 @@ The algorithm, for one alert at time ``now`` (see ``docs/correlation.md`` for th
      ↔ Jira project ↔ ES service ↔ dependencies. A storm that spreads from a deploy job to its
      service's logs, tickets and commits, and to the services depending on it, is one incident;
      measuring from the origin (not from everything the incident has absorbed) keeps incidents from
-     chaining across the whole estate;
+     chaining across the whole estate. An incident of one alert less severe than the new one does
+     not absorb it from another entity (low evidence must not swallow a stronger, later burst);
    - **title similarity** (token Jaccard of normalised titles / log templates ≥ ``title_similarity``),
      the secondary signal: on its own it joins only alerts the graph knows nothing about, otherwise
      it breaks ties between graph candidates, and it never joins across two different ``group_by`` keys.
@@ -369,6 +370,8 @@ class Correlator:
                 score, why = 3.0, f"same group {gk}"
             seed = self._seed(conn, inc)
             dist = self._distance(entities, seed) if entities and seed else None
+            if dist and score < 2.0 and self._weaker_lone(inc, alert):
+                dist = None  # a lone weaker alert elsewhere does not take over a stronger burst
             if dist is not None and score < 2.0:
                 score, why = 2.0 + 1.0 / (1 + dist), f"entity graph: {dist} hop(s)"
             sim = max((title_similarity(alert.title, title) for title in self._titles(inc)), default=0.0)
@@ -380,6 +383,17 @@ class Correlator:
             if score > 0 and (best is None or score > best.score):
                 best = _Candidate(inc, score, why)
         return best
+
+    @staticmethod
+    def _weaker_lone(inc: Incident, alert: Alert) -> bool:
+        """Whether ``inc`` is one alert less severe than ``alert``: too little evidence to hold it.
+
+        Such an incident does not absorb the alert through the entity graph from another entity
+        (it still does on a shared entity or group key): a lone slow build on one service must not
+        become the headline of a stronger error burst on a dependent service half an hour later,
+        which opens its own incident, measured from its own origin.
+        """
+        return inc.alert_count <= 1 and inc.severity.rank < alert.severity.rank
 
     def _seed(self, conn: Connection, inc: Incident) -> set[str]:
         """The entities of the alert that opened the incident: graph relations are measured from them,

@@ -292,3 +292,18 @@ def test_root_cause_is_set_without_losing_concurrent_changes(corr: Correlator) -
     inc = corr.set_root_cause(u.incident_id or "", [{"summary": "deploy #41", "score": 0.9}])
     assert inc.alert_count == 2
     assert corr.get(inc.id).root_cause == [{"summary": "deploy #41", "score": 0.9}]
+
+
+def test_a_lone_weaker_alert_does_not_absorb_a_stronger_burst_on_another_entity(corr: Correlator) -> None:
+    # checkout depends on shop: a lone warning on shop's build, then errors on checkout
+    slow = corr.add(alert("Build slow", entity="job:shop-build", source="jenkins"), T0)
+    errors = corr.add(alert("Timeouts calling shop", entity="service:checkout", service="checkout",
+                            source="elasticsearch", severity=Severity.error), T0 + timedelta(minutes=20))
+    assert errors.changes == (Change.opened,)
+    assert errors.incident_id != slow.incident_id
+    # the same entity still joins; once the incident holds two alerts, the graph joins as before
+    same = corr.add(alert("Build failed", entity="job:shop-build", source="jenkins", severity=Severity.error),
+                    T0 + timedelta(minutes=21))
+    near = corr.add(alert("Shop deploy slow", entity="job:shop-deploy", source="jenkins"), T0 + timedelta(minutes=22))
+    assert same.incident_id == slow.incident_id
+    assert near.incident_id == slow.incident_id
