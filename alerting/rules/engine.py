@@ -195,6 +195,7 @@ class RuleEngine:
         self._lock = threading.RLock()  # the rules' state has one owner at a time
         #: the event rules that may act on an event of a (source, kind), in file order (built lazily)
         self._for_source_kind: dict[tuple[str, str], list[_EventRule]] = {}
+        self._services: dict[str, str | None] = {}  # graph.service_of by entity, for event_fields
         if previous is not None:
             self._adopt(previous)
 
@@ -253,7 +254,7 @@ class RuleEngine:
             rules = self._rules_for(event.source, event.kind)
             if not rules:
                 return out
-            f = event_fields(event, self.graph)
+            f = event_fields(event, self.graph, services=self._services)
             for er in rules:
                 for firing in er.trigger.on_event(f, event.ts):
                     if er.when.applies(firing.ts):

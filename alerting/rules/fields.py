@@ -24,6 +24,9 @@ from opsradar.models import Event
 __all__ = ["event_fields"]
 
 
+_UNKNOWN: Any = object()
+
+
 def _num(v: float) -> str:
     return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
 
@@ -41,13 +44,27 @@ def _flatten(prefix: str, value: Any, out: dict[str, str], depth: int) -> None:
         out[prefix] = str(value)
 
 
-def event_fields(event: Event, graph: EntityGraph | None = None) -> dict[str, str]:
-    """The fields of ``event`` as a flat ``{name: string}`` mapping."""
+def event_fields(event: Event, graph: EntityGraph | None = None, *,
+                 services: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The fields of ``event`` as a flat ``{name: string}`` mapping.
+
+    ``services``: a memo of ``graph.service_of`` by entity kept by the caller (the graph's answers
+    never change; its own cache sits behind a slower attribute lookup).
+    """
     out = {
         "id": event.id, "source": event.source, "kind": event.kind, "entity": event.entity,
         "entity_type": event.entity_type, "entity_name": event.entity_name,
     }
-    service = event.labels.get("service") or (graph.service_of(event.entity) if graph else None)
+    service = event.labels.get("service")
+    if not service and graph is not None:
+        if services is None:
+            service = graph.service_of(event.entity)
+        else:
+            service = services.get(event.entity, _UNKNOWN)
+            if service is _UNKNOWN:
+                if len(services) >= 100_000:
+                    services.clear()
+                service = services[event.entity] = graph.service_of(event.entity)
     if service is None and event.entity_type == "service":
         service = event.entity_name
     if service:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from opsradar.alerting.rules.engine import RuleEngine
 from opsradar.alerting.rules.fields import event_fields
 from opsradar.alerting.rules.loader import load_texts
+from opsradar.config import parse_config
 from opsradar.models import Alert, Event
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -40,7 +41,8 @@ def _events(n: int) -> list[Event]:
     for i in range(n):
         source, kind = rng.choice(kinds)
         out.append(Event.new(
-            source=source, native_id=str(i), kind=kind, entity=f"service:{rng.choice(['shop', 'pay'])}",
+            source=source, native_id=str(i), kind=kind,
+            entity=rng.choice(["service:shop", "service:pay", "job:build-shop", "job:other", "repo:pay"]),
             ts=T0 + timedelta(minutes=i * rng.choice([0.5, 1, 7])),
             labels={"level": rng.choice(["info", "error"]), "env": rng.choice(["prod", "dev"]),
                     "user": rng.choice(["ann", "bob", f"u{i % 13}"])},
@@ -61,7 +63,8 @@ def _every_rule(engine: RuleEngine, event: Event) -> list[Alert]:
 
 def test_skipping_rules_that_cannot_match_changes_no_alert_and_no_state() -> None:
     rules = load_texts({"r.yaml": RULES})
-    indexed, reference = RuleEngine(rules), RuleEngine(rules)
+    graph = parse_config("entities: {services: {shop: {jobs: [build-shop]}, pay: {repos: [pay]}}}\n").entities
+    indexed, reference = RuleEngine(rules, graph=graph), RuleEngine(rules, graph=graph)
     events = _events(600)
     got = [indexed.on_event(e) for e in events]
     want = [_every_rule(reference, e) for e in events]
