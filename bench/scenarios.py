@@ -89,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {args.scenario} {label}: {time.monotonic() - t0:.0f}s wall, mode={args.mode}, step={args.step}min")
         print_figures(figures, extra={"seed": figures["world"]["seed"]})
         runs.append(figures)
-    # The last line: the first world's headline figures, plus the held-out world's root-cause accuracy.
+    # The last line: the first world's headline figures, plus the other worlds' under "heldout" (seed 2)
+    # or "seed<N>" (a development seed given with --seed: it is not held out).
     line = {k: runs[0].get(k) for k in HEADLINE}
-    if len(runs) > 1:
-        line["heldout"] = {k: runs[1].get(k) for k in HEADLINE}
+    for run in runs[1:]:
+        seed = run["world"]["seed"]
+        line["heldout" if seed == 2 else f"seed{seed}"] = {k: run.get(k) for k in HEADLINE}
     sys.stdout.flush()
     print(json.dumps(line, default=str))
     return 0
