@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+#: Rows per multi-row ``INSERT`` of events (7 parameters a row: 3,500, under SQLite's 32,766 limit).
+_INSERT_ROWS = 500
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+    return value.astimezone(UTC)
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """``value`` in UTC as SQLAlchemy's SQLite ``DateTime`` stores it (``schema.UtcDateTime``)."""
+    v = _utc(value)
+    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+            f".{v.microsecond:06d}")
 
 
 class Store:
@@ -155,19 +172,33 @@ class Store:
             unique: dict[str, Event] = {}
             for e in events:
                 unique.setdefault(e.id, e)
-            rows = [
-                {"id": e.id, "source": e.source, "kind": e.kind, "ts": e.ts, "entity": e.entity,
-                 "doc": e.model_dump(mode="json"), "ingested_at": now}
-                for e in unique.values()
-            ]
-            stmt = self._insert_ignore(t.events).on_conflict_do_nothing(index_elements=["id"]).returning(t.events.c.id)
+            batch = list(unique.values())
             inserted: set[str] = set()
-            for i in range(0, len(rows), 1000):
-                inserted.update(conn.execute(stmt, rows[i : i + 1000]).scalars().all())
-            new = [e for e in unique.values() if e.id in inserted]
+            for i in range(0, len(batch), _INSERT_ROWS):
+                inserted.update(self._insert_events(conn, batch[i : i + _INSERT_ROWS], now))
+            new = [e for e in batch if e.id in inserted]
         if cursor is not None:
             self._write_cursor(conn, cursor[0], cursor[1])
         return new
+
+    def _insert_events(self, conn: Connection, batch: Sequence[Event], now: datetime) -> list[str]:
+        """One ``INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`` of many rows; the ids stored.
+
+        The statement is written out and its parameters are given in the driver's form (the JSON
+        text from pydantic's serializer; on SQLite the timestamps as SQLAlchemy's ``DateTime``
+        stores them), which skips SQLAlchemy's per-value processing of the same row through
+        ``t.events``: the stored rows are the same (``tests/test_store.py`` compares them).
+        """
+        stamp: Callable[[datetime], datetime | str]
+        if self.dialect == "sqlite":
+            row, stamp = "(?, ?, ?, ?, ?, ?, ?)", _sqlite_datetime
+        else:
+            row, stamp = "(%s, %s, %s, %s, %s, CAST(%s AS JSON), %s)", _utc
+        sql = (f"INSERT INTO events (id, source, kind, ts, entity, doc, ingested_at) VALUES {', '.join([row] * len(batch))}"
+               " ON CONFLICT (id) DO NOTHING RETURNING id")
+        at = stamp(now)
+        params = tuple(v for e in batch for v in (e.id, e.source, e.kind, stamp(e.ts), e.entity, e.model_dump_json(), at))
+        return [r[0] for r in conn.exec_driver_sql(sql, params)]
 
     def _write_cursor(self, conn: Connection, source: str, value: Any) -> None:
         self._upsert(conn, t.cursors, "source", {"source": source, "value": value, "updated_at": utcnow()})

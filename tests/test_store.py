@@ -35,6 +35,33 @@ def test_same_events_stored_twice_give_one_row(store: Store) -> None:
     assert store.count_events() == 6
 
 
+def test_bulk_insert_stores_the_rows_sqlalchemy_would_store(store: Store) -> None:
+    from sqlalchemy import insert
+
+    from opsradar import schema as t
+
+    ours, ref = make_event(1, ts=T0 + timedelta(seconds=5, microseconds=450)), make_event(2)
+    ref_row = {"id": ref.id, "source": ref.source, "kind": ref.kind, "ts": ours.ts, "entity": ref.entity,
+               "doc": ref.model_dump(mode="json"), "ingested_at": ours.ts}
+    with store.transaction() as conn:
+        conn.execute(insert(t.events), [ref_row])
+    assert store.add_events([ours, ref]) == [ours]
+    with store.engine.connect() as conn:
+        raw = {r[0]: r[1:] for r in conn.exec_driver_sql("SELECT id, ts, entity, doc FROM events")}
+    assert raw[ours.id][0] == raw[ref.id][0]  # the timestamp as the driver stores it
+    assert store.get_event(ours.id) == ours
+    assert store.get_event(ref.id) == ref
+    assert [e.id for e in store.iter_events(since=ours.ts, until=ours.ts + timedelta(seconds=1))] == sorted([ours.id, ref.id])
+
+
+def test_batches_larger_than_one_statement_are_stored_once(store: Store) -> None:
+    events = [make_event(i) for i in range(1203)]
+    assert len(store.add_events(events[:700])) == 700
+    new = store.add_events(events)
+    assert [e.id for e in new] == [e.id for e in events[700:]]
+    assert store.count_events() == 1203
+
+
 def test_duplicates_within_one_batch_are_stored_once(store: Store) -> None:
     e = make_event(1)
     assert len(store.add_events([e, e, e])) == 1

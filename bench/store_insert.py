@@ -1,0 +1,89 @@
+"""Micro-benchmark of ``Store.add_events``: events/s for batches of build events.
+
+Stores ``--batches`` batches of ``--batch`` new build events (the shape ``bench/serve.py`` posts)
+into a fresh SQLite file database (or ``--url``), each batch with a collector cursor as one
+transaction, then re-adds the last ``--batches // 4`` batches (all duplicates). ``--profile``
+prints a cProfile of the new-event phase.
+
+Usage: ``python bench/store_insert.py`` (``--url postgresql+psycopg://…`` for PostgreSQL; the
+events table of that database is emptied first). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from opsradar.models import Event
+from opsradar.store import Store
+
+T0 = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def batches(n: int, size: int, jobs: int = 200) -> list[list[Event]]:
+    out = []
+    for b in range(n):
+        batch = []
+        for k in range(size):
+            i = b * size + k
+            job = f"job-{i % jobs}"
+            batch.append(Event.new(source="jenkins", native_id=f"{job}#{i}", kind="build", ts=T0 + timedelta(seconds=i),
+                                   entity=f"job:{job}", labels={"result": "SUCCESS"},
+                                   values={"duration_s": 300.0 + i % 7, "queue_s": 2.0}))
+        out.append(batch)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--url", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    data = batches(args.batches, args.batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.url or f"sqlite:///{tmp}/state.db"
+        store = Store(url)
+        if args.url:
+            from opsradar import schema as t
+
+            with store.transaction() as conn:
+                conn.execute(t.events.delete())
+        prof = cProfile.Profile() if args.profile else None
+        t0 = time.perf_counter()
+        if prof:
+            prof.enable()
+        stored = 0
+        for i, batch in enumerate(data):
+            stored += len(store.add_events(batch, cursor=("jenkins", {"i": i})))
+        if prof:
+            prof.disable()
+        new_s = time.perf_counter() - t0
+        dup = data[-max(1, args.batches // 4):]
+        t0 = time.perf_counter()
+        again = sum(len(store.add_events(b)) for b in dup)
+        dup_s = time.perf_counter() - t0
+        if stored != args.batches * args.batch or again:
+            raise SystemExit(f"stored {stored} new events and {again} of the duplicates")
+        store.close()
+    if prof:
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    total = args.batches * args.batch
+    print(json.dumps({"events_per_s": round(total / new_s, 1), "dup_events_per_s": round(len(dup) * args.batch / dup_s, 1),
+                      "events": total, "batch": args.batch, "store": "postgresql" if args.url else "sqlite-file",
+                      "load_avg_1m": round(os.getloadavg()[0], 1)}))
+
+
+if __name__ == "__main__":
+    main()
