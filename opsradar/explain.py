@@ -154,7 +154,10 @@ def columns(feature: str, value: float, expected: float, low: float, high: float
     """
     text = FEATURES.get(feature)
     if text is not None and text.unit == "flag":
-        return text.label, *("yes" if v >= 0.5 else "no" for v in (value, expected)), f"{low:.2g}–{high:.2g}"
+        def flag(v: float) -> str:
+            return "yes" if v >= 0.5 else "no"
+
+        return text.label, flag(value), flag(expected), f"{low:.2g}–{high:.2g}"
     (v, e, lo, hi), unit = _numbers(feature, [value, expected, low, high])
     return label(feature), v + unit, e + unit, (f"{lo}–{hi}" if lo != hi else lo) + unit
 
