@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from opsradar.alerting.rules.matchers import Matcher, parse_matcher
@@ -27,6 +27,7 @@ from opsradar.alerting.rules.model import (
     PatternTrigger,
     SequenceTrigger,
 )
+from opsradar.config import format_duration
 
 __all__ = ["Firing", "Trigger", "make_trigger"]
 
@@ -45,6 +46,11 @@ class Firing:
 
 def _all(ms: list[Matcher], f: Mapping[str, str]) -> bool:
     return all(m.matches(f) for m in ms)
+
+
+def _span(d: timedelta) -> str:
+    """A span as a reader wants it in a message, to the second: ``10m1s``, not ``0:10:00.658000``."""
+    return format_duration(timedelta(seconds=round(d.total_seconds())))
 
 
 class Trigger:
@@ -114,7 +120,7 @@ class _Frequency(_Matching):
             return []
         ids = [i for _, i in q]
         q.clear()
-        return [Firing(ts, dict(f), ids, f"{len(ids)} events within {self.t.window}")]
+        return [Firing(ts, dict(f), ids, f"{len(ids)} events within {_span(self.t.window)}")]
 
     def state(self) -> Any:
         return [[list(k), [[t.isoformat(), i] for t, i in q]] for k, q in self.windows.items() if q]
@@ -176,7 +182,7 @@ class _Flatline(Trigger):
                 continue
             at = min(now, max(state.since, state.last) + w)
             out.append(Firing(at, _key_fields(self.t.group_by, key), [],
-                              f"{len(state.times)} events in the last {w} (fewer than {self.t.threshold})"))
+                              f"{len(state.times)} events in the last {_span(w)} (fewer than {self.t.threshold})"))
             state.since = at + ((now - at) // w) * w  # one alert per silent window, even when catching up
         return out
 
@@ -230,7 +236,7 @@ class _Sequence(Trigger):
                     inst.step, inst.count = inst.step + 1, 0
                 if inst.step == len(self.steps):
                     insts.remove(inst)
-                    out.append(Firing(ts, dict(f), inst.ids, f"sequence completed within {ts - inst.start}"))
+                    out.append(Firing(ts, dict(f), inst.ids, f"sequence completed within {_span(ts - inst.start)}"))
                 break
         else:
             ms, need = self.steps[0]

@@ -210,12 +210,15 @@ def test_event_rule_types() -> None:
     seq = next(a for a in raised if a.rule == "deploy-then-errors")
     assert len(seq.event_ids) == 3
     assert seq.labels["service"] == "shop"
+    assert seq.annotations["detail"] == "sequence completed within 10s"  # a span to the second, in words
+    assert next(a for a in raised if a.rule == "burst").annotations["detail"] == "3 events within 1m"
     raised.clear()
     # the shop logs go quiet: the flatline fires once per further window
     raised += e.tick(t + timedelta(minutes=9))
     assert raised == []
     raised += e.tick(t + timedelta(minutes=25))
     assert [(a.rule, a.labels["service"]) for a in raised] == [("quiet", "shop")]
+    assert raised[0].annotations["detail"] == "0 events in the last 10m (fewer than 2)"
     assert e.tick(t + timedelta(minutes=26)) == []
     assert [a.starts_at for a in e.tick(t + timedelta(minutes=31))] == [t + timedelta(minutes=30, seconds=20)]
 
