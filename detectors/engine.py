@@ -199,9 +199,19 @@ def new_stream(key: str, st: str) -> Stream:
     spec = STREAM_SPECS[st]
     cal = spec.calibrator() if spec.calibrate else None
     extractor, detector = extractor_for(st), spec.detector()
-    if isinstance(detector, RobustZScore | QuantileBand):  # count features get their Poisson floor
+    return _wired(Stream(key=key, type=st, extractor=extractor, detector=detector, calibrator=cal))
+
+
+def _wired(stream: Stream) -> Stream:
+    """Tell a per-feature detector what its extractor knows: count features get their Poisson floor,
+    one-sided features (:attr:`~.features.FeatureExtractor.upper`) score only above their range.
+    Idempotent; also applied to restored checkpoints, so streams saved before a feature became
+    one-sided follow it."""
+    detector, extractor = stream.detector, stream.extractor
+    if isinstance(detector, RobustZScore | QuantileBand):
         detector.counts = {**extractor.counts(), **detector.counts}
-    return Stream(key=key, type=st, extractor=extractor, detector=detector, calibrator=cal)
+        detector.upper = detector.upper | extractor.upper
+    return stream
 
 
 class DetectionEngine:
@@ -371,4 +381,4 @@ def _load(blob: bytes) -> dict[str, Stream]:
         raise ValueError(f"not a detector snapshot: {exc}") from exc
     if version != _SNAPSHOT_VERSION or not isinstance(streams, dict):
         raise ValueError(f"unsupported detector snapshot version {version!r}")
-    return streams
+    return {key: _wired(stream) for key, stream in streams.items()}

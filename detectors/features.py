@@ -158,6 +158,10 @@ class FeatureExtractor:
         """Features made of event counts → how many events one unit of the feature stands for."""
         return {}
 
+    #: Features where only a value *above* the usual is a problem (a slow build, a burst of 5xx);
+    #: below it (a fast build, no errors) is no evidence. The others are judged both ways.
+    upper: ClassVar[frozenset[str]] = frozenset()
+
 
 class MetricFeatures(FeatureExtractor):
     """A univariate metric: the ``value`` (or the only value) of the event."""
@@ -179,6 +183,7 @@ class BuildFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "build"
+    upper: ClassVar[frozenset[str]] = frozenset({"duration_s", "queue_s", "failed", "fail_rate"})
 
     def __init__(self) -> None:
         self.fail_rate = 0.0
@@ -216,6 +221,7 @@ class TestRunFeatures(FeatureExtractor):
     """Test runs of one job: failure ratio, failures, duration."""
 
     stream_type: ClassVar[str] = "test_run"
+    upper: ClassVar[frozenset[str]] = frozenset({"failed"})  # a much shorter run is still suspect
     __test__ = False  # not a pytest class
 
     def counts(self) -> dict[str, float]:
@@ -244,6 +250,7 @@ class CommitFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "commit"
+    upper: ClassVar[frozenset[str]] = frozenset({"commit_size", "files_changed", "off_hours"})
 
     def __init__(self, work_hours: tuple[int, int] = (8, 19)) -> None:
         self.work_hours = work_hours
@@ -278,6 +285,7 @@ class IssueFeatures(FeatureExtractor):
     """Issues of one project: reopen count, cycle time, lead time."""
 
     stream_type: ClassVar[str] = "issue"
+    upper: ClassVar[frozenset[str]] = frozenset({"reopen_count", "cycle_time_h", "lead_time_h"})
 
     def extract(self, event: Event) -> dict[str, float]:
         x = _context(event.ts)
@@ -294,6 +302,8 @@ class AccessFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "access"
+    # a traffic drop (request_rate) counts both ways
+    upper: ClassVar[frozenset[str]] = frozenset({"error_rate", "path_rate", "log_latency_ms"})
 
     def __init__(self, window_s: float = 300.0, max_paths: int = 200) -> None:
         self.requests = DecayedCount(window_s)
@@ -360,6 +370,7 @@ class LogFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "log"
+    upper: ClassVar[frozenset[str]] = frozenset({"error_rate", "new_template"})  # logs going quiet (log_rate) count
 
     def __init__(self, window_s: float = 300.0, max_templates: int = 200) -> None:
         self.window_s = window_s
@@ -412,6 +423,7 @@ class AuditFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "audit"
+    upper: ClassVar[frozenset[str]] = frozenset({"user_rate", "resource_rate", "pair_rate", "pair_rarity", "new_pair"})
 
     def __init__(self, window_s: float = 3600.0, max_keys: int = 256) -> None:
         self.window_s = window_s

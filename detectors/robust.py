@@ -20,6 +20,15 @@ quiet stream, whose deviation is ~0, scores as an infinite anomaly.
 >>> quiet.score_one({"errors": 1.0}) <= 1.0 < 5.0 < quiet.score_one({"errors": 10.0})
 True
 
+Features where only a **high** value is a problem (a build's duration, a 5xx rate: a fast build or
+no errors is good news) are listed in ``upper``; a value below the usual is then no evidence.
+
+>>> builds = RobustZScore(upper=["duration_s"])
+>>> for i in range(200):
+...     builds.learn_one({"duration_s": 300.0 + (i % 7)})
+>>> builds.score_one({"duration_s": 60.0}), builds.score_one({"duration_s": 900.0}) > 5
+(0.0, True)
+
 >>> det = RobustZScore()
 >>> for i in range(200):
 ...     det.learn_one({"latency_ms": 100.0 + (i % 7)})
@@ -32,6 +41,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from opsradar.models import Contribution
@@ -63,6 +73,7 @@ class RobustZScore(Detector):
         clip: float = 3.0,
         rel_floor: float = 0.01,
         counts: dict[str, float] | None = None,
+        upper: Iterable[str] = (),
     ) -> None:
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
@@ -71,6 +82,7 @@ class RobustZScore(Detector):
         self.min_bucket = min_bucket
         self.clip = clip
         self.rel_floor = rel_floor
+        self.upper = set(upper)
         self.counts = dict(counts or {})
         if any(k <= 0 for k in self.counts.values()):
             raise ValueError(f"events per unit must be positive, got {self.counts!r}")
@@ -84,6 +96,7 @@ class RobustZScore(Detector):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("counts", {})  # a checkpoint from before count floors
+        self.__dict__.setdefault("upper", set())  # … or from before one-sided features
 
     def _bucket(self, x: dict[str, float]) -> str | None:
         if not self.seasonal or "_hour" not in x:
@@ -110,12 +123,16 @@ class RobustZScore(Detector):
             return 0.0, s
         return abs(value - s[1]) / self._scale(s, feature), s
 
+    def _score(self, feature: str, value: float, z: float, s: list[float] | None) -> float:
+        """``z`` as evidence: none when an ``upper`` feature is below its centre."""
+        return 0.0 if s is None or (feature in self.upper and value <= s[1]) else z
+
     def score_one(self, x: dict[str, float]) -> float:
         bucket = self._bucket(x)
         best = 0.0
         for k, v in _features(x):
-            z, _ = self._z(k, v, bucket)
-            best = max(best, z)
+            z, s = self._z(k, v, bucket)
+            best = max(best, self._score(k, v, z, s))
         return best
 
     def _update(self, key: str, value: float, weight: float = 1.0, outlier: bool = False) -> None:
@@ -156,7 +173,7 @@ class RobustZScore(Detector):
                 items.append((k, v, v, v, v, 0.0))
                 continue
             w = 3.0 * self._scale(s, k)
-            items.append((k, v, s[1], s[1] - w, s[1] + w, z))
+            items.append((k, v, s[1], s[1] - w, s[1] + w, self._score(k, v, z, s)))
         return share_contributions(items)
 
 
@@ -176,7 +193,7 @@ class QuantileBand(Detector):
 
     ``counts`` (feature → events per unit, as for :class:`RobustZScore`) widens the band of count
     features by two Poisson deviations of the median count: one failed test in a suite that never
-    fails is inside the band, twenty are far outside it.
+    fails is inside the band, twenty are far outside it. ``upper`` features score only above the band.
 
     >>> tests = QuantileBand(counts={"failed": 1.0})
     >>> for i in range(100):
@@ -189,11 +206,14 @@ class QuantileBand(Detector):
     version: ClassVar[str] = "1"
     bounded: ClassVar[bool] = False
 
-    def __init__(self, q: float = 0.02, rate: float = 0.05, counts: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, q: float = 0.02, rate: float = 0.05, counts: dict[str, float] | None = None, upper: Iterable[str] = ()
+    ) -> None:
         if not 0 < q < 0.5:
             raise ValueError(f"q must be in (0, 0.5), got {q!r}")
         self.q = q
         self.rate = rate
+        self.upper = set(upper)
         self.counts = dict(counts or {})
         if any(k <= 0 for k in self.counts.values()):
             raise ValueError(f"events per unit must be positive, got {self.counts!r}")
@@ -203,6 +223,7 @@ class QuantileBand(Detector):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("counts", {})  # a checkpoint from before count margins
+        self.__dict__.setdefault("upper", set())  # … or from before one-sided features
 
     def _band(self, feature: str, s: list[float]) -> tuple[float, float, float]:
         """(low, high, width) of a feature's band, widened for count features."""
@@ -214,15 +235,19 @@ class QuantileBand(Detector):
             low, high, width = low - margin, high + margin, max(width, margin)
         return low, high, width
 
+    def _out(self, feature: str, v: float, s: list[float]) -> float:
+        """How far outside its band ``v`` is, in band widths (only above it for ``upper`` features)."""
+        low, high, width = self._band(feature, s)
+        below = 0.0 if feature in self.upper else low - v
+        return max(0.0, v - high, below) / width
+
     def score_one(self, x: dict[str, float]) -> float:
         best = 0.0
         for k, v in _features(x):
             s = self.stats.get(k)
             if s is None or s[0] < 2:
                 continue
-            low, high, width = self._band(k, s)
-            out = max(0.0, v - high, low - v)
-            best = max(best, out / width)
+            best = max(best, self._out(k, v, s))
         return best
 
     def learn_one(self, x: dict[str, float]) -> None:
@@ -255,8 +280,8 @@ class QuantileBand(Detector):
             if s is None:
                 items.append((k, v, v, v, v, 0.0))
                 continue
-            low, high, width = self._band(k, s)
-            items.append((k, v, s[2], low, high, max(0.0, v - high, low - v) / width))
+            low, high, _ = self._band(k, s)
+            items.append((k, v, s[2], low, high, self._out(k, v, s)))
         return share_contributions(items)
 
 

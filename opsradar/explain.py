@@ -181,5 +181,6 @@ def notable(explanation: Sequence[Contribution], limit: int = 2) -> list[Contrib
     """The contributions worth showing: those outside their range, strongest first (at most
     ``limit``); when none left its range (a combination of features scored), the strongest one."""
     ranked = sorted(explanation, key=lambda c: -c.contribution)
-    out = [c for c in ranked if outside(c)][:limit]
-    return out or ranked[:1]
+    out = [c for c in ranked if outside(c)]
+    weighed = [c for c in out if c.contribution > 0]  # a fast build is outside its range, yet no evidence
+    return (weighed or out)[:limit] or ranked[:1]

@@ -81,6 +81,26 @@ def test_a_slow_build_is_an_anomaly_that_explains_itself() -> None:
     assert again.process(build(200, 2400.0))[0].id == a.id
 
 
+def test_a_build_much_faster_than_usual_is_no_anomaly_but_a_slow_one_is() -> None:
+    engine = DetectionEngine(DetectorsConfig(warmup=30))
+    assert [a for i in range(200) for a in engine.process(build(i, 300.0 + (i % 7)))] == []
+    assert engine.process(build(200, 30.0)) == []  # ten times faster: good news, not a page
+    [slow] = engine.process(build(201, 2400.0))
+    assert slow.explanation[0].feature == "duration_s"
+
+
+def test_a_checkpoint_from_before_one_sided_features_follows_them_once_restored() -> None:
+    engine = DetectionEngine(DetectorsConfig(warmup=30))
+    for i in range(200):
+        engine.process(build(i, 300.0 + (i % 7)))
+    [stream] = engine._streams.values()
+    stream.detector.upper = set()  # type: ignore[attr-defined]  # as a checkpoint of the earlier version holds it
+    del stream.detector.__dict__["upper"]
+    restored = DetectionEngine(DetectorsConfig(warmup=30))
+    restored.restore(engine.snapshot())
+    assert restored.process(build(200, 30.0)) == []
+
+
 def test_no_alert_during_warmup() -> None:
     engine = DetectionEngine(DetectorsConfig(warmup=50))
     # builds have their own warm-up (15 runs: a CI job must be judged within a day or two)
