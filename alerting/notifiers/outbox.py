@@ -8,11 +8,15 @@ names all three, and the store's unique key on it makes a second enqueue a no-op
 action              dedup key                             effect
 ==================  ====================================  =======================================
 ``post``            ``inc:{id}:post:{channel}``           the parent message (Block Kit)
-``update``          ``inc:{id}:update:{channel}:r{rev}``  ``chat.update`` of the parent
+``update``          ``inc:{id}:update:{channel}:r{rev}…``  ``chat.update`` of the parent (``…``: see below)
 ``reply``           ``inc:{id}:reply:{channel}:r{rev}:…``  a thread reply about a notable change
 ``digest``          ``digest:{channel}:{d}:post``         storm mode: one message for many incidents
 ``digest_update``   ``digest:{channel}:{d}:update:{n}``   the digest, re-rendered
 ==================  ====================================  =======================================
+
+A root-cause ranking attached after an update was enqueued (ranking runs beside alerting) does not
+change the revision; the update key also names the ranked candidates (``:rc`` and a short hash of
+their event ids in order), so a new ranking updates the message once, and an unchanged one never.
 
 Messages render the incident's state **when they are sent**, so an old update replayed after a newer
 one cannot roll the message back, and several pending updates of one message collapse into one call.
@@ -175,7 +179,7 @@ class Notifier:
                         keys.append(post_key(inc.id, ch))
                     if Change.opened in update.changes:
                         continue
-                key = f"inc:{inc.id}:update:{ch}:r{rev}"
+                key = f"inc:{inc.id}:update:{ch}:r{rev}{_ranking_tag(inc)}"
                 if self.store.enqueue(dedup_key=key, channel=ch, action="update",
                                       payload={"incident_id": inc.id, "rev": rev}, incident_id=inc.id):
                     keys.append(key)
@@ -245,6 +249,14 @@ class Notifier:
         if self.store.enqueue(dedup_key=key, channel=channel, action="digest_update", payload=payload):
             return [key]
         return []
+
+
+def _ranking_tag(incident: Incident) -> str:
+    """``:rc`` and a short hash of the ranked candidates' event ids in order ("" when not ranked)."""
+    ids = [str(c.get("event_id", "")) for c in incident.root_cause]
+    if not ids:
+        return ""
+    return ":rc" + hashlib.sha1("|".join(ids).encode(), usedforsecurity=False).hexdigest()[:8]
 
 
 def handle_decision(decision: Any, correlator: Correlator, notifier: Notifier,

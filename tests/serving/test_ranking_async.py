@@ -100,6 +100,32 @@ def test_async_ranking_attaches_the_causes_and_updates_the_message(tmp_path: Pat
         p.close()
 
 
+def test_a_ranking_that_lands_after_an_update_of_the_same_revision_updates_the_message_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+
+    def build_report(inc: Any, store: Any, graph: Any, *, now: datetime) -> _Report:
+        assert gate.wait(WAIT)
+        return _Report([{**TOP[0], "event_id": "deploy-1"}])
+
+    monkeypatch.setattr("opsradar.alerting.rootcause.build_report", build_report)
+    p = _pipeline(tmp_path, rank_async=True)
+    assert p.ranker is not None
+    try:
+        p._on_alert(_alert(), T0)
+        p._on_alert(_alert(name="y"), T0 + timedelta(minutes=1))  # joins while the ranking is held: update at its revision
+        (inc,) = p.store.list_incidents()
+        assert _outbox(p, inc["id"]) == ["post", "update"]
+        gate.set()
+        assert p.ranker.join(WAIT)
+        # same revision, new causes: a second update (it was swallowed by the first one's key before)
+        assert _outbox(p, inc["id"]) == ["post", "update", "update"]
+        p._rank_later(inc["id"], T0 + timedelta(minutes=2))  # the same ranking again: nothing to send
+        assert _outbox(p, inc["id"]) == ["post", "update", "update"]
+    finally:
+        p.close()
+
+
 def test_a_failing_ranking_is_logged_and_alerting_and_ranking_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
     calls: list[str] = []
