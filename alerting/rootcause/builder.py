@@ -55,6 +55,8 @@ class ReportSettings:
     lookback: timedelta = timedelta(hours=24)  # changes this long before the onset are candidates
     symptom_lookback: timedelta = timedelta(hours=1)  # anomalies this long before the onset count for 'order'
     drift_lookback: timedelta = timedelta(hours=48)  # values this long before the first anomaly fit the drift models
+    drift_min_baseline: int = 24  # ... or, for a sparse stream, at least this many values before it,
+    drift_max_lookback: timedelta = timedelta(days=7)  # looking back at most this far
     log_baseline: timedelta = timedelta(hours=6)  # logs before the template window are the baseline
     log_window_lead: timedelta = timedelta(minutes=30)  # the template window starts this long before the onset
     chart_lead: timedelta = timedelta(hours=1)
@@ -76,6 +78,25 @@ def _affected(incident: Incident, alerts: Iterable[Alert]) -> set[str]:
     return {e for e in out if ":" in e}
 
 
+def _drift_points(store: Store, a: Anomaly, feature: str, until: datetime, st: ReportSettings) -> list[tuple[datetime, float]]:
+    """The values of ``a``'s stream around it: ``drift_lookback`` before it, extended for a sparse stream
+    (a job that builds a few times a day) until ``drift_min_baseline`` values precede the anomaly, as
+    far back as ``drift_max_lookback``: a drift is a departure from a baseline, and two or three
+    values are no baseline."""
+    source, kind, entity = stream_parts(a)
+    reader = reader_for(store)
+    evs = list(reader.events(since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind], entities=[entity]))
+    pts = feature_points(evs, feature)
+    if sum(1 for t, _ in pts if t < a.ts) >= st.drift_min_baseline or st.drift_max_lookback <= st.drift_lookback:
+        return pts
+    evs = list(reader.events(since=a.ts - st.drift_max_lookback, until=until, source=source, kinds=[kind], entities=[entity]))
+    pts = feature_points(evs, feature)
+    before = [p for p in pts if p[0] < a.ts]
+    keep_from = min(len(before) - st.drift_min_baseline,
+                    next((i for i, p in enumerate(before) if p[0] >= a.ts - st.drift_lookback), len(before)))
+    return pts[max(0, keep_from):]
+
+
 def _drift_onset(
     store: Store, symptoms: list[Anomaly], onset: datetime, inc: Incident, st: ReportSettings
 ) -> tuple[datetime, str]:
@@ -88,11 +109,8 @@ def _drift_onset(
         seen.add(a.stream)
         c = a.explanation[0]
         direction = 1.0 if c.value > c.expected else -1.0 if c.value < c.expected else 0.0
-        source, kind, entity = stream_parts(a)
         until = min(inc.last_seen, a.ts + timedelta(hours=24)) + timedelta(seconds=1)
-        evs = list(reader_for(store).events(since=a.ts - st.drift_lookback, until=until, source=source, kinds=[kind],
-                                     entities=[entity]))
-        pts = feature_points(evs, c.feature)
+        pts = _drift_points(store, a, c.feature, until, st)
         start = drift_start(pts, a.ts, direction=direction)
         if start is not None and start < onset:
             onset, basis = start, f"estimated start of a drift in {a.stream} {c.feature} (first anomaly at {a.ts:%Y-%m-%d %H:%M} UTC)"

@@ -168,9 +168,11 @@ def feature_points(events: Sequence[Event], feature: str) -> list[tuple[datetime
     """The values of ``feature`` along a stream's events, as the detectors computed them.
 
     The events are replayed through the stream type's feature extractor
-    (:func:`opsradar.detectors.features.extractor_for`), so derived features (``log_latency_ms``,
-    ``log_rate``, ``error_rate``…) come out as the detector saw them; a feature that is a plain
-    event value is read directly. Empty when neither gives it.
+    (:func:`opsradar.detectors.features.extractor_for`), so features come out as the detector saw
+    them: derived ones (``log_latency_ms``, ``log_rate``, ``error_rate``…), and plain values only
+    where the extractor keeps them (a failed build's ``duration_s`` is context, not a duration to
+    compare). A feature that no extractor gives is read from the events' values. Empty when neither
+    gives it.
 
     >>> from datetime import datetime, timezone
     >>> ts = datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc)
@@ -182,25 +184,27 @@ def feature_points(events: Sequence[Event], feature: str) -> list[tuple[datetime
     [(datetime.datetime(2026, 1, 5, 9, 30, tzinfo=datetime.timezone.utc), 120.0)]
     """
     ordered = sorted(events, key=lambda e: (e.ts, e.id))
-    direct = [(e.ts, float(e.values[feature])) for e in ordered if feature in e.values]
-    if direct or not ordered:
-        return direct
+    if not ordered:
+        return []
+    out: list[tuple[datetime, float]] = []
     try:
         from opsradar.detectors.features import extractor_for
 
         extractor = extractor_for(ordered[0].kind)
     except (ImportError, KeyError):
-        return []
-    out: list[tuple[datetime, float]] = []
-    for e in ordered:
-        try:
-            x = extractor.extract(e)
-            extractor.learn(e)
-        except (ValueError, KeyError, TypeError, ArithmeticError):  # one odd event must not hide the series
-            continue
-        if feature in x:
-            out.append((e.ts, float(x[feature])))
-    return out
+        extractor = None
+    if extractor is not None:
+        for e in ordered:
+            try:
+                x = extractor.extract(e)
+                extractor.learn(e)
+            except (ValueError, KeyError, TypeError, ArithmeticError):  # one odd event must not hide the series
+                continue
+            if feature in x:
+                out.append((e.ts, float(x[feature])))
+    if out:
+        return out
+    return [(e.ts, float(e.values[feature])) for e in ordered if feature in e.values]
 
 
 def series_for(

@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from opsradar.alerting.rootcause.builder import ReportSettings, _drift_points
+from opsradar.alerting.rootcause.evidence import feature_points
 from opsradar.alerting.rootcause.onset import drift_start
+from opsradar.models import Anomaly, Event
+from opsradar.store import Store
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -40,3 +44,72 @@ def test_a_step_at_the_first_anomaly_noise_and_short_series_are_not_drifts() -> 
     assert drift_start(_series(noise), T0 + timedelta(hours=90), direction=1.0) is None
     assert drift_start(_series([1.0, 2.0, 3.0]), T0 + timedelta(hours=2), direction=1.0) is None
     assert drift_start(_series([5.0] * 20), T0 + timedelta(hours=10), direction=1.0) is None
+
+
+def _build(i: int, ts: datetime, duration: float, result: str = "SUCCESS") -> Event:
+    return Event.new(
+        source="jenkins",
+        native_id=f"b{i}",
+        kind="build",
+        entity="job:search-build",
+        ts=ts,
+        labels={"job": "search-build", "result": result},
+        values={"duration_s": duration},
+    )
+
+
+def _anomaly(ts: datetime) -> Anomaly:
+    return Anomaly(
+        id="a1",
+        stream="jenkins|build|job:search-build",
+        detector="quantile_band",
+        detector_version="1",
+        ts=ts,
+        source="jenkins",
+        kind="build",
+        entity="job:search-build",
+        score=0.99,
+        threshold=0.9,
+        raw_score=1.0,
+    )
+
+
+def test_a_failed_builds_duration_is_not_a_duration_point() -> None:
+    evs = [
+        _build(0, T0, 300.0),
+        _build(1, T0 + timedelta(hours=1), 40.0, "FAILURE"),
+        _build(2, T0 + timedelta(hours=2), 310.0),
+    ]
+    assert [v for _, v in feature_points(evs, "duration_s")] == [300.0, 310.0]
+    # a value that no extractor gives is still read from the events
+    assert [v for _, v in feature_points(evs[:1], "no_such_feature")] == []
+    assert feature_points(
+        [Event.new(source="x", native_id="m", kind="metric", entity="service:s", ts=T0, values={"latency": 2.0})],
+        "latency",
+    ) == [(T0, 2.0)]
+
+
+def test_a_sparse_streams_drift_baseline_reaches_back_for_enough_values() -> None:
+    """A job that builds twice a day has 4 values in 48 h: the window reaches back (up to 7 days) for
+    24 values before the anomaly; a dense stream keeps its 48 h."""
+    store = Store("sqlite://")
+    first = T0 + timedelta(days=7)
+    sparse = [_build(i, first - timedelta(hours=12 * (i + 1)), 300.0 + i % 3) for i in range(14)]
+    sparse += [_build(100 + i, first - timedelta(hours=12 * i + 6), 30.0, "FAILURE") for i in range(14)]
+    sparse += [_build(200, first, 600.0)]
+    store.add_events(sparse)
+    st = ReportSettings(drift_min_baseline=10)
+    pts = _drift_points(store, _anomaly(first), "duration_s", first + timedelta(seconds=1), st)
+    before = [p for p in pts if p[0] < first]
+    assert len(before) == 10
+    assert all(v >= 300.0 for _, v in pts)
+    assert before[0][0] == first - timedelta(hours=120)
+    assert pts[-1] == (first, 600.0)
+
+    dense = Store("sqlite://")
+    dense.add_events(
+        [_build(i, first - timedelta(hours=i + 1), 300.0) for i in range(100)] + [_build(999, first, 600.0)]
+    )
+    pts = _drift_points(dense, _anomaly(first), "duration_s", first + timedelta(seconds=1), st)
+    assert len(pts) == 48 + 1
+    assert pts[0][0] == first - timedelta(hours=48)
