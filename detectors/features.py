@@ -423,7 +423,9 @@ class AuditFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "audit"
-    upper: ClassVar[frozenset[str]] = frozenset({"user_rate", "resource_rate", "pair_rate", "pair_rarity", "new_pair"})
+    # a burst (high rate) and a dormant user, rarely touched resource or rare pair (low rate) are
+    # both suspicious; only rarity and newness count one way
+    upper: ClassVar[frozenset[str]] = frozenset({"pair_rarity", "new_pair"})
 
     def __init__(self, window_s: float = 3600.0, max_keys: int = 256) -> None:
         self.window_s = window_s
@@ -438,7 +440,8 @@ class AuditFeatures(FeatureExtractor):
         self.__dict__.setdefault("pair_rates", {})  # a checkpoint from before pair rates
 
     def counts(self) -> dict[str, float]:
-        return {"user_rate": 1.0, "resource_rate": 1.0, "pair_rate": 1.0, "pair_rarity": 1.0, "new_pair": 1.0}
+        # rates are counts in the window (Poisson-noisy); rarity and newness are not counts
+        return {"user_rate": 1.0, "resource_rate": 1.0, "pair_rate": 1.0}
 
     @staticmethod
     def _who_what(event: Event) -> tuple[str, str]:

@@ -101,6 +101,24 @@ def test_a_checkpoint_from_before_one_sided_features_follows_them_once_restored(
     assert restored.process(build(200, 30.0)) == []
 
 
+def test_an_audit_stream_pages_on_strangers_and_names_the_rare_pair() -> None:
+    """Eight users on their own resources; injected strangers open random resources. Rarity and
+    newness are not counts (no Poisson floor), and a low rate (an unknown or dormant user) is
+    evidence in an audit log, not only a burst: with either mistake no stranger pages at all."""
+    caught = injected = false_alerts = 0
+    for seed in range(4):
+        engine = DetectionEngine(DetectorsConfig())
+        for event, stranger in labelled_events("audit", n=1500, seed=seed):
+            alerts = engine.process(event)
+            injected += stranger
+            caught += stranger and bool(alerts)
+            false_alerts += bool(alerts) and not stranger
+            for alert in alerts:
+                assert {c.feature for c in alert.explanation[:3]} & {"new_pair", "pair_rarity", "user_rate", "pair_rate"}
+    assert false_alerts == 0
+    assert caught >= injected / 2
+
+
 def test_no_alert_during_warmup() -> None:
     engine = DetectionEngine(DetectorsConfig(warmup=50))
     # builds have their own warm-up (15 runs: a CI job must be judged within a day or two)
