@@ -28,7 +28,7 @@ from opsradar.config import DetectorsConfig
 from opsradar.detectors.base import Detector
 from opsradar.detectors.checks import _auc
 from opsradar.detectors.contextual import ContextualDetector
-from opsradar.detectors.engine import STREAM_SPECS, DetectionEngine, new_stream
+from opsradar.detectors.engine import STREAM_SPECS, DetectionEngine, _wired, new_stream
 from opsradar.detectors.metric import ResidualMetric
 from opsradar.detectors.robust import QuantileBand, RobustZScore
 from opsradar.detectors.synthetic import labelled_events, stream_events
@@ -66,6 +66,7 @@ def choice(n: int, seeds: int) -> dict[str, dict[str, dict[str, float]]]:
             for seed in range(seeds):
                 stream = new_stream("bench", st)
                 stream.detector = make()
+                _wired(stream)  # as the engine wires its own: count floors, one-sided features
                 labels, scores = [], []
                 for i, (ev, bad) in enumerate(labelled_events(st, n=n, seed=seed)):
                     x = stream.extractor.extract(ev)
