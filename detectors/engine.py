@@ -205,12 +205,13 @@ def new_stream(key: str, st: str) -> Stream:
 def _wired(stream: Stream) -> Stream:
     """Tell a per-feature detector what its extractor knows: count features get their Poisson floor,
     one-sided features (:attr:`~.features.FeatureExtractor.upper`) score only above their range.
-    Idempotent; also applied to restored checkpoints, so streams saved before a feature became
-    one-sided follow it."""
+    The extractor is the authority on its features, so this replaces what the detector held.
+    Idempotent; also applied to restored checkpoints, so a stream saved before a feature changed
+    (became one-sided, or stopped being a count) follows the current extractor."""
     detector, extractor = stream.detector, stream.extractor
     if isinstance(detector, RobustZScore | QuantileBand):
-        detector.counts = {**extractor.counts(), **detector.counts}
-        detector.upper = detector.upper | extractor.upper
+        detector.counts = dict(extractor.counts())
+        detector.upper = set(extractor.upper)
     return stream
 
 

@@ -101,6 +101,21 @@ def test_a_checkpoint_from_before_one_sided_features_follows_them_once_restored(
     assert restored.process(build(200, 30.0)) == []
 
 
+def test_a_checkpoint_follows_features_that_stopped_being_counts_or_one_sided() -> None:
+    engine = DetectionEngine(DetectorsConfig())
+    for event, _ in labelled_events("audit", n=300, seed=1):
+        engine.process(event)
+    [stream] = engine._streams.values()
+    # as a checkpoint of the earlier version holds it: rarity floored as a count, rates one-sided
+    stream.detector.counts["new_pair"] = 1.0  # type: ignore[attr-defined]
+    stream.detector.upper |= {"user_rate", "pair_rate"}  # type: ignore[attr-defined]
+    restored = DetectionEngine(DetectorsConfig())
+    restored.restore(engine.snapshot())
+    [back] = restored._streams.values()
+    assert "new_pair" not in back.detector.counts  # type: ignore[attr-defined]
+    assert back.detector.upper == {"pair_rarity", "new_pair"}  # type: ignore[attr-defined]
+
+
 def test_an_audit_stream_pages_on_strangers_and_names_the_rare_pair() -> None:
     """Eight users on their own resources; injected strangers open random resources. Rarity and
     newness are not counts (no Poisson floor), and a low rate (an unknown or dormant user) is
