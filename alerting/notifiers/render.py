@@ -26,7 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from opsradar.models import Incident, IncidentStatus
 
-__all__ = ["ACTIONS", "Renderer", "Safe", "escape_mrkdwn", "evidence_lines", "link"]
+__all__ = ["ACTIONS", "WEAK_ROOT_CAUSE", "Renderer", "Safe", "escape_mrkdwn", "evidence_lines", "link", "root_cause_line"]
 
 _PACKAGED = Path(__file__).resolve().parents[1] / "templates"
 
@@ -37,6 +37,12 @@ ACTIONS = {
     "opsradar_silence_1h": "Silence 1h",
     "opsradar_false_positive": "False positive",
 }
+
+#: Below this score the top root-cause candidate is shown as the closest change, not a likely cause.
+#: For scale (see :mod:`opsradar.alerting.rootcause.scoring`): a change on the affected service an
+#: hour before the onset with no risk signal scores about 0.13; under 0.05 several factors speak
+#: against it (a Jira change that reaches nothing, a neighbour's change hours before).
+WEAK_ROOT_CAUSE = 0.05
 
 _STATUS = {
     IncidentStatus.open: (":red_circle:", "open"),
@@ -108,6 +114,32 @@ def evidence_lines(alerts: Sequence[Mapping[str, Any]], limit: int = 3) -> tuple
     return lines[:limit], max(0, len(ordered) - min(limit, len(lines)))
 
 
+def root_cause_line(candidates: Sequence[Mapping[str, Any]]) -> str | None:
+    """The top root-cause candidate in one line, with its score; None when there is none.
+
+    A candidate scoring under :data:`WEAK_ROOT_CAUSE` is shown as what it is, the closest change, not
+    a likely cause (a flood of requests need not follow any change):
+
+    >>> root_cause_line([{"summary": "deploy shop-deploy #41", "score": 0.62}])
+    'deploy shop-deploy #41 (score 0.62)'
+    >>> root_cause_line([{"summary": "issue SHOP-7 → Done", "score": 0.009}])
+    'no change clearly linked (closest: issue SHOP-7 → Done, score 0.01)'
+    """
+    if not candidates:
+        return None
+    top = candidates[0]
+    for key in ("summary", "title", "description", "entity", "id"):
+        if top.get(key):
+            text = str(top[key])
+            score = top.get("score")
+            if not isinstance(score, int | float):
+                return text
+            if score < WEAK_ROOT_CAUSE:
+                return f"no change clearly linked (closest: {text}, score {float(score):.2f})"
+            return f"{text} (score {float(score):.2f})"
+    return None
+
+
 class Renderer:
     """Renders incidents into text and blocks with the (possibly overridden) templates."""
 
@@ -127,15 +159,8 @@ class Renderer:
 
     @staticmethod
     def root_cause_text(incident: Incident) -> str:
-        if not incident.root_cause:
-            return "—"
-        top = incident.root_cause[0]
-        for key in ("summary", "title", "description", "entity", "id"):
-            if top.get(key):
-                text = str(top[key])
-                score = top.get("score")
-                return f"{text} (score {float(score):.2f})" if isinstance(score, int | float) else text
-        return "—"
+        """The top candidate and its score (see :func:`root_cause_line`), or "—"."""
+        return root_cause_line(incident.root_cause) or "—"
 
     def _context(self, incident: Incident, mentions: list[str], evidence: Sequence[str] = (),
                  more: int = 0) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from opsradar.alerting.notifiers.render import root_cause_line
 from opsradar.collectors.registry import build_collectors
 from opsradar.config import ApiConfig, ApiToken, Config
 from opsradar.demo.world import World
@@ -74,11 +75,10 @@ class DemoResult:
         """The summary: title, severity, sources, alert count, top root cause, report URL."""
         rows = []
         for inc in self.incidents:
-            top = (inc.get("root_cause") or [{}])[0]
             rows.append({
                 "id": inc["id"], "title": inc["title"], "severity": inc["severity"], "status": inc["status"],
                 "services": inc["services"], "sources": inc["sources"], "alerts": inc["alert_count"],
-                "root_cause": top.get("summary"),
+                "root_cause": root_cause_line(inc.get("root_cause") or []),
                 "report_url": f"{self.api_url}/v1/incidents/{inc['id']}/report?format=html" if self.api_url else None,
             })
         return rows

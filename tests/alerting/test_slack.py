@@ -126,6 +126,15 @@ def test_root_cause_candidate_shows_when_set(store: Store, fake: SlackFake) -> N
     p.add(alert("Errors up", service="shop", source="elasticsearch"), T0 + timedelta(minutes=1))
     p.worker.drain()
     assert "deploy shop-deploy#41 (commit abc123) (score 0.91)" in fake.channel_messages("opsradar")[0]["text"]
+    # a candidate that the evidence barely supports is not called a likely cause
+    doc = store.get_incident(u.incident_id)
+    assert doc is not None
+    doc["root_cause"] = [{"summary": "issue SHOP-7 → Done", "score": 0.009}]
+    store.save_incident(doc)
+    p.add(alert("Latency up", service="shop", source="elasticsearch"), T0 + timedelta(minutes=2))
+    p.worker.drain()
+    text = fake.channel_messages("opsradar")[0]["text"]
+    assert "no change clearly linked (closest: issue SHOP-7 → Done, score 0.01)" in text
 
 
 def test_the_message_says_what_was_seen_in_words(store: Store, fake: SlackFake) -> None:
