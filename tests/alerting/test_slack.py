@@ -119,21 +119,20 @@ def test_root_cause_candidate_shows_when_set(store: Store, fake: SlackFake) -> N
     u = p.add(alert("Deploy failed", entity="job:shop-deploy", source="jenkins"), T0)
     p.worker.drain()
     assert "root-cause candidate:* —" in fake.channel_messages("opsradar")[0]["text"]
-    doc = store.get_incident(u.incident_id)
-    assert doc is not None
-    doc["root_cause"] = [{"summary": "deploy shop-deploy#41 (commit abc123)", "score": 0.91}]
-    store.save_incident(doc)
-    p.add(alert("Errors up", service="shop", source="elasticsearch"), T0 + timedelta(minutes=1))
-    p.worker.drain()
-    assert "deploy shop-deploy#41 (commit abc123) (score 0.91)" in fake.channel_messages("opsradar")[0]["text"]
+
+    def ranked(candidate: dict[str, object], minute: int, title: str) -> str:
+        doc = store.get_incident(u.incident_id)
+        assert doc is not None
+        doc["root_cause"] = [candidate]
+        store.save_incident(doc)
+        p.add(alert(title, service="shop", source="elasticsearch"), T0 + timedelta(minutes=minute))
+        p.worker.drain()
+        return str(fake.channel_messages("opsradar")[0]["text"])
+
+    text = ranked({"summary": "deploy shop-deploy#41 (commit abc123)", "score": 0.91}, 1, "Errors up")
+    assert "deploy shop-deploy#41 (commit abc123) (score 0.91)" in text
     # a candidate that the evidence barely supports is not called a likely cause
-    doc = store.get_incident(u.incident_id)
-    assert doc is not None
-    doc["root_cause"] = [{"summary": "issue SHOP-7 → Done", "score": 0.009}]
-    store.save_incident(doc)
-    p.add(alert("Latency up", service="shop", source="elasticsearch"), T0 + timedelta(minutes=2))
-    p.worker.drain()
-    text = fake.channel_messages("opsradar")[0]["text"]
+    text = ranked({"summary": "issue SHOP-7 → Done", "score": 0.009}, 2, "Latency up")
     assert "no change clearly linked (closest: issue SHOP-7 → Done, score 0.01)" in text
 
 
