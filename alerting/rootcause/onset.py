@@ -12,7 +12,10 @@ A sharp fault (a bad deploy) is a step whose corner *is* the first anomaly. When
 step's corner lies at least 3 samples before the first anomaly, and it is significant (F ≥ 10), the
 stream was already shifting before the detector fired: the estimated start is the hinge's corner (on
 simulated ramps it is within about an hour of the truth, where a step's corner lands mid-ramp).
-Otherwise there is no drift and the onset stays at the first anomaly. Since the corner is an
+The stream must also still be shifted just before the first anomaly (its last 3 values beyond the
+old level by twice their standard error, the old level's spread): an earlier episode that ended (tests that failed and were
+fixed yesterday) is no drift into today's anomaly. Otherwise there is no drift and the onset stays
+at the first anomaly. Since the corner is an
 estimate, the time factor counts changes between it and the first anomaly by their distance to it in
 either direction (see :mod:`~opsradar.alerting.rootcause.scoring`).
 
@@ -29,6 +32,7 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -99,6 +103,11 @@ def drift_start(
     first_idx = int(np.searchsorted(t, limit, side="left"))
     if f_step < min_f or first_idx - int(idx[best_step]) < min_lead_samples:
         return None  # no significant shift, or it is the first anomaly itself: a step, not a drift
+    lead = v[max(0, first_idx - min_lead_samples):first_idx]
+    level = v[~after[best_step]]  # the values before the step's corner
+    noise = 2.0 * float(level.std()) / math.sqrt(max(lead.size, 1))
+    if lead.size == 0 or (float(lead.mean()) - float(m0[best_step])) * direction <= noise:
+        return None  # back at its old level just before the anomaly: an earlier episode, not a drift into it
     best_hinge = int(np.argmin(sse_hinge))
     corner = float(corners[best_hinge]) if np.isfinite(sse_hinge[best_hinge]) else float(corners[best_step])
     return origin + timedelta(hours=corner)

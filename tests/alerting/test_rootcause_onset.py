@@ -113,3 +113,18 @@ def test_a_sparse_streams_drift_baseline_reaches_back_for_enough_values() -> Non
     pts = _drift_points(dense, _anomaly(first), "duration_s", first + timedelta(seconds=1), st)
     assert len(pts) == 48 + 1
     assert pts[0][0] == first - timedelta(hours=48)
+
+
+def test_an_earlier_episode_that_ended_is_not_a_drift_into_the_anomaly() -> None:
+    """Tests failed for a while and were fixed; hours later they fail again: the onset is the second
+    failure, not the first episode (which a step fit alone dates as the start of a drift)."""
+    rng = np.random.default_rng(3)
+    for burst, gap, after in [(6, 20, 2), (15, 10, 15), (20, 4, 20)]:
+        values = [float(rng.poisson(0.2)) for _ in range(30)] + [float(rng.integers(60, 200)) for _ in range(burst)]
+        values += [float(rng.poisson(0.2)) for _ in range(gap)]
+        first = T0 + timedelta(hours=len(values))
+        values += [float(rng.integers(60, 200)) for _ in range(after)]
+        assert drift_start(_series(values), first, direction=1.0) is None
+    # failures still climbing into the anomaly are a drift
+    ramp = [float(rng.poisson(0.2)) for _ in range(30)] + [5.0 * i for i in range(1, 27)] + [150.0, 140.0]
+    assert drift_start(_series(ramp), T0 + timedelta(hours=56), direction=1.0) is not None
