@@ -100,10 +100,18 @@ def _drift_points(store: Store, a: Anomaly, feature: str, until: datetime, st: R
 def _drift_onset(
     store: Store, symptoms: list[Anomaly], onset: datetime, inc: Incident, st: ReportSettings
 ) -> tuple[datetime, str]:
-    """The onset moved back to the estimated start of a drift, when a symptom stream shows one."""
+    """The onset moved back to the estimated start of a drift, when a symptom stream shows one.
+
+    Only the streams of the first symptoms count (those within ``symptom_lookback`` of the first
+    anomaly): a stream that joined the incident hours later is a consequence or a neighbour's
+    trouble, and its own drift says nothing about when this incident began.
+    """
     basis = "first anomaly"
     seen: set[str] = set()
+    latest = onset + st.symptom_lookback
     for a in sorted(symptoms, key=lambda a: a.ts):
+        if a.ts > latest:
+            break
         if a.stream in seen or not a.explanation or len(seen) >= 3:
             continue
         seen.add(a.stream)

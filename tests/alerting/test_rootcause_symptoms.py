@@ -65,9 +65,9 @@ def test_a_rule_alert_on_a_change_flags_it_and_sets_the_onset(store: Store) -> N
     assert top.factors["time"] == 1.0
 
 
-def test_a_slow_drift_moves_the_onset_back_to_where_it_started(store: Store) -> None:
-    """Build durations creep up from 48 h on; the detector fires at 60 h. The commit at 48 h must win
-    over the commits made while the creep was still below the threshold."""
+def _creeping_builds(store: Store) -> tuple[Event, Event, Anomaly]:
+    """Build durations creep up from 48 h on; the detector fires at 60 h. Returns the commit that
+    started it, the build that fired and its anomaly (stored)."""
     import numpy as np
 
     rng = np.random.default_rng(3)
@@ -93,6 +93,13 @@ def test_a_slow_drift_moves_the_onset_back_to_where_it_started(store: Store) -> 
                           feature="duration_s", value=fired.values["duration_s"], expected=420, low=300, high=520,
                           contribution=1.0)])
     store.add_anomaly(anomaly.model_dump(mode="json"))
+    return root, fired, anomaly
+
+
+def test_a_slow_drift_moves_the_onset_back_to_where_it_started(store: Store) -> None:
+    """The commit that started the creep must win over the commits made while it was still below the
+    threshold."""
+    root, fired, _ = _creeping_builds(store)
     alert = Alert.from_labels(title="shop-build slower", labels={"service": "shop", "entity": "job:shop-build"},
                               starts_at=fired.ts, anomaly_id="drift")
     report = build_report(_incident(store, alert, first_seen=fired.ts), store, GRAPH)
@@ -101,6 +108,33 @@ def test_a_slow_drift_moves_the_onset_back_to_where_it_started(store: Store) -> 
     assert "drift" in report.onset_basis
     assert report.candidates[0].event_id == root.id
     assert "drift start (est.)" in report.to_html()
+
+
+def test_a_drift_in_a_stream_that_joined_hours_later_does_not_move_the_onset(store: Store) -> None:
+    """The incident began with shop's latency three hours before the slow builds joined it: when the
+    builds started to creep says nothing about when this incident began."""
+    _, fired, _ = _creeping_builds(store)
+    first = fired.ts - timedelta(hours=3)
+    latency = Anomaly(id="latency", stream="elasticsearch|access|service:shop", detector="robust_z", detector_version="1",
+                      ts=first, source="elasticsearch", kind="access", entity="service:shop", score=0.999,
+                      threshold=0.99, raw_score=9.0, explanation=[Contribution(
+                          feature="log_latency_ms", value=7.0, expected=4.8, low=4.5, high=5.1, contribution=1.0)])
+    store.add_anomaly(latency.model_dump(mode="json"))
+    slow = Alert.from_labels(title="shop slow", labels={"service": "shop", "entity": "service:shop"},
+                             starts_at=first, anomaly_id="latency")
+    builds = Alert.from_labels(title="shop-build slower", labels={"service": "shop", "entity": "job:shop-build"},
+                               starts_at=fired.ts, anomaly_id="drift")
+    store.save_alert(slow.model_dump(mode="json"), incident_id="inc")
+    inc = _incident(store, builds, first_seen=first, entities=("service:shop", "job:shop-build"))
+    doc = store.get_incident(inc)
+    assert doc is not None
+    doc["alert_fingerprints"] = [slow.fingerprint, builds.fingerprint]
+    doc["last_seen"] = (fired.ts + timedelta(minutes=30)).isoformat()
+    store.save_incident(doc)
+    report = build_report(inc, store, GRAPH)
+    assert report.first_anomaly == first
+    assert report.onset == first
+    assert report.onset_basis == "first anomaly"
 
 
 def test_failing_test_runs_blame_the_commit_their_build_built(store: Store) -> None:
