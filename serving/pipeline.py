@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "detectors/shard-"
 #: how often (event time) an incident's root-cause ranking is refreshed as alerts join it
 RANK_EVERY = timedelta(minutes=10)
+#: a change that arrives after its incident was ranked is a candidate if it is this much older than the
+#: incident at most (the report looks 24 h back from an onset, which a drift may move earlier)
+LATE_CHANGE_LOOKBACK = timedelta(hours=48)
+#: kinds of events that are candidate changes (see :mod:`opsradar.alerting.rootcause.scoring`)
+_CHANGE_KINDS = frozenset({"commit", "deploy", "release", "config", "issue"})
 
 
 class LocalDetectors:
@@ -265,7 +270,45 @@ class Pipeline:
             for a in loose + [a for rest in by_event.values() for a in rest]:
                 self._advance(a.ts)
                 self._on_anomaly(a)
+            self._rerank_for_late_changes([e for e in events if e.kind in _CHANGE_KINDS])
             self.tick()
+
+    def _rerank_for_late_changes(self, changes: Sequence[Event]) -> None:
+        """Rank again the open incidents that a change arriving now may have caused.
+
+        Sources are polled on their own schedules, so a commit or deploy is often stored after the
+        anomalies it caused, and after their incident was ranked without it. An open or acknowledged
+        incident is ranked again (once per batch) when a change lands in its window
+        (``LATE_CHANGE_LOOKBACK`` before its first alert, up to its last) on a service within three
+        dependency hops of it, the farthest the ranking counts (or on an entity of no known service).
+        """
+        if not changes or self.watermark is None:
+            return
+        open_docs = [d for status in ("open", "acknowledged") for d in self.store.list_incidents(status=status, limit=500)]
+        for doc in open_docs:
+            try:
+                first = datetime.fromisoformat(doc["first_seen"])
+                last = datetime.fromisoformat(doc["last_seen"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            services = [f"service:{s}" for s in doc.get("services") or []]
+            for e in changes:
+                if not first - LATE_CHANGE_LOOKBACK <= e.ts <= last + timedelta(minutes=1):
+                    continue
+                svc = self.graph.service_of(e.entity)
+                here = f"service:{svc}" if svc else e.entity
+                if svc is None or not services or any(
+                        self.graph.distance(here, other, limit=3) is not None for other in services):
+                    self._rank(doc["id"], self.watermark)
+                    break
+
+    def _rank(self, incident_id: str, now: datetime) -> None:
+        """Rank ``incident_id`` now, or hand it to the ranker; its message follows a new top three."""
+        self._ranked_at[incident_id] = now
+        if self.ranker is not None:
+            self.ranker.submit(incident_id, now)
+        else:
+            self._rank_later(incident_id, now)
 
     def _advance(self, ts: datetime) -> None:
         if self.watermark is None or ts > self.watermark:

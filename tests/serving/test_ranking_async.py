@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from opsradar.config import parse_config
-from opsradar.models import Alert
+from opsradar.models import Alert, Event
 from opsradar.serving.pipeline import Pipeline, Ranker
 from opsradar.store import Store
 
@@ -187,3 +187,50 @@ def test_the_default_mode_ranks_before_the_first_message(tmp_path: Path, monkeyp
     (inc,) = p.store.list_incidents()
     assert inc["root_cause"] == TOP
     assert _outbox(p, inc["id"]) == ["post"]
+
+
+def _graph_pipeline(tmp_path: Path, **kw: Any) -> Pipeline:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text('receivers: [{name: sre, slack: {channel: "#sre"}}]\nroute: {receiver: sre}\n')
+    cfg = parse_config("slack: {enabled: false}\nentities:\n  services:\n    shop: {repos: [shop-svc]}\n"
+                       "    crm: {repos: [crm-svc]}\n")
+    return Pipeline(cfg, Store(f"sqlite:///{tmp_path}/s.db"), rules_paths=[str(rules)], **kw)
+
+
+def _commit(sha: str, repo: str, ts: datetime) -> Event:
+    return Event.new(source="git", native_id=sha, kind="commit", entity=f"repo:{repo}", ts=ts,
+                     labels={"author": "ana"}, values={"lines_added": 40.0}, attrs={"message": f"change {sha}"})
+
+
+@pytest.mark.parametrize("rank_async", [False, True])
+def test_a_change_collected_after_its_incident_was_ranked_is_ranked_in(tmp_path: Path, rank_async: bool) -> None:
+    """git is polled after the logs showed the trouble: the commit that caused it arrives once the
+    incident is open and ranked without it. It is ranked in, and the message updated; a change on
+    an unrelated service, or from long before, ranks nothing again."""
+    p = _graph_pipeline(tmp_path, rank_async=rank_async)
+    try:
+        p._on_alert(_alert(), T0)
+        (inc,) = p.store.list_incidents()
+        if p.ranker is not None:
+            assert p.ranker.join(WAIT)
+        assert p.correlator.get(inc["id"]).root_cause == []
+        ranked = dict(p._ranked_at)
+
+        unrelated = [_commit("c0ffee", "crm-svc", T0 - timedelta(minutes=5)),
+                     _commit("0ld", "shop-svc", T0 - timedelta(days=5))]
+        p.store.add_events(unrelated)
+        p.handle(unrelated, [])
+        assert p._ranked_at == ranked  # no ranking asked
+
+        late = [_commit("abc123", "shop-svc", T0 - timedelta(minutes=5))]
+        p.store.add_events(late)
+        p.handle(late, [])
+        if p.ranker is not None:
+            assert p.ranker.join(WAIT)
+        top = p.correlator.get(inc["id"]).root_cause
+        assert top
+        assert top[0]["event_id"] == late[0].id
+        assert _outbox(p, inc["id"]) == ["post", "update"]
+    finally:
+        p.close()
