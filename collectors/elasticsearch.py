@@ -254,6 +254,9 @@ def hit_to_event(
     else:
         kind = "log"
         labels.update(service=service or "unknown", level=(f.text("log.level") or "unknown").lower())
+        duration = f.get("event.duration")
+        if duration is not None:  # what the line measured (a GC pause, a slow query): ECS nanoseconds
+            values["duration_ms"] = _number(duration, "event.duration") / 1e6
         if templater is not None and message:
             mined = templater(message, service or host or "")
             if mined is not None:

@@ -138,6 +138,61 @@ class DecayedCount:
         self.tau, self.value, self.t = state
 
 
+#: A duration climbing slower than this (ln units per hour: doubling within a day) is no slow leak.
+LEAK_SLOPE = math.log(2.0) / 24.0
+
+
+class Trend:
+    """The slope of a value over time, by exponentially weighted least squares (half-weight after
+    ``half_life_s`` seconds), safe under irregular sampling: a point's weight depends on its age,
+    not on how many points came since. ``slope(now, value)`` is per hour, with the point at ``now``
+    included and nothing stored; None until ``min_weight`` points over at least ``min_span_s``.
+
+    >>> tr = Trend(half_life_s=3600.0)
+    >>> for i in range(40):  # a value that climbs 2 per hour, sampled every 7.5 minutes
+    ...     tr.add(i * 450.0, 10.0 + 2.0 * i / 8)
+    >>> round(tr.slope(40 * 450.0, 20.0), 2)
+    2.0
+    """
+
+    __slots__ = ("half_life_s", "last", "st", "stt", "stv", "sv", "sw")
+
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.last = 0.0
+        # weighted sums, with times in hours relative to ``last`` (so the numbers stay small)
+        self.sw = self.st = self.stt = self.sv = self.stv = 0.0
+
+    def _shifted(self, now: float) -> tuple[float, float, float, float, float]:
+        dt = max(0.0, now - self.last) / 3600.0
+        d = 0.5 ** (dt * 3600.0 / self.half_life_s)
+        sw, st, stt, sv, stv = self.sw, self.st, self.stt, self.sv, self.stv
+        # move the origin to ``now`` (t → t − dt), then age every weight by ``d``
+        return (d * sw, d * (st - dt * sw), d * (stt - 2 * dt * st + dt * dt * sw), d * sv, d * (stv - dt * sv))
+
+    def add(self, now: float, value: float) -> None:
+        sw, st, stt, sv, stv = self._shifted(now) if self.sw else (0.0, 0.0, 0.0, 0.0, 0.0)
+        self.sw, self.st, self.stt, self.sv, self.stv = sw + 1.0, st, stt, sv + value, stv
+        self.last = max(self.last, now)
+
+    def slope(self, now: float, value: float, *, min_weight: float = 5.0, min_span_s: float = 900.0) -> float | None:
+        sw, st, stt, sv, stv = self._shifted(now) if self.sw else (0.0, 0.0, 0.0, 0.0, 0.0)
+        sw, sv = sw + 1.0, sv + value
+        if sw < min_weight:
+            return None
+        mt = st / sw
+        var = stt / sw - mt * mt
+        if var < (min_span_s / 3600.0) ** 2 / 4.0:
+            return None
+        return (stv / sw - mt * (sv / sw)) / var
+
+    def __getstate__(self) -> tuple[float, ...]:
+        return (self.half_life_s, self.last, self.sw, self.st, self.stt, self.sv, self.stv)
+
+    def __setstate__(self, state: tuple[float, ...]) -> None:
+        self.half_life_s, self.last, self.sw, self.st, self.stt, self.sv, self.stv = state
+
+
 class FeatureExtractor:
     """Turns the events of one stream into features; ``extract`` is pure, ``learn`` updates."""
 
@@ -370,14 +425,23 @@ class LogFeatures(FeatureExtractor):
     """
 
     stream_type: ClassVar[str] = "log"
-    upper: ClassVar[frozenset[str]] = frozenset({"error_rate", "new_template"})  # logs going quiet (log_rate) count
+    # logs going quiet (log_rate) count; a duration that falls is no slow leak
+    upper: ClassVar[frozenset[str]] = frozenset({"error_rate", "new_template", "duration_trend"})
 
-    def __init__(self, window_s: float = 300.0, max_templates: int = 200) -> None:
+    def __init__(self, window_s: float = 300.0, max_templates: int = 200, trend_half_life_s: float = 21600.0) -> None:
         self.window_s = window_s
         self.max_templates = max_templates
         self.total = DecayedCount(window_s)
         self.errors = DecayedCount(window_s)
         self.templates: dict[str, DecayedCount] = {}
+        self.trend_half_life_s = trend_half_life_s
+        #: per template that reports a duration (GC pauses, slow-query logs…): its log-duration trend
+        self.trends: dict[str, Trend] = {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("trend_half_life_s", 21600.0)  # a checkpoint from before duration trends
+        self.__dict__.setdefault("trends", {})
 
     @staticmethod
     def _is_error(event: Event) -> float:
@@ -399,6 +463,16 @@ class LogFeatures(FeatureExtractor):
             mine = (counter.rate(now) if counter is not None else 0.0) + 1.0
             x["template_rate"] = mine * per_min
             x["new_template"] = 0.0 if counter is not None else 1.0
+            duration = event.values.get("duration_ms")
+            trend = self.trends.get(tid)
+            if duration is not None and trend is not None:
+                # a slow leak: the template's duration (a GC pause) climbing faster than it would to
+                # double within a day (ln(1 + ms) per hour beyond LEAK_SLOPE; slower drifts are no leak)
+                # only once the fit spans a half-life (6 h by default: its slope is too noisy before)
+                slope = trend.slope(now, math.log1p(max(0.0, float(duration))), min_weight=8.0,
+                                    min_span_s=self.trend_half_life_s)
+                if slope is not None:
+                    x["duration_trend"] = max(0.0, slope - LEAK_SLOPE)
         return x
 
     def learn(self, event: Event) -> None:
@@ -409,6 +483,15 @@ class LogFeatures(FeatureExtractor):
         tid = event.labels.get("template_id")
         if tid is not None:
             _bump_bounded(self.templates, tid, now, self.window_s, self.max_templates)
+            duration = event.values.get("duration_ms")
+            if duration is not None:
+                trend = self.trends.pop(tid, None)
+                if trend is None:
+                    if len(self.trends) >= self.max_templates:
+                        del self.trends[next(iter(self.trends))]  # least recently active
+                    trend = Trend(self.trend_half_life_s)
+                trend.add(now, math.log1p(max(0.0, float(duration))))
+                self.trends[tid] = trend
 
 
 class AuditFeatures(FeatureExtractor):

@@ -188,7 +188,8 @@ def test_log_access_and_audit_events_and_templates(fake: ElasticsearchFake, stor
     fake.index_documents("logs-mixed", [
         {"_id": "1", "@timestamp": "2026-03-02T09:00:00Z", "service": {"name": "shop"}, "log": {"level": "WARN"},
          "host": {"name": "shop-1"}, "message": "cache miss for user 17"},
-        {"_id": "2", "@timestamp": "2026-03-02T09:00:01Z", "service.name": "shop", "message": "cache miss for user 42"},
+        {"_id": "2", "@timestamp": "2026-03-02T09:00:01Z", "service.name": "shop", "message": "cache miss for user 42",
+         "event": {"duration": 31_000_000}},
         {"_id": "3", "@timestamp": "2026-03-02T09:00:02Z", "service.name": "shop", "event.dataset": "nginx.access",
          "url.path": "/api/orders/123", "http.request.method": "get", "http.response.status_code": 503,
          "event.duration": 250_000_000, "source.ip": "10.0.0.9"},
@@ -204,6 +205,8 @@ def test_log_access_and_audit_events_and_templates(fake: ElasticsearchFake, stor
     assert log1.labels["level"] == "warn"
     assert log1.labels["host"] == "shop-1"
     assert log1.labels["template_id"] == log2.labels["template_id"]  # same template, different user id
+    assert log1.values == {}
+    assert log2.values == {"duration_ms": 31.0}  # what the line measured (ECS event.duration, ns)
     assert "<*>" in log1.attrs["template"]
     access = by_id["access"]
     assert access.labels == {"service": "shop", "path": "/api/orders/{id}", "method": "GET", "status_class": "5xx"}

@@ -211,3 +211,29 @@ def test_metric_stream_uses_the_contextual_detector() -> None:
     stream = engine.stream(key)
     assert stream is not None
     assert stream.detector.name == "contextual"
+
+
+def test_a_slow_leak_in_gc_pauses_pages_hours_before_the_crash_and_steady_pauses_do_not() -> None:
+    """GC pauses every ~30 min, noisy but steady for three days, then climbing towards an out-of-memory
+    crash 14 h later (the heap filling): the log stream pages on ``duration_trend`` well before the end."""
+    import random
+
+    rng = random.Random(7)
+    engine = DetectionEngine(DetectorsConfig())
+    leak_at = T0 + timedelta(days=3)
+    fired: list[tuple[datetime, str]] = []
+    t = T0
+    for i in range(400):
+        t += timedelta(minutes=30 * rng.uniform(0.6, 1.4))
+        frac = max(0.0, (t - leak_at) / timedelta(hours=14))
+        if frac >= 1.0:
+            break
+        pause = (20.0 + 400.0 * frac**2) * rng.uniform(0.8, 1.2)
+        event = Event.new(source="app", native_id=f"gc{i}", kind="log", ts=t, entity="service:inventory",
+                          labels={"template_id": "gc", "level": "info"}, values={"duration_ms": pause})
+        fired += [(a.ts, a.explanation[0].feature) for a in engine.process(event)]
+    assert fired
+    assert all(ts > leak_at for ts, _ in fired)  # nothing while the pauses were steady
+    first, feature = fired[0]
+    assert feature == "duration_trend"
+    assert first < leak_at + timedelta(hours=10)  # hours before the crash at 14 h

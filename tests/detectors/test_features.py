@@ -129,3 +129,29 @@ def test_unknown_kinds_have_no_stream_type() -> None:
     assert stream_type("wiki_edit") is None
     with pytest.raises(KeyError, match="no feature extractor for 'wiki_edit'"):
         extractor_for("wiki_edit")
+
+
+def _gc(i: int, minutes: float, pause_ms: float) -> Event:
+    return Event.new(source="t", native_id=f"gc{i}", kind="log", ts=T0 + timedelta(minutes=minutes), entity="service:shop",
+                     labels={"template_id": "gc", "level": "info"}, values={"duration_ms": pause_ms})
+
+
+def test_a_duration_that_climbs_towards_a_leak_has_a_trend_and_a_steady_one_none() -> None:
+    """GC pauses every ~7 minutes: steady (noisy) for a day, then doubling every 4 hours. Only a
+    climb faster than a doubling a day counts; ``duration_trend`` is the excess, in ln(1 + ms)/h."""
+    import random
+
+    rng = random.Random(4)
+    ex = LogFeatures()
+    steady, climbing = [], []
+    for i in range(400):
+        minutes = i * 7.0
+        pause = 20.0 * rng.uniform(0.8, 1.2) * (2.0 ** max(0.0, (minutes - 24 * 60) / 240))
+        x = ex.extract(_gc(i, minutes, pause))
+        ex.learn(_gc(i, minutes, pause))
+        (steady if minutes < 24 * 60 else climbing).append(x.get("duration_trend", 0.0))
+    assert max(steady) == 0.0
+    assert climbing[-1] > 0.1  # ln 2 / 4 h = 0.17 per hour, less the allowance of a doubling a day
+    assert "duration_trend" in LogFeatures.upper
+    # a line without a duration, or a template seen once, has no trend
+    assert "duration_trend" not in ex.extract(ev("log", 999, labels={"template_id": "gc"}))
