@@ -18,6 +18,8 @@ range, strongest first.
 'never-seen log template'
 >>> describe(Contribution(feature="p95", value=3.5, expected=1.0, low=0.5, high=1.5, contribution=1.0))
 'p95 3.5 (usual 0.5–1.5)'
+>>> describe(Contribution(feature="duration_trend", value=0.02, expected=0.0, low=0.0, high=0.0, contribution=1.0))
+'duration of these log lines rising 5 %/h (faster than doubling in a day: a slow leak?)'
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def _expm1(v: float) -> float:
     return math.expm1(min(v, 700.0))
 
 
+#: The slope of ln(duration) per hour that doubles a duration in a day: ``duration_trend`` counts
+#: only what a duration climbs beyond it (``opsradar.detectors.features.LEAK_SLOPE``).
+DOUBLING_A_DAY = math.log(2.0) / 24.0
+
+
+def _hourly_growth(excess: float) -> float:
+    """``duration_trend`` (ln-slope per hour beyond a doubling a day) as growth per hour, 0..1 = 0..100 %."""
+    return math.expm1(min(excess, 50.0) + DOUBLING_A_DAY)
+
+
 #: What each detector feature means. A feature not listed here is shown by its own name.
 FEATURES: dict[str, FeatureText] = {
     # builds, deploys, test runs
@@ -77,6 +89,7 @@ FEATURES: dict[str, FeatureText] = {
     "log_rate": FeatureText("log lines", "/min"),
     "template_rate": FeatureText("lines of this template", "/min"),
     "new_template": FeatureText("never-seen log template", "flag"),
+    "duration_trend": FeatureText("duration of these log lines rising", "%/h", _hourly_growth),
     # audit logs
     "user_rate": FeatureText("accesses by the user", "/h"),
     "resource_rate": FeatureText("accesses to the resource", "/h"),
@@ -129,6 +142,8 @@ def _numbers(feature: str, values: Sequence[float]) -> tuple[list[str], str]:
         return [_number(scale * v / div) for v in vs], f" {unit}"
     if text.unit == "%":
         return [_number(100 * v) for v in vs], " %"
+    if text.unit == "%/h":
+        return [_number(100 * v) for v in vs], " %/h"
     if text.unit == "ms":
         return [_number(v) for v in vs], " ms"
     if text.unit in ("/min", "/h"):
@@ -167,6 +182,9 @@ def describe(c: Contribution) -> str:
     text = FEATURES.get(c.feature)
     if text is not None and text.unit == "flag":
         return text.label if c.value >= 0.5 else f"not {text.label}"
+    if c.feature == "duration_trend":
+        (value,), unit = _numbers(c.feature, [c.value])
+        return f"{label(c.feature)} {value}{unit} (faster than doubling in a day: a slow leak?)"
     (value, low, high), unit = _numbers(c.feature, [c.value, c.low, c.high])
     usual = f"{low}–{high}" if low != high else low
     return f"{label(c.feature)} {value}{unit} (usual {usual}{unit})"

@@ -155,3 +155,11 @@ def test_a_duration_that_climbs_towards_a_leak_has_a_trend_and_a_steady_one_none
     assert "duration_trend" in LogFeatures.upper
     # a line without a duration, or a template seen once, has no trend
     assert "duration_trend" not in ex.extract(ev("log", 999, labels={"template_id": "gc"}))
+
+
+def test_the_leak_allowance_reads_the_same_in_slack_as_in_the_detector() -> None:
+    from opsradar.detectors.features import LEAK_SLOPE
+    from opsradar.explain import DOUBLING_A_DAY, format_value
+
+    assert DOUBLING_A_DAY == LEAK_SLOPE
+    assert format_value("duration_trend", 0.0) == "2.9 %/h"  # the allowance itself: a doubling a day
