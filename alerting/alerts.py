@@ -50,9 +50,12 @@ def alert_from_anomaly(anomaly: Anomaly, graph: EntityGraph | None = None) -> Al
         if team:
             labels["team"] = team
     for key, value in anomaly.labels.items():  # the detector's own labels (e.g. stream_type) never override
-        labels.setdefault(key, value)
+        if key != "template":
+            labels.setdefault(key, value)
     identity = dict(labels)
     labels["severity"] = severity.value
+    if "template" in anomaly.labels:  # for rules to match; not part of the alert's identity (one alert per stream)
+        labels.setdefault("template", anomaly.labels["template"])
     annotations = {"summary": anomaly.summary(), "score": f"{anomaly.score:.4f}",
                    "threshold": f"{anomaly.threshold:.4f}"}
     return Alert(fingerprint=fingerprint(identity), title=f"Anomalous {anomaly.kind} on {anomaly.entity}",

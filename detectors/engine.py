@@ -323,6 +323,9 @@ class DetectionEngine:
         self._pending = None
         aid = hashlib.sha256(f"{stream.key}\x00{event.id}".encode()).hexdigest()[:24]
         labels = {"stream_type": stream.type}
+        template = event.attrs.get("template") if event.kind == "log" else None
+        if template:  # which lines: what a reader needs when a template's rate or duration is the news
+            labels["template"] = str(template)[:200]
         if self.graph is not None:
             service = self.graph.service_of(event.entity)
             if service:

@@ -19,7 +19,7 @@ range, strongest first.
 >>> describe(Contribution(feature="p95", value=3.5, expected=1.0, low=0.5, high=1.5, contribution=1.0))
 'p95 3.5 (usual 0.5–1.5)'
 >>> describe(Contribution(feature="duration_trend", value=0.02, expected=0.0, low=0.0, high=0.0, contribution=1.0))
-'duration of these log lines rising 5 %/h (faster than doubling in a day: a slow leak?)'
+'duration of these log lines rising 5 %/h (at least doubling in a day: a slow leak?)'
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def describe(c: Contribution) -> str:
         return text.label if c.value >= 0.5 else f"not {text.label}"
     if c.feature == "duration_trend":
         (value,), unit = _numbers(c.feature, [c.value])
-        return f"{label(c.feature)} {value}{unit} (faster than doubling in a day: a slow leak?)"
+        return f"{label(c.feature)} {value}{unit} (at least doubling in a day: a slow leak?)"
     (value, low, high), unit = _numbers(c.feature, [c.value, c.low, c.high])
     usual = f"{low}–{high}" if low != high else low
     return f"{label(c.feature)} {value}{unit} (usual {usual}{unit})"

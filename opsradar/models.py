@@ -156,6 +156,10 @@ class Contribution(BaseModel):
         return describe(self)
 
 
+#: Features about one log template: an anomaly driven by them names the template.
+_TEMPLATE_FEATURES = frozenset({"template_rate", "new_template", "duration_trend"})
+
+
 class Anomaly(BaseModel):
     """A detector found an event (or a window of a stream) anomalous, and says why."""
 
@@ -188,6 +192,13 @@ class Anomaly(BaseModel):
         ...                 Contribution(feature="queue_s", value=20, expected=18, low=5, high=40, contribution=0.1)])
         >>> a.summary()
         'duration 41 min (usual 4.8–6.8 min) — score 0.99 ≥ 0.50'
+
+        When a log template's own rate, novelty or duration is the news, the template says which lines:
+
+        >>> gc = a.model_copy(update={"labels": {"template": "GC pause <*> ms, heap used <*> MB"}, "explanation": [
+        ...     Contribution(feature="duration_trend", value=0.02, expected=0, low=0, high=0, contribution=1.0)]})
+        >>> gc.summary()
+        'duration of these log lines rising 5 %/h (at least doubling in a day: a slow leak?); lines like "GC pause <*> ms, heap used <*> MB" — score 0.99 ≥ 0.50'
         """
         from opsradar.explain import notable, outside
 
@@ -195,6 +206,9 @@ class Anomaly(BaseModel):
         what = "; ".join(c.describe() for c in shown)
         if shown and not any(outside(c) for c in shown):  # every feature in range: their combination scored
             what = f"unusual combination, strongest: {what}"
+        template = self.labels.get("template")
+        if template and any(c.feature in _TEMPLATE_FEATURES for c in shown):
+            what = f'{what}; lines like "{template}"'
         score = f"score {self.score:.2f} ≥ {self.threshold:.2f}"
         return f"{what} — {score}" if what else f"{self.stream}: {score}"
 

@@ -447,3 +447,26 @@ def test_an_action_that_fails_is_not_audited_as_done(store: Store) -> None:
     with pytest.raises(KeyError, match="no incident 'inc-nope'"):
         h.handle_interaction(*signed(click("opsradar_ack", "inc-nope")))
     assert not any(r["action"].startswith("slack.") for r in store.audit_log())
+
+
+def test_a_log_template_anomaly_names_its_lines_and_keeps_one_alert_per_stream(store: Store, fake: SlackFake) -> None:
+    from opsradar.alerting.alerts import alert_from_anomaly
+    from opsradar.models import Anomaly, Contribution
+
+    def gc(template: str | None, minute: int) -> Anomaly:
+        return Anomaly(id=f"an-{minute}", stream="app-logs|log|service:shop", detector="robust_z", detector_version="1",
+                       ts=T0 + timedelta(minutes=minute), source="app-logs", kind="log", entity="service:shop",
+                       score=1.0, threshold=0.5, raw_score=9.0, labels={"template": template} if template else {},
+                       explanation=[Contribution(feature="duration_trend", value=0.02, expected=0.0, low=0.0, high=0.0,
+                                                 contribution=1.0)])
+
+    first, second = alert_from_anomaly(gc("GC pause <*> ms", 0), GRAPH), alert_from_anomaly(gc(None, 5), GRAPH)
+    assert first.labels["template"] == "GC pause <*> ms"  # rules can match on it…
+    assert first.fingerprint == second.fingerprint  # …but the stream keeps one alert
+    p = Pipeline(store, fake)
+    p.add(first, T0)
+    p.worker.drain()
+    text = fake.channel_messages("opsradar")[0]["text"]
+    # mrkdwn-escaped: Slack shows it as "GC pause <*> ms"
+    assert ('duration of these log lines rising 5 %/h (at least doubling in a day: a slow leak?); '
+            'lines like "GC pause &lt;*&gt; ms"') in text
