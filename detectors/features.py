@@ -48,7 +48,8 @@ Features produced, per kind:
   heavy-tailed, and one slow request among few is not an outage);
 - log: ``log_rate`` (lines per minute of the service), ``template_rate`` (lines per minute of
   this template), ``new_template`` (1 the first time a template is seen), ``error_rate``
-  (ERROR/FATAL/CRITICAL lines per minute);
+  (ERROR/FATAL/CRITICAL lines per minute), ``duration_trend`` (for a template whose lines report
+  ``duration_ms``: how much faster than a doubling a day that duration climbs, see :class:`Trend`);
 - audit: ``user_rate``, ``resource_rate``, ``pair_rate`` (accesses per hour by this user, to this
   resource, by this user to this resource), ``pair_rarity`` (1 / (1 + times this user touched
   this resource)), ``new_pair`` (0/1);
@@ -70,9 +71,11 @@ Features produced, per kind:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
+from opsradar.explain import DOUBLING_A_DAY
 from opsradar.models import Event
 
 __all__ = [
@@ -97,6 +100,9 @@ _ERROR_LEVELS = frozenset({"ERROR", "FATAL", "CRITICAL", "SEVERE", "ERR", "CRIT"
 
 def _seconds(ts: datetime) -> float:
     return ts.timestamp()
+
+
+_T = TypeVar("_T")
 
 
 def _context(ts: datetime) -> dict[str, float]:
@@ -139,7 +145,7 @@ class DecayedCount:
 
 
 #: A duration climbing slower than this (ln units per hour: doubling within a day) is no slow leak.
-LEAK_SLOPE = math.log(2.0) / 24.0
+LEAK_SLOPE = DOUBLING_A_DAY
 
 
 class Trend:
@@ -171,12 +177,12 @@ class Trend:
         return (d * sw, d * (st - dt * sw), d * (stt - 2 * dt * st + dt * dt * sw), d * sv, d * (stv - dt * sv))
 
     def add(self, now: float, value: float) -> None:
-        sw, st, stt, sv, stv = self._shifted(now) if self.sw else (0.0, 0.0, 0.0, 0.0, 0.0)
+        sw, st, stt, sv, stv = self._shifted(now)
         self.sw, self.st, self.stt, self.sv, self.stv = sw + 1.0, st, stt, sv + value, stv
         self.last = max(self.last, now)
 
     def slope(self, now: float, value: float, *, min_weight: float = 5.0, min_span_s: float = 900.0) -> float | None:
-        sw, st, stt, sv, stv = self._shifted(now) if self.sw else (0.0, 0.0, 0.0, 0.0, 0.0)
+        sw, st, stt, sv, stv = self._shifted(now)
         sw, sv = sw + 1.0, sv + value
         if sw < min_weight:
             return None
@@ -406,6 +412,23 @@ class AccessFeatures(FeatureExtractor):
             _bump_bounded(self.paths, path, now, self.window_s, self.max_paths)
 
 
+def _recent(table: dict[str, _T], key: str, max_keys: int, make: Callable[[], _T]) -> _T:
+    """``table[key]`` (made when missing), moved to the end as the most recently active; past
+    ``max_keys`` keys the least recently active is forgotten (dicts keep insertion order)."""
+    item = table.pop(key, None)
+    if item is None:
+        if len(table) >= max_keys:
+            del table[next(iter(table))]
+        item = make()
+    table[key] = item
+    return item
+
+
+def _log_ms(duration: float) -> float:
+    """A duration in ms on the scale its trend is fitted on: ln(1 + ms)."""
+    return math.log1p(max(0.0, float(duration)))
+
+
 def _bump_bounded(table: dict[str, DecayedCount], key: str, now: float, window_s: float, max_keys: int) -> None:
     """Count one event of ``key``; past ``max_keys`` keys the quietest is forgotten."""
     counter = table.get(key)
@@ -469,8 +492,7 @@ class LogFeatures(FeatureExtractor):
                 # a slow leak: the template's duration (a GC pause) climbing faster than it would to
                 # double within a day (ln(1 + ms) per hour beyond LEAK_SLOPE; slower drifts are no leak)
                 # only once the fit spans a half-life (6 h by default: its slope is too noisy before)
-                slope = trend.slope(now, math.log1p(max(0.0, float(duration))), min_weight=8.0,
-                                    min_span_s=self.trend_half_life_s)
+                slope = trend.slope(now, _log_ms(duration), min_weight=8.0, min_span_s=self.trend_half_life_s)
                 if slope is not None:
                     x["duration_trend"] = max(0.0, slope - LEAK_SLOPE)
         return x
@@ -485,13 +507,8 @@ class LogFeatures(FeatureExtractor):
             _bump_bounded(self.templates, tid, now, self.window_s, self.max_templates)
             duration = event.values.get("duration_ms")
             if duration is not None:
-                trend = self.trends.pop(tid, None)
-                if trend is None:
-                    if len(self.trends) >= self.max_templates:
-                        del self.trends[next(iter(self.trends))]  # least recently active
-                    trend = Trend(self.trend_half_life_s)
-                trend.add(now, math.log1p(max(0.0, float(duration))))
-                self.trends[tid] = trend
+                trend = _recent(self.trends, tid, self.max_templates, lambda: Trend(self.trend_half_life_s))
+                trend.add(now, _log_ms(duration))
 
 
 class AuditFeatures(FeatureExtractor):
@@ -548,13 +565,7 @@ class AuditFeatures(FeatureExtractor):
         return x
 
     def _bump(self, table: dict[str, DecayedCount], key: str, now: float) -> None:
-        c = table.pop(key, None)
-        if c is None:
-            if len(table) >= self.max_keys:
-                del table[next(iter(table))]  # least recently active (dicts keep insertion order)
-            c = DecayedCount(self.window_s)
-        c.add(now)
-        table[key] = c
+        _recent(table, key, self.max_keys, lambda: DecayedCount(self.window_s)).add(now)
 
     def learn(self, event: Event) -> None:
         now = _seconds(event.ts)

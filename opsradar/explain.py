@@ -48,6 +48,8 @@ class FeatureText:
     unit: str = ""
     to_unit: Callable[[float], float] | None = None
     non_negative: bool = True
+    #: shown instead of "usual low–high" where the usual range says nothing (a trend beyond an allowance)
+    instead_of_range: str = ""
 
 
 def _expm1(v: float) -> float:
@@ -89,7 +91,8 @@ FEATURES: dict[str, FeatureText] = {
     "log_rate": FeatureText("log lines", "/min"),
     "template_rate": FeatureText("lines of this template", "/min"),
     "new_template": FeatureText("never-seen log template", "flag"),
-    "duration_trend": FeatureText("duration of these log lines rising", "%/h", _hourly_growth),
+    "duration_trend": FeatureText("duration of these log lines rising", "%/h", _hourly_growth,
+                                  instead_of_range="at least doubling in a day: a slow leak?"),
     # audit logs
     "user_rate": FeatureText("accesses by the user", "/h"),
     "resource_rate": FeatureText("accesses to the resource", "/h"),
@@ -182,9 +185,9 @@ def describe(c: Contribution) -> str:
     text = FEATURES.get(c.feature)
     if text is not None and text.unit == "flag":
         return text.label if c.value >= 0.5 else f"not {text.label}"
-    if c.feature == "duration_trend":
+    if text is not None and text.instead_of_range:
         (value,), unit = _numbers(c.feature, [c.value])
-        return f"{label(c.feature)} {value}{unit} (at least doubling in a day: a slow leak?)"
+        return f"{text.label} {value}{unit} ({text.instead_of_range})"
     (value, low, high), unit = _numbers(c.feature, [c.value, c.low, c.high])
     usual = f"{low}–{high}" if low != high else low
     return f"{label(c.feature)} {value}{unit} (usual {usual}{unit})"
