@@ -36,7 +36,7 @@ from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
 from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import Alert, Anomaly, Event, Severity
+from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Severity
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats", "Ranker"]
@@ -49,8 +49,9 @@ RANK_EVERY = timedelta(minutes=10)
 #: a change that arrives after its incident was ranked is a candidate if it is this much older than the
 #: incident at most (the report looks 24 h back from an onset, which a drift may move earlier)
 LATE_CHANGE_LOOKBACK = timedelta(hours=48)
-#: kinds of events that are candidate changes (see :mod:`opsradar.alerting.rootcause.scoring`)
-_CHANGE_KINDS = frozenset({"commit", "deploy", "release", "config", "issue"})
+#: candidate changes that rank an open incident again when they arrive late; builds are candidates
+#: too, but they follow their commits, and every CI run would otherwise rank again
+_LATE_CHANGE_KINDS = CHANGE_KINDS - {"build"}
 
 
 class LocalDetectors:
@@ -270,7 +271,7 @@ class Pipeline:
             for a in loose + [a for rest in by_event.values() for a in rest]:
                 self._advance(a.ts)
                 self._on_anomaly(a)
-            self._rerank_for_late_changes([e for e in events if e.kind in _CHANGE_KINDS])
+            self._rerank_for_late_changes([e for e in events if e.kind in _LATE_CHANGE_KINDS])
             self.tick()
 
     def _rerank_for_late_changes(self, changes: Sequence[Event]) -> None:
@@ -279,11 +280,14 @@ class Pipeline:
         Sources are polled on their own schedules, so a commit or deploy is often stored after the
         anomalies it caused, and after their incident was ranked without it. An open or acknowledged
         incident is ranked again (once per batch) when a change lands in its window
-        (``LATE_CHANGE_LOOKBACK`` before its first alert, up to its last) on a service within three
-        dependency hops of it, the farthest the ranking counts (or on an entity of no known service).
+        (``LATE_CHANGE_LOOKBACK`` before its first alert, up to its last) on an entity that the
+        ranking counts as related to it (:class:`~opsradar.alerting.rootcause.scoring.Relatedness`).
         """
         if not changes or self.watermark is None:
             return
+        from opsradar.alerting.rootcause.scoring import Relatedness, ScoringParams
+
+        params = ScoringParams()
         open_docs = [d for status in ("open", "acknowledged") for d in self.store.list_incidents(status=status, limit=500)]
         for doc in open_docs:
             try:
@@ -291,16 +295,11 @@ class Pipeline:
                 last = datetime.fromisoformat(doc["last_seen"])
             except (KeyError, TypeError, ValueError):
                 continue
-            services = [f"service:{s}" for s in doc.get("services") or []]
-            for e in changes:
-                if not first - LATE_CHANGE_LOOKBACK <= e.ts <= last + timedelta(minutes=1):
-                    continue
-                svc = self.graph.service_of(e.entity)
-                here = f"service:{svc}" if svc else e.entity
-                if svc is None or not services or any(
-                        self.graph.distance(here, other, limit=3) is not None for other in services):
-                    self._rank(doc["id"], self.watermark)
-                    break
+            affected = [*(doc.get("entities") or []), *(f"service:{s}" for s in doc.get("services") or [])]
+            related = Relatedness(self.graph, affected, params)
+            if any(first - LATE_CHANGE_LOOKBACK <= e.ts <= last + timedelta(minutes=1) and related(e.entity)[0] > 0
+                   for e in changes):
+                self._rank(doc["id"], self.watermark)
 
     def _rank(self, incident_id: str, now: datetime) -> None:
         """Rank ``incident_id`` now, or hand it to the ranker; its message follows a new top three."""

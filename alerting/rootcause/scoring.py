@@ -82,6 +82,7 @@ __all__ = [
     "CAUSE_KINDS",
     "CI_KINDS",
     "FACTORS",
+    "Relatedness",
     "ScoringParams",
     "change_risk",
     "describe_change",
@@ -354,8 +355,9 @@ def change_risk(
     return r, [why for _, why in signals]
 
 
-class _Relatedness:
-    """Graph relatedness of an entity to the affected set, cached."""
+class Relatedness:
+    """Graph relatedness of an entity to the affected set, cached: ``(graph factor, why)``; a factor
+    of 0 is unrelated (more than ``max_hops`` away), and such a change is no candidate."""
 
     def __init__(self, graph: EntityGraph, affected: Iterable[str], params: ScoringParams) -> None:
         self.graph, self.params = graph, params
@@ -426,7 +428,7 @@ def rank_changes(
     drifting = first > onset
     events = [e for e in changes if e.is_change]
     flagged_ids = set(flagged)
-    related = _Relatedness(graph, affected, p)
+    related = Relatedness(graph, affected, p)
 
     def service_key(entity: str) -> str:
         return graph.service_of(entity) or entity
