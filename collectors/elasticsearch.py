@@ -191,6 +191,12 @@ def _number(value: Any, what: str) -> float:
         raise ValueError(f"{what} must be a number, got {value!r}") from None
 
 
+def _duration_ms(f: _Fields) -> float | None:
+    """ECS ``event.duration`` (nanoseconds) in milliseconds; None when absent, ValueError when not a number."""
+    duration = f.get("event.duration")
+    return None if duration is None else _number(duration, "event.duration") / 1e6
+
+
 def hit_to_event(
     hit: Mapping[str, Any],
     *,
@@ -243,9 +249,8 @@ def hit_to_event(
                       method=(f.text("http.request.method") or "unknown").upper(),
                       status_class=f"{int(status) // 100}xx")
         values["status"] = status
-        duration = f.get("event.duration")
-        if duration is not None:
-            values["duration_ms"] = _number(duration, "event.duration") / 1e6  # ECS: nanoseconds
+        if (duration_ms := _duration_ms(f)) is not None:
+            values["duration_ms"] = duration_ms
         attrs["url"] = path
         if source_ip := f.text("source.ip"):
             attrs["source_ip"] = source_ip
@@ -254,9 +259,8 @@ def hit_to_event(
     else:
         kind = "log"
         labels.update(service=service or "unknown", level=(f.text("log.level") or "unknown").lower())
-        duration = f.get("event.duration")
-        if duration is not None:  # what the line measured (a GC pause, a slow query): ECS nanoseconds
-            values["duration_ms"] = _number(duration, "event.duration") / 1e6
+        if (duration_ms := _duration_ms(f)) is not None:  # what the line measured: a GC pause, a slow query
+            values["duration_ms"] = duration_ms
         if templater is not None and message:
             mined = templater(message, service or host or "")
             if mined is not None:
