@@ -44,7 +44,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from opsradar.errors import OpsradarError
 from opsradar.models import _ENTITY_TYPES as ENTITY_TYPES
@@ -223,6 +223,45 @@ def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
     return out
 
 
+_BATCH = TypeAdapter(list[PushEvent])
+
+
+def _is_array(body: bytes, content_type: str) -> bool:
+    mime = (content_type or "").split(";")[0].strip().lower()
+    return mime not in _NDJSON and body.lstrip()[:1] == b"["
+
+
+def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | None:
+    """The events of a JSON array whose items are all valid, validated in one pass (pydantic's JSON
+    parser straight into ``PushEvent``s, then events without validating the same fields again);
+    ``None`` when the body is anything else (not an array, an invalid item, too many items): the
+    item-by-item path then gives each error. Both paths give equal events (``tests/test_push.py``).
+    """
+    if not _is_array(body, content_type):
+        return None
+    try:
+        pushed = _BATCH.validate_json(body)
+    except ValueError:  # ValidationError, or a body that is not JSON: the item-by-item path says why
+        return None
+    if len(pushed) > max_items:
+        return None
+    events: list[Event] = []
+    trusted, make_id = Event.trusted, Event.make_id
+    for pe in pushed:
+        values = pe.values
+        for v in values.values():
+            if v - v != 0.0:  # inf or NaN: Event refuses them with a message the slow path gives
+                return None
+        if pe.id is not None:
+            eid = pe.id
+        elif pe.native_id is not None:
+            eid = make_id(pe.source, pe.native_id)
+        else:
+            return None
+        events.append(trusted(eid, pe.source, pe.kind, pe.ts, pe.entity, pe.labels, values, pe.attrs))
+    return events
+
+
 def parse_batch(body: bytes, content_type: str, *, max_bytes: int, max_items: int) -> PushResult:
     """Validate a pushed batch item by item. See the module docstring for the format.
 
@@ -231,6 +270,9 @@ def parse_batch(body: bytes, content_type: str, *, max_bytes: int, max_items: in
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {max_bytes} (api.max_body_bytes): "
                               "split the batch", size=len(body), limit=max_bytes)
+    fast = _all_valid(body, content_type, max_items)
+    if fast is not None:
+        return PushResult(events=fast, items=len(fast))
     items = _items(body, content_type)
     if len(items) > max_items:
         raise PayloadTooLarge(f"the batch holds {len(items)} events; the limit is {max_items} (api.max_batch_items): "

@@ -114,3 +114,73 @@ def test_the_json_schema_agrees_with_the_validator() -> None:
     assert not validator.is_valid(item(0, native_id=None))
     assert not validator.is_valid(item(0, colour="red"))
     assert not validator.is_valid(item(0, values={"x": "1"}))
+
+
+def _one_by_one(body: bytes) -> list[Event]:
+    """The item-by-item path (what a batch with an invalid item goes through)."""
+    from opsradar.collectors import push
+
+    out = []
+    for i, item in enumerate(json.loads(body)):
+        event, errors = push._validate(i, item)
+        assert not errors, errors
+        assert event is not None
+        out.append(event)
+    return out
+
+
+def test_an_all_valid_array_takes_the_fast_path_with_the_same_events() -> None:
+    from opsradar.collectors.push import _all_valid
+
+    items = [
+        {"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00+02:00", "entity": "job:x",
+         "values": {"a": 42, "b": 1.5}, "labels": {"x": "y"}, "attrs": {"n": [1, {"z": None}], "u": "é"}},
+        {"source": "s", "id": "ready-made", "kind": "log", "ts": "2026-03-02T09:30:00Z", "entity": "service:x"},
+        {"source": "s", "native_id": "2", "kind": "deploy", "ts": "2026-03-02T09:30:00.123456Z", "entity": "service:y",
+         "values": {}, "labels": {}, "attrs": {}},
+    ]
+    body = json.dumps(items).encode()
+    fast = _all_valid(body, "application/json", 100)
+    assert fast is not None
+    slow = _one_by_one(body)
+    assert fast == slow
+    assert [e.model_dump_json() for e in fast] == [e.model_dump_json() for e in slow]
+    assert [e.model_fields_set for e in fast] == [e.model_fields_set for e in slow]
+    assert parse_batch(body, "application/json", max_bytes=10_000, max_items=100).events == slow
+
+
+@pytest.mark.parametrize("bad", [
+    {"kind": "build"},  # no native_id or id
+    {"entity": "shop"},  # not qualified
+    {"values": {"a": "1"}},  # not a number
+    {"values": {"a": float("inf")}},  # not finite (json.dumps writes Infinity)
+    {"ts": "2026-03-02T09:30:00"},  # no timezone
+    {"surprise": 1},  # unknown field
+])
+def test_a_batch_with_one_bad_item_still_reports_it_and_keeps_the_rest(bad: dict[str, Any]) -> None:
+    from opsradar.collectors.push import _all_valid
+
+    good = {"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00Z", "entity": "job:x"}
+    item = {**good, "native_id": "2", **bad}
+    if "kind" in bad:
+        item.pop("native_id")
+    body = json.dumps([good, item]).encode()
+    assert _all_valid(body, "application/json", 100) is None
+    result = parse_batch(body, "application/json", max_bytes=10_000, max_items=100)
+    assert [e.id for e in result.events] == [Event.make_id("s", "1")]
+    assert [err.index for err in result.errors] == [1]
+
+
+def test_events_pickle_compactly_and_come_back_equal() -> None:
+    import pickle
+
+    body = json.dumps([{"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00Z",
+                        "entity": "job:x", "values": {"a": 1.0}, "attrs": {"k": [1]}}]).encode()
+    event = parse_batch(body, "application/json", max_bytes=10_000, max_items=100).events[0]
+    partial = Event.new(source="s", native_id="2", kind="build", ts=event.ts, entity="job:x")  # labels etc. unset
+    for e in (event, partial):
+        back = pickle.loads(pickle.dumps(e))
+        assert back == e
+        assert back.model_fields_set == e.model_fields_set
+        assert back.model_dump_json() == e.model_dump_json()
+    assert len(pickle.dumps(event)) < len(pickle.dumps(event.model_dump()))  # a tuple, not pydantic's state
