@@ -72,9 +72,8 @@ def _utc(value: datetime) -> datetime:
 
 def _sqlite_datetime(value: datetime) -> str:
     """``value`` in UTC as SQLAlchemy's SQLite ``DateTime`` stores it (``schema.UtcDateTime``)."""
-    v = _utc(value)
-    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-            f".{v.microsecond:06d}")
+    v = value if value.tzinfo is UTC else _utc(value)
+    return v.isoformat(" ", "microseconds")[:26]  # "YYYY-MM-DD HH:MM:SS.ffffff", without the offset
 
 
 class Store:
