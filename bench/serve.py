@@ -17,9 +17,12 @@ What it measures, in one run:
    Slack fake's message ``ts`` minus the send time.
 5. **Memory**: RSS summed over the process tree of ``opsradar run`` (Ray's GCS, raylet, workers,
    replicas), after the load.
-6. **Profile** (``--profile``): ``py-spy record`` on the Ingress, a detector shard, the Owner and
+6. **CPU per event**: user + system CPU seconds of each process of ``opsradar run`` (by role:
+   ingress, shards, owner, proxy, collectors, other Ray workers, Ray's own processes) over the load
+   and the owner's catch-up, divided by the events stored; and the load client's own.
+7. **Profile** (``--profile``): ``py-spy record`` on the Ingress, a detector shard, the Owner and
    the HTTP proxy during the load; prints each one's busiest frames.
-7. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
+8. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
 
 Usage: ``python bench/serve.py`` (``--quick`` for a short run). The last line is one JSON object
 with ``events_per_s``, ``ratio_to_hst``, ``p50_ms``, ``p99_ms``, ``cold_start_s``, ``rss_mb``.
@@ -127,6 +130,49 @@ def tree_rss_mb(root: int) -> float:
     return total / 1024
 
 
+def _role(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
+    cmd = cmd.replace("#", ":")
+    for role, needle in (("ingress", ":Ingress"), ("owner", ":Owner"), ("proxy", "ProxyActor"),
+                         ("collectors", ":Collectors")):
+        if needle in cmd:
+            return role
+    if ":DetectorShard-" in cmd:
+        return "shards"
+    if cmd.startswith("ray::"):
+        return "ray workers"
+    return "ray system"  # GCS, raylet, dashboard, the driver (opsradar run)
+
+
+def tree_cpu_s(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``root``'s process tree, by role (from /proc)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children[int(fields[1])].append(int(d))
+        cpu[int(d)] = (int(fields[11]) + int(fields[12])) / tick
+    out: dict[str, float] = collections.defaultdict(float)
+    todo, seen = [root], set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        out["ray system" if p == root else _role(p)] += cpu.get(p, 0.0)
+        todo += children.get(p, [])
+    return dict(out)
+
+
 def replica_pids() -> dict[str, int]:
     """Pids of the Serve replicas and proxy, by role, from their process titles."""
     found: dict[str, int] = {}
@@ -147,10 +193,11 @@ def replica_pids() -> dict[str, int]:
 
 
 def profile(pids: dict[str, int], seconds: float, out: Path) -> dict[str, list[tuple[str, float]]]:
-    """py-spy record (raw collapsed stacks) on each pid; the top frames by share of samples."""
+    """py-spy record --gil (raw collapsed stacks of the thread holding the GIL: CPU in Python) on each pid;
+    the top frames by share of samples."""
     spy = Path(sys.executable).with_name("py-spy")
     procs = {role: subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "50",
-                                     "--format", "raw", "-o", str(out / f"{role}.txt"), "--nonblocking"],
+                                     "--format", "raw", "-o", str(out / f"{role}.txt"), "--nonblocking", "--gil"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for role, pid in pids.items()}
     tops: dict[str, list[tuple[str, float]]] = {}
@@ -328,6 +375,7 @@ def main() -> int:
             holder: dict[str, Any] = {}
             th = threading.Thread(target=lambda: holder.update(profile(replica_pids(), min(20.0, a.seconds * 0.6), tmp)))
             th.start()
+        cpu_before, client_before = tree_cpu_s(proc.pid), time.process_time()
         result = asyncio.run(load(url, events=a.events, seconds=a.seconds, batch=a.batch, concurrency=a.concurrency,
                                   jobs=a.jobs, probes=a.probes, noise=a.noise))
         # the owner handles what the ingress queued after answering: wait until it has caught up
@@ -336,6 +384,10 @@ def main() -> int:
         while (owner_backlog(url) or 0) > 0 and time.monotonic() - t_end < 600:
             time.sleep(0.2)
         catch_up = time.monotonic() - t_end
+        cpu_after, client_cpu = tree_cpu_s(proc.pid), time.process_time() - client_before
+        cpu_us = {role: round((cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, result["stored"]) * 1e6, 1)
+                  for role in sorted(cpu_after)}
+        cpu_us["load client (bench)"] = round(client_cpu / max(1, result["stored"]) * 1e6, 1)
         if a.profile:
             th.join()
             tops = holder
@@ -380,6 +432,7 @@ def main() -> int:
         "slack_probes": len(slack_ms),
         "shutdown_rc": proc.returncode, "checkpoints": sorted(checkpoints),
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 1),
+        "cpu_us_per_event": cpu_us,
     }
     print(f"sustained: {eps:,.0f} events/s through POST /v1/events to detector scores "
           f"({result['stored']} events in {result['elapsed_s']:.1f} s, batches of {a.batch}, {a.concurrency} clients); "
@@ -393,6 +446,9 @@ def main() -> int:
     print(f"POST of a {a.batch}-event batch: p50 {figures['batch_p50_ms']} ms, p99 {figures['batch_p99_ms']} ms")
     print(f"RSS of the opsradar run process tree: {rss:,.0f} MB")
     print(f"shutdown on SIGINT: exit {proc.returncode}; checkpoints {sorted(checkpoints)}")
+    served = sum(v for k, v in cpu_us.items() if k != "load client (bench)")
+    print(f"CPU per event (load and catch-up, /proc user+system), {served:.0f} µs in opsradar run: "
+          + ", ".join(f"{role} {us:.0f} µs" for role, us in sorted(cpu_us.items(), key=lambda kv: -kv[1])))
     for role, frames in tops.items():
         print(f"profile {role}: " + "; ".join(f"{share:.0%} {f}" for f, share in frames))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared with other work)")
