@@ -13,6 +13,17 @@ choice is measured by ``bench/detect.py``. Each stream owns a drift detector (Ri
 its raw scores; :meth:`DetectionEngine.on_drift` registers hooks that are called with the stream
 key when the score distribution shifts (the PyOD models use it to refit early).
 
+**Cold streams and the group models.** A stream does not alert during its warm-up. When the engine
+has group models (``engine.groups``: :class:`~opsradar.detectors.pyod_groups.GroupModels` or the
+serving shard's ``ShardRefits``), every scored event's features are also learnt by its stream
+group's PyOD model, and while a stream of a type in :data:`GROUP_JUDGED` is cold, each of its events
+is judged against the group's champion (:meth:`GroupModels.judge
+<opsradar.detectors.pyod_groups.GroupModels.judge>`): an event beyond every training score of the
+champion *and* beyond the group's whole range by a margin raises an anomaly with
+``detector="pyod_group"``, ``labels["model"] = "group"``, the champion's id as
+``detector_version`` (``jenkins|build|*@v3``), and the group's range as the baseline. Warm streams
+are judged by their own detector only.
+
 State is checkpointed whole (:meth:`~DetectionEngine.snapshot` / :meth:`~DetectionEngine.restore`)
 or per stream; a restored engine scores the next event exactly as the uninterrupted one would.
 
@@ -39,8 +50,10 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from river.drift import ADWIN
 
@@ -53,7 +66,27 @@ from .features import FeatureExtractor, extractor_for, stream_type
 from .likelihood import AnomalyLikelihood
 from .robust import QuantileBand, RobustZScore
 
-__all__ = ["STREAM_SPECS", "DetectionEngine", "Scored", "Stream", "StreamSpec", "shard_of"]
+if TYPE_CHECKING:
+    from .pyod_groups import GroupFinding
+
+__all__ = ["GROUP_DETECTOR", "GROUP_JUDGED", "STREAM_SPECS", "DetectionEngine", "GroupJudge", "Scored", "Stream",
+           "StreamSpec", "shard_of"]
+
+#: Stream types whose cold streams the group models judge. Not ``metric`` (a group of series in
+#: unrelated units: cpu %, bytes, ms) nor ``audit`` (one stream per source: no cold members).
+GROUP_JUDGED: frozenset[str] = frozenset({"build", "test_run", "commit", "issue", "access", "log"})
+
+#: ``Anomaly.detector`` of the anomalies the group models raise.
+GROUP_DETECTOR = "pyod_group"
+
+
+class GroupJudge(Protocol):
+    """What the engine needs of group models: learn every scored event, judge a cold stream's."""
+
+    def learn(self, stream_key: str, x: dict[str, float], ts: datetime | None = None) -> None: ...
+
+    def judge(self, stream_key: str, x: dict[str, float], *, upper: Collection[str] = (),
+              skip: Collection[str] = ()) -> GroupFinding | None: ...
 
 _SNAPSHOT_VERSION = 1
 
@@ -150,6 +183,8 @@ class Scored:
     raw: float
     score: float
     warm: bool
+    #: a cold stream's event that its group's champion found anomalous
+    group: GroupFinding | None = None
 
 
 @dataclass
@@ -218,9 +253,13 @@ def _wired(stream: Stream) -> Stream:
 class DetectionEngine:
     """Online anomaly detection over every stream of one shard (see the module docstring)."""
 
-    def __init__(self, config: DetectorsConfig | None = None, graph: EntityGraph | None = None) -> None:
+    def __init__(self, config: DetectorsConfig | None = None, graph: EntityGraph | None = None,
+                 groups: GroupJudge | None = None) -> None:
         self.config = config or DetectorsConfig()
         self.graph = graph
+        #: PyOD group models: learn every scored event, judge cold streams (not part of snapshots:
+        #: their owner checkpoints them)
+        self.groups = groups
         self._streams: dict[str, Stream] = {}
         self._drift_hooks: list[Callable[[str], None]] = []
         self._pending: list[Contribution] | None = None
@@ -287,6 +326,8 @@ class DetectionEngine:
             stream.extractor.learn(event)  # a release only moves the commit stream's clock
             return stream, Scored(x={}, raw=0.0, score=0.0, warm=False)
         scored, drifted = self._step(stream, event, warmup)
+        if self.groups is not None and scored.x:
+            self.groups.learn(stream.key, scored.x, event.ts)
         if drifted:
             for hook in self._drift_hooks:
                 hook(stream.key)
@@ -303,6 +344,10 @@ class DetectionEngine:
             self._pending = stream.detector.explain_one(x)
         else:
             self._pending = None
+        if not warm and self.groups is not None and stream.type in GROUP_JUDGED and x:
+            # before the group learns it (score_event), like every detector
+            scored.group = self.groups.judge(stream.key, x, upper=stream.extractor.upper,
+                                             skip=frozenset(stream.extractor.counts()))
         drifted = stream.learn(event, x, raw)
         return scored, drifted
 
@@ -317,19 +362,14 @@ class DetectionEngine:
             return []
         stream, scored = result
         threshold = self.threshold(stream)
+        if scored.group is not None:
+            return [self._group_anomaly(stream, event, scored, scored.group)]
         if not scored.warm or scored.score < threshold:
             return []
         explanation = self._pending or []
         self._pending = None
         aid = hashlib.sha256(f"{stream.key}\x00{event.id}".encode()).hexdigest()[:24]
-        labels = {"stream_type": stream.type}
-        template = event.attrs.get("template") if event.kind == "log" else None
-        if template:  # which lines: what a reader needs when a template's rate or duration is the news
-            labels["template"] = str(template)[:200]
-        if self.graph is not None:
-            service = self.graph.service_of(event.entity)
-            if service:
-                labels["service"] = service
+        labels = self._labels(stream, event)
         return [
             Anomaly(
                 id=f"anom-{aid}",
@@ -349,6 +389,42 @@ class DetectionEngine:
                 labels=labels,
             )
         ]
+
+    def _labels(self, stream: Stream, event: Event) -> dict[str, str]:
+        labels = {"stream_type": stream.type}
+        template = event.attrs.get("template") if event.kind == "log" else None
+        if template:  # which lines: what a reader needs when a template's rate or duration is the news
+            labels["template"] = str(template)[:200]
+        if self.graph is not None:
+            service = self.graph.service_of(event.entity)
+            if service:
+                labels["service"] = service
+        return labels
+
+    def _group_anomaly(self, stream: Stream, event: Event, scored: Scored, found: GroupFinding) -> Anomaly:
+        """A cold stream's event that its group's champion found anomalous (see the module docstring).
+
+        The score is ``1 - tail`` and the threshold ``1 - floor`` (the champion's calibrated tail
+        probability and its smallest value): a champion trained on 50 rows can say 0.98 at most,
+        one trained on 1,600 rows 0.9994."""
+        aid = hashlib.sha256(f"{stream.key}\x00{event.id}\x00group".encode()).hexdigest()[:24]
+        return Anomaly(
+            id=f"anom-{aid}",
+            stream=stream.key,
+            detector=GROUP_DETECTOR,
+            detector_version=found.model_id,
+            ts=event.ts,
+            event_id=event.id,
+            source=event.source,
+            kind=event.kind,
+            entity=event.entity,
+            score=min(1.0, max(0.0, 1.0 - found.tail)),
+            threshold=min(1.0, max(0.0, 1.0 - found.floor)),
+            raw_score=found.raw if math.isfinite(found.raw) else 1e308,
+            features={k: v for k, v in scored.x.items() if not k.startswith("_")},
+            explanation=found.explanation,
+            labels={**self._labels(stream, event), "model": "group", "model_group": found.group},
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def snapshot(self) -> bytes:

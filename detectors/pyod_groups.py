@@ -11,6 +11,26 @@ rows, or early when ADWIN sees their score stream drift); serving ships
 champion/challenger), then calls :meth:`GroupModels.sync`, which swaps the champion's blob in when
 its version changed. Without a registry, the detectors refit themselves in-process.
 
+**Judging cold streams** (:meth:`GroupModels.judge`). A stream does not page during its warm-up
+(a CI job's first 15 runs, a repository's first 10 commits…): its own detector has no baseline
+yet. The group's champion has one, so a cold stream's event is judged against it, and it is an
+anomaly only when both hold:
+
+1. the champion's **calibrated tail** is at its floor: the event (its one-sided features clamped
+   at the group median from below, count features and features the group never varied left at
+   the median) scores above *every* score of the champion's training window
+   (:meth:`~opsradar.detectors.pyod_models.FittedModel.tail`, stable across refits, where raw
+   scores are not);
+2. at least one judged feature lies **beyond the group's whole training range by at least the
+   width of that range** (:data:`GROUP_MARGIN`), in its harmful direction: a build longer than
+   the longest build of the group plus (longest − shortest), i.e. about twice the longest.
+
+Groups mix streams of very different scales (5-minute and 40-minute jobs), so "unusual for the
+group" alone is mostly "a big member"; the second rule asks for "bigger than anything in the
+group, by a wide margin", which a normal big member is not. Count features (failed builds, 5xx
+and log rates, never-seen templates) are not judged: they ramp up during a warm-up by
+construction, and the per-stream detectors judge them with their Poisson floors once warm.
+
 >>> import random
 >>> from opsradar.store import Store
 >>> from opsradar.detectors.registry import ModelRegistry
@@ -24,18 +44,91 @@ its version changed. Without a registry, the detectors refit themselves in-proce
 True
 >>> models.score_one("jenkins|build|job:new", {"duration_s": 300.0}) > 1.0
 True
+>>> found = models.judge("jenkins|build|job:new", {"duration_s": 600.0}, upper={"duration_s"})
+>>> found.model_id, found.tail == found.floor, found.explanation[0].describe()
+('jenkins|build|*@v1', True, 'duration 10 min (usual 0.81–1.2 min)')
+>>> models.judge("jenkins|build|job:new", {"duration_s": 5.0}, upper={"duration_s"}) is None  # fast: good news
+True
 """
 
 from __future__ import annotations
 
+import math
 import pickle
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .pyod_models import PyODDetector, Refitter, Row
+import numpy as np
+
+from opsradar.models import Contribution
+
+from .base import share_contributions
+from .pyod_models import FittedModel, PyODDetector, Refitter, Row, matrix
 from .registry import Decision, ModelRegistry, group_of
 
-__all__ = ["GroupModels"]
+__all__ = ["GROUP_MARGIN", "GroupFinding", "GroupModels", "judge"]
+
+#: How far beyond the group's training range (in widths of that range) a feature of a cold stream
+#: must lie to page: 1.0 = beyond max + (max - min), about twice the largest value the group has
+#: seen for a non-negative feature. See the module docstring.
+GROUP_MARGIN = 1.0
+
+
+@dataclass(frozen=True)
+class GroupFinding:
+    """A cold stream's event judged anomalous by its group's champion (see :func:`judge`)."""
+
+    group: str
+    version: int | None  # the champion's registry version (None: refitted in-process)
+    algorithm: str
+    raw: float
+    tail: float  # calibrated tail probability: share of training scores at or above ``raw`` (+1 smoothed)
+    floor: float  # the smallest tail the champion gives, 1 / (training rows + 1)
+    explanation: list[Contribution] = field(default_factory=list)
+
+    @property
+    def model_id(self) -> str:
+        """The registry id of the champion (``group@vN``), what ``/v1/models/{id}/rollback`` takes."""
+        return f"{self.group}@v{self.version}" if self.version is not None else f"{self.group}@local"
+
+
+def judge(model: FittedModel, x: dict[str, float], *, upper: Collection[str] = (), skip: Collection[str] = (),
+          margin: float = GROUP_MARGIN) -> tuple[float, float, list[Contribution]] | None:
+    """Judge one cold stream's features against a group champion (see the module docstring).
+
+    Returns ``(raw, tail, explanation)`` when the event is anomalous for the group, else None.
+    The explanation holds every judged feature: its value, the group's median, and its training
+    range (min–max), with shares of how far beyond the range by margin each went.
+    """
+    feats = model.features
+    if len(model.lows) != len(feats) or len(model.highs) != len(feats) or len(model.medians) != len(feats):
+        return None  # a model without training ranges: nothing to explain with
+    row = {f: float(model.medians[j]) for j, f in enumerate(feats)}
+    items: list[tuple[str, float, float, float, float, float]] = []
+    beyond = False
+    for j, f in enumerate(feats):
+        v = x.get(f)
+        lo, hi, med = float(model.lows[j]), float(model.highs[j]), float(model.medians[j])
+        if v is None or not math.isfinite(v) or f in skip or f.startswith("_") or not hi > lo:
+            continue
+        width = hi - lo
+        if f in upper:
+            row[f] = max(float(v), med)  # below the median is good news for a one-sided feature
+            excess = (v - hi) / width
+        else:
+            row[f] = float(v)
+            excess = max(v - hi, lo - v) / width
+        beyond = beyond or excess >= margin
+        items.append((f, float(v), med, lo, hi, max(excess, 0.0)))
+    if not beyond:
+        return None
+    raw = float(model.raw_scores(matrix([row], feats))[0])
+    tail = float(model.tail(np.asarray([raw]))[0])
+    if tail > model.floor():
+        return None  # the champion has trained on rows at least as outlying
+    return raw, tail, share_contributions(items)
 
 
 class GroupModels:
@@ -69,9 +162,27 @@ class GroupModels:
     def learn_one(self, stream_key: str, x: dict[str, float], ts: datetime | None = None) -> None:
         self.detector(self.group(stream_key)).learn_one(x, ts)
 
+    def learn(self, stream_key: str, x: dict[str, float], ts: datetime | None = None) -> None:
+        """:meth:`learn_one` (the name the detection engine calls)."""
+        self.learn_one(stream_key, x, ts)
+
     def score_one(self, stream_key: str, x: dict[str, float]) -> float:
         det = self.detectors.get(self.group(stream_key))
         return det.score_one(x) if det is not None else 0.0
+
+    def judge(self, stream_key: str, x: dict[str, float], *, upper: Collection[str] = (),
+              skip: Collection[str] = ()) -> GroupFinding | None:
+        """Judge a cold stream's event against its group's champion (module docstring). Changes nothing."""
+        group = self.group(stream_key)
+        det = self.detectors.get(group)
+        model = det.model if det is not None else None  # one read: a concurrent swap cannot tear it
+        if det is None or model is None:
+            return None
+        found = judge(model, x, upper=upper, skip=skip)
+        if found is None:
+            return None
+        raw, tail, explanation = found
+        return GroupFinding(group, det.model_version, model.algorithm, raw, tail, model.floor(), explanation)
 
     def due(self) -> list[str]:
         """The groups that ask for a refit, sorted."""

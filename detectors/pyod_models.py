@@ -5,8 +5,12 @@ The pieces, each usable without Ray:
 - :class:`FittedModel`: one fitted PyOD model plus its feature order and a score scale. Scores
   are put on the scale of the training window (the fraction of training rows that score lower,
   plus a log-excess beyond the highest), so swapping in a new version does not shift the scale
-  that the per-stream calibration downstream has learnt. Blobs are pickles
-  (:meth:`FittedModel.to_blob` / :meth:`FittedModel.from_blob`).
+  that the per-stream calibration downstream has learnt. :meth:`FittedModel.tail` calibrates a
+  raw score against the model's own training scores (the share of them at or above it, with +1
+  smoothing): raw scales differ from refit to refit, tail probabilities do not. The model also
+  keeps each feature's training range (:attr:`FittedModel.lows` / :attr:`FittedModel.highs`),
+  which the group judgement of cold streams (:mod:`.pyod_groups`) explains with. Blobs are
+  pickles (:meth:`FittedModel.to_blob` / :meth:`FittedModel.from_blob`).
 - :class:`Refitter`: rows (``(ts, dict[str, float])``) → a new :class:`FittedModel`, its training
   window, parameters and metrics. The proxy metric (``proxy_auc``) is the ROC AUC that separates a
   random held-out slice of the window from the same slice with injected synthetic outliers (a few
@@ -34,6 +38,7 @@ import logging
 import math
 import pickle
 import random
+import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +154,17 @@ def _robust_scale(col: np.ndarray) -> float:
     return float(s)
 
 
+def _ranges(rows: Sequence[dict[str, float]], features: Sequence[str], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's min and max over the rows that have it (a failed build has no ``duration_s``:
+    its 0 in the matrix is no duration); a feature no row has falls back to its matrix column."""
+    lows, highs = x.min(axis=0), x.max(axis=0)
+    for j, f in enumerate(features):
+        present = [v for r in rows if (v := r.get(f)) is not None and math.isfinite(v)]
+        if present:
+            lows[j], highs[j] = min(present), max(present)
+    return lows, highs
+
+
 def inject_outliers(x: np.ndarray, rng: random.Random, *, low: float = 4.0, high: float = 8.0) -> np.ndarray:
     """A copy of ``x`` where each row has 1..max(1, d//3) features shifted by ``low..high`` robust sds."""
     out = x.copy()
@@ -175,6 +191,20 @@ class FittedModel:
     scales: np.ndarray = field(default_factory=lambda: np.zeros(0))
     columns: np.ndarray | None = None  # ECOD: the sorted training columns (d x n)
     skew_signs: np.ndarray | None = None  # ECOD: the sign of each training column's skewness
+    n_train: int = 0  # training rows (train_scores may hold quantiles of more)
+    lows: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each feature's training min (rows that have it)
+    highs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each feature's training max (rows that have it)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # blobs registered before tails and ranges: ECOD's sorted columns still give the ranges
+        state.setdefault("n_train", 0)
+        columns = state.get("columns")
+        if "lows" not in state:
+            if columns is not None and columns.shape[1] > 0:
+                state["lows"], state["highs"] = columns[:, 0].copy(), columns[:, -1].copy()
+            else:
+                state["lows"], state["highs"] = np.zeros(0), np.zeros(0)
+        self.__dict__.update(state)
 
     @classmethod
     def fit(cls, algorithm: str, params: dict[str, Any], rows: Sequence[dict[str, float]],
@@ -185,17 +215,24 @@ class FittedModel:
         x = matrix(rows, feats)
         model = make_model(algorithm, params)
         try:
-            model.fit(x)
+            with warnings.catch_warnings():
+                # a constant column (no failed build in the window) has no skewness: it is 0 here
+                warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+                model.fit(x)
         except Exception as exc:
             raise ValueError(f"{algorithm!r} failed to fit {x.shape[0]}x{x.shape[1]} rows: {exc}") from exc
         fitted = cls(algorithm, dict(params), feats, model, np.zeros(0))
         fitted.medians = np.median(x, axis=0)
+        fitted.lows, fitted.highs = _ranges(rows, feats, x)
+        fitted.n_train = int(x.shape[0])
         fitted.scales = np.array([_robust_scale(x[:, j]) for j in range(x.shape[1])])
         if algorithm == "ecod":
             from scipy.stats import skew
 
             fitted.columns = np.sort(x, axis=0).T.copy()
-            fitted.skew_signs = np.sign(np.nan_to_num(skew(x, axis=0)))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+                fitted.skew_signs = np.sign(np.nan_to_num(skew(x, axis=0)))
             scores = np.sort(fitted.raw_scores(x))
         else:
             scores = np.sort(np.asarray(model.decision_scores_, dtype=float))
@@ -251,6 +288,29 @@ class FittedModel:
         spread = float(ref[-1] - ref[len(ref) // 2]) or 1.0
         excess = np.log1p(np.maximum(raw - ref[-1], 0.0) / spread)
         return np.asarray(frac + excess, dtype=float)
+
+    def tail(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated tail probabilities of raw scores: ``(k + 1) / (n + 1)``, where ``k`` of the
+        ``n`` training scores are at or above the raw score. Comparable across refits (each has its
+        own raw scale); the smallest value, ``1 / (n + 1)`` (:meth:`floor`), means "beyond every
+        training score".
+
+        >>> import random
+        >>> rng = random.Random(0)
+        >>> m = FittedModel.fit("ecod", {}, [{"a": rng.gauss(0, 1)} for _ in range(99)])
+        >>> [round(float(p), 2) for p in m.tail(m.raw_scores(matrix([{"a": 0.0}, {"a": 9.0}], m.features)))]
+        [0.87, 0.01]
+        """
+        ref = self.train_scores
+        n = self.n_train or len(ref)
+        if len(ref) == 0:
+            return np.ones(np.shape(raw))
+        above = (len(ref) - np.searchsorted(ref, raw, side="left")) / len(ref) * n
+        return np.asarray((above + 1.0) / (n + 1.0), dtype=float)
+
+    def floor(self) -> float:
+        """The smallest tail probability this model gives: beyond every training score."""
+        return 1.0 / ((self.n_train or len(self.train_scores)) + 1.0)
 
     def score_many(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
         return self.scale(self.raw_scores(matrix(rows, self.features)))

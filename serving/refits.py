@@ -5,7 +5,10 @@ A detector shard feeds every scored event's features to its
 group's window asks for a refit (:meth:`GroupModels.due`), :class:`ShardRefits` hands the window's
 rows to :func:`refit_job` (fit, register, champion/challenger against the store's model registry),
 run as a Ray task by the shard, and, once it finished, calls :meth:`GroupModels.sync`, which swaps
-the champion in when its version changed. Nothing is fitted on the request path.
+the champion in when its version changed. Nothing is fitted on the request path. The shard's
+detection engine holds a :class:`ShardRefits` as its ``groups``: it learns every scored event, and
+judges the events of cold streams against their group's champion (:meth:`ShardRefits.judge`,
+:meth:`GroupModels.judge <opsradar.detectors.pyod_groups.GroupModels.judge>`).
 
 >>> import random, tempfile
 >>> from opsradar.store import Store
@@ -26,11 +29,11 @@ True
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from opsradar.detectors.pyod_groups import GroupModels
+from opsradar.detectors.pyod_groups import GroupFinding, GroupModels
 from opsradar.detectors.pyod_models import Refitter, Row
 from opsradar.detectors.registry import ModelRegistry
 from opsradar.store import Store
@@ -52,6 +55,12 @@ class ShardRefits:
         if x:
             with self.lock:
                 self.models.learn_one(stream_key, x, ts)
+
+    def judge(self, stream_key: str, x: dict[str, float], *, upper: Collection[str] = (),
+              skip: Collection[str] = ()) -> GroupFinding | None:
+        """A cold stream's event judged by its group's champion (None: not anomalous, or no champion)."""
+        with self.lock:
+            return self.models.judge(stream_key, x, upper=upper, skip=skip)
 
     def score(self, stream_key: str, x: dict[str, float]) -> float:
         with self.lock:

@@ -93,16 +93,10 @@ class ShardState:
         self._restore_and_replay()
 
     def _feed_group_models(self, refits: ShardRefits) -> None:
-        """Every event the engine scores also goes to the PyOD group models, with the same features."""
-        score_event = self.engine.score_event
-
-        def scored(event: Event) -> Any:
-            result = score_event(event)
-            if result is not None and result[1].x:
-                refits.learn(result[0].key, result[1].x, event.ts)
-            return result
-
-        self.engine.score_event = scored  # type: ignore[method-assign]
+        """Every event the engine scores also goes to the PyOD group models, with the same features,
+        and the events of cold streams are judged against their group's champion (see
+        :mod:`opsradar.detectors.engine`)."""
+        self.engine.groups = refits
 
     # ------------------------------------------------------------------ detection
     def owns(self, event: Event) -> bool:

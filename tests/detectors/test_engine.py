@@ -237,3 +237,85 @@ def test_a_slow_leak_in_gc_pauses_pages_hours_before_the_crash_and_steady_pauses
     first, feature = fired[0]
     assert feature == "duration_trend"
     assert first < leak_at + timedelta(hours=10)  # hours before the crash at 14 h
+
+
+# ---------------------------------------------------------------- cold streams and the group models
+
+def group_engine() -> tuple[DetectionEngine, object]:
+    """An engine whose build group (three 5-minute jobs, one 40-minute job, all warm) has a champion."""
+    import random
+
+    from opsradar.detectors.pyod_groups import GroupModels
+    from opsradar.detectors.registry import ModelRegistry
+    from opsradar.store import Store
+
+    groups = GroupModels(ModelRegistry(Store("sqlite://")), min_rows=64, refit_every=10_000)
+    engine = DetectionEngine(DetectorsConfig(), groups=groups)
+    rng = random.Random(4)
+    for i in range(30):
+        for j, minutes in enumerate((5, 5, 5, 40)):
+            found = engine.process(build(i, rng.gauss(60 * minutes, 3 * minutes), job=f"j{j}"))
+            assert all(a.detector != "pyod_group" for a in found)
+    assert groups.due() == ["jenkins|build|*"]
+    assert groups.refit("jenkins|build|*").promoted
+    return engine, groups
+
+
+def test_a_cold_stream_far_beyond_its_group_raises_an_explained_group_anomaly() -> None:
+    from opsradar.alerting.alerts import alert_from_anomaly
+
+    engine, _ = group_engine()
+    [a] = engine.process(build(0, 8 * 3600.0, job="new-job"))  # its first build: 8 h, 3x the group's longest
+    assert (a.stream, a.detector, a.detector_version) == ("jenkins|build|job:new-job", "pyod_group",
+                                                          "jenkins|build|*@v1")
+    assert a.labels == {"stream_type": "build", "model": "group", "model_group": "jenkins|build|*"}
+    assert a.score >= a.threshold > 0.98
+    assert a.summary().startswith("duration 8 h (usual 0.075–0.74 h)")  # the group's range: 4.5 to 44 min
+    assert a.explanation[0].feature == "duration_s"
+    assert a.explanation[0].high < 3600
+    alert = alert_from_anomaly(a)
+    assert alert.labels["detector"] == "pyod_group"
+    assert alert.labels["model"] == "group"
+    # one identity per stream and detector: a second extreme build deduplicates into the same alert
+    [b] = engine.process(build(1, 9 * 3600.0, job="new-job"))
+    assert alert_from_anomaly(b).fingerprint == alert.fingerprint
+    assert b.id != a.id
+
+
+@pytest.mark.parametrize("secs", [2600.0, 300.0, 20.0])  # a big-but-normal job, a small one, a very fast one
+def test_an_ordinary_first_build_of_a_cold_stream_is_no_anomaly(secs: float) -> None:
+    engine, _ = group_engine()
+    assert engine.process(build(0, secs, job="new-job")) == []
+    assert engine.process(build(1, secs, job="new-job")) == []
+
+
+def test_a_warm_stream_is_not_judged_by_the_group_model() -> None:
+    engine, groups = group_engine()
+    judged: list[str] = []
+    judge = groups.judge  # type: ignore[attr-defined]
+
+    def spy(key: str, x: dict[str, float], **kw: object) -> object:
+        judged.append(key)
+        return judge(key, x, **kw)
+
+    groups.judge = spy  # type: ignore[attr-defined]
+    found = engine.process(build(30, 8 * 3600.0, job="j0"))  # warm (30 runs): its own detector judges it
+    assert [a.detector for a in found] == ["quantile_band"]
+    assert judged == []
+    engine.process(build(0, 300.0, job="new-job"))
+    assert judged == ["jenkins|build|job:new-job"]
+
+
+def test_group_models_learn_every_scored_event_and_judging_changes_nothing() -> None:
+    engine, groups = group_engine()
+    det = groups.detector("jenkins|build|*")  # type: ignore[attr-defined]
+    before = len(det.buffer)
+    snap = engine.snapshot()
+    x = {"duration_s": 8 * 3600.0, "failed": 0.0, "fail_rate": 0.0, "queue_s": 10.0}
+    first = groups.judge("jenkins|build|job:new-job", x, upper={"duration_s"})  # type: ignore[attr-defined]
+    assert first is not None
+    assert groups.judge("jenkins|build|job:new-job", x, upper={"duration_s"}) == first  # type: ignore[attr-defined]
+    assert engine.snapshot() == snap
+    assert len(det.buffer) == before
+    engine.process(build(0, 300.0, job="new-job"))
+    assert len(det.buffer) == before + 1

@@ -126,3 +126,34 @@ def test_group_models_are_fed_refit_off_the_path_hot_swapped_and_checkpointed(tm
     assert b.refits is not None
     assert b.refits.versions() == {group: decision["version"]}
     assert b.refits.score("jenkins|build|job:a", {"duration_s": 5000.0}) > b.refits.score("jenkins|build|job:a", {"duration_s": 303.0})
+
+
+def test_a_cold_stream_is_judged_by_its_group_champion_and_a_restored_shard_judges_it_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from opsradar.serving.refits import ShardRefits, refit_job
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    clock = Clock()
+    refits = ShardRefits(store, window=64, refit_every=64)
+    a = ShardState(0, 1, store, CFG, clock=clock, refits=refits)
+    evs = events("a", 0, 40) + events("b", 0, 40)
+    store.add_events(evs)
+    assert a.detect(docs(evs)) == []
+    [(group, rows)] = refits.take_due()
+    refit_job(store.url, group, rows, refits.spec())
+    assert refits.sync() == [group]
+    clock.now += 5
+    a.checkpoint()
+    b = ShardState(0, 1, store, CFG, clock=clock, refits=ShardRefits(store, window=64, refit_every=64))
+
+    def new_job(i: int, secs: float) -> Event:
+        return Event.new(source="jenkins", native_id=f"new#{i}", kind="build", ts=T0 + timedelta(hours=50 + i),
+                         entity="job:new", values={"duration_s": secs})
+
+    later = [new_job(0, 301.0), new_job(1, 3000.0), new_job(2, 20.0), new_job(3, 4000.0)]
+    store.add_events(later)
+    found_a, found_b = a.detect(docs(later)), b.detect(docs(later))
+    assert found_a == found_b  # exact: same anomalies, scores, explanations
+    assert [(d["event_id"], d["detector"], d["detector_version"]) for d in found_a] == [
+        (later[1].id, "pyod_group", f"{group}@v1"), (later[3].id, "pyod_group", f"{group}@v1")]
+    assert found_a[0]["explanation"][0]["feature"] == "duration_s"
+    assert counts(a) == counts(b)
