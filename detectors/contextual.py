@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from functools import cache
 from typing import Any, ClassVar
 
 from opsradar.models import Contribution
@@ -138,27 +139,38 @@ class _Memory:
 
     def add(self, left: int, right: int, zero_level: bool) -> int | None:
         """Store a context; returns its id if it is new, else None (a known zero-level one is marked)."""
-        if len(self.ctx_right) >= self.max_contexts:
+        ctx_right = self.ctx_right
+        if len(ctx_right) >= self.max_contexts:
             cid = self.find(left, right)
             if cid is not None and zero_level:
                 self.ctx_zero[cid] = 1
             return None
-        lid = self._semi(0, left)
-        rid = self._semi(1, right)
-        cid = self._find(lid, rid)
-        if cid is None:
-            cid = len(self.ctx_right)
+        lid = self.semi_ids[0].get(left)
+        if lid is None:
+            lid = self._semi(0, left)
+            cid = -1  # a new left semi-context has no contexts yet
+        else:
+            cid = self.first_ctx[lid]
+        rid = self.semi_ids[1].get(right)
+        if rid is None:
+            rid = self._semi(1, right)
+            cid = -1  # nor has a new right one
+        ctx_next = self.ctx_next
+        while cid >= 0 and ctx_right[cid] != rid:
+            cid = ctx_next[cid]
+        if cid < 0:
+            cid = len(ctx_right)
             self.ctx_total.append(0)
             self.ctx_true.append(0)
             self.ctx_act.append(0)
             self.ctx_zero.append(1 if zero_level else 0)
-            self.ctx_right.append(rid)
-            self.ctx_next.append(-1)
+            ctx_right.append(rid)
+            ctx_next.append(-1)
             last = self.last_ctx[lid]
             if last < 0:
                 self.first_ctx[lid] = cid
             else:
-                self.ctx_next[last] = cid
+                ctx_next[last] = cid
             self.last_ctx[lid] = cid
             return cid
         if zero_level:
@@ -167,13 +179,54 @@ class _Memory:
 
     def left_matches(self, mask: int) -> array[int]:
         """Left semi-context ids sharing a fact with ``mask``, by their lowest shared fact, then id."""
-        found = []  # (lowest shared fact + 1) << 32 | semi id, so that sorting orders by both
-        for sid, m in enumerate(self.masks[0]):
-            common = m & mask
-            if common:
-                found.append((common & -common).bit_length() << 32 | sid)
+        # (lowest shared fact + 1) << 32 | semi id, so that sorting orders by both
+        found = [(c & -c).bit_length() << 32 | sid for sid, m in enumerate(self.masks[0]) if (c := m & mask)]
         found.sort()
         return array("i", [key & 0xFFFFFFFF for key in found])
+
+
+@cache
+def _fact_table(bits: int) -> tuple[int, ...]:
+    """The sensor facts of every level ``0 .. 2 ** (bits + 1) - 1``, as masks (see ``_facts_of``).
+
+    >>> [bin(m) for m in _fact_table(1)]
+    ['0b1', '0b10', '0b1001', '0b1010']
+    >>> all(_fact_table(3)[v] == ContextualDetector(bits=3)._facts_of(v) for v in range(16))
+    True
+    """
+    out = []
+    for level in range(1 << (bits + 1)):
+        mask = 0
+        for i in range(max(bits, level.bit_length())):
+            mask |= 1 << (2 * i + ((level >> i) & 1))
+        out.append(mask)
+    return tuple(out)
+
+
+class _Walk:
+    """One step's match of the input facts against the memory, before anything is stored.
+
+    ``score_one`` reads its scores from it; ``learn_one`` stores it (counts, activations, the
+    contexts it seeds, the next prediction), so that a value scored then learned is matched once.
+    """
+
+    __slots__ = ("active", "facts", "new_zero", "next_left", "potential", "selected")
+
+    def __init__(
+        self,
+        facts: int,
+        new_zero: bool,
+        selected: list[int],
+        active: list[tuple[int, int, int, int]],
+        potential: list[tuple[int, int]],
+        next_left: int,
+    ) -> None:
+        self.facts = facts  # the input's sensor facts
+        self.new_zero = new_zero  # whether the zero-level context (previous left, facts) is new
+        self.selected = selected  # the contexts whose whole left side matched (they predicted)
+        self.active = active  # (activations, left id, right id, context id) of those predicting all facts, sorted
+        self.potential = potential  # (left, right) masks of the contexts the step seeds, in order
+        self.next_left = next_left  # the facts and the most active contexts' neuron facts
 
 
 @register
@@ -219,9 +272,18 @@ class ContextualDetector(Detector):
         self.predicted = 0  # the predicted facts, as a mask
         self.since_alarm = 0  # steps since the last raw score ≥ base_threshold (none yet: rest first)
 
+    #: The last ``score_one``'s walk, reused by the ``learn_one`` that follows it when the facts are
+    #: the same (nothing else changes the memory in between). Not part of the state: not pickled.
+    _pending: _Walk | None = None
+
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
         return {"rest_period": 5, "max_contexts": 500}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_pending", None)
+        return state
 
     # ----------------------------------------------------------------- encoding
     def _value(self, x: dict[str, float]) -> float | None:
@@ -252,33 +314,20 @@ class ContextualDetector(Detector):
         return mask
 
     # ----------------------------------------------------------------- the step
-    def _step(self, facts: int, commit: bool) -> tuple[float, float]:
-        """Run one step on the ``facts`` mask: returns (active share, novelty share).
-
-        With ``commit=False`` nothing is stored (``score_one`` stays pure): new contexts are
-        counted as they would be created, without creating them.
-        """
+    def _walk(self, facts: int) -> _Walk:
+        """Match the ``facts`` mask against the contexts, changing nothing (see :class:`_Walk`)."""
         mem = self.memory
         left = self.left
         max_left = self.max_left
-        new_zero = False
-        uniq: set[tuple[int, int]] = set()
-        zero_cid: int | None = None
-        if left and facts:
-            uniq.add((left, facts))
-            if commit:
-                zero_cid = mem.add(left, facts, zero_level=True)
-                new_zero = zero_cid is not None
-            else:
-                new_zero = mem.find(left, facts) is None and len(mem) < mem.max_contexts
+        new_zero = bool(left and facts) and mem.find(left, facts) is None and len(mem) < mem.max_contexts
         left_masks, right_masks = mem.masks
         first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
-        ctx_total, ctx_true, ctx_act, ctx_zero = mem.ctx_total, mem.ctx_true, mem.ctx_act, mem.ctx_zero
+        ctx_act, ctx_zero = mem.ctx_act, mem.ctx_zero
         # per right semi-context: its facts that came true, and whether none (0), some (1) or all (2) did
         right_true = [m & facts for m in right_masks]
         right_state = [0 if not t else 2 if t == m else 1 for t, m in zip(right_true, right_masks, strict=True)]
+        selected: list[int] = []
         active: list[tuple[int, int, int, int]] = []
-        selected = 0
         potential: list[tuple[int, int]] = []
         for lid in self.left_matches:
             lmask = left_masks[lid]
@@ -287,56 +336,85 @@ class ContextualDetector(Detector):
             cid = first_ctx[lid]
             if lfacts == lmask:  # the whole left side matched: these contexts predicted
                 while cid >= 0:
-                    if cid != zero_cid:
-                        rid = ctx_right[cid]
-                        selected += 1
-                        state = right_state[rid]
-                        if commit:
-                            ctx_total[cid] += right_masks[rid].bit_count()
-                            if state:
-                                ctx_true[cid] += right_true[rid].bit_count()
-                        if state == 2:
-                            act = ctx_act[cid] + 1
-                            if commit:
-                                ctx_act[cid] = act
-                            active.append((act, lid, rid, cid))
-                        elif state and seeds and ctx_zero[cid]:
-                            potential.append((lfacts, right_true[rid]))
+                    selected.append(cid)
+                    rid = ctx_right[cid]
+                    state = right_state[rid]
+                    if state == 2:
+                        active.append((ctx_act[cid] + 1, lid, rid, cid))
+                    elif state and seeds and ctx_zero[cid]:
+                        potential.append((lfacts, right_true[rid]))
                     cid = ctx_next[cid]
             elif seeds:  # a partial match only matters when it may seed new contexts
                 while cid >= 0:
-                    if cid != zero_cid:
-                        rid = ctx_right[cid]
-                        if right_state[rid] and ctx_zero[cid]:
-                            potential.append((lfacts, right_true[rid]))
+                    rid = ctx_right[cid]
+                    if right_state[rid] and ctx_zero[cid]:
+                        potential.append((lfacts, right_true[rid]))
                     cid = ctx_next[cid]
-        uniq.update(potential)
-        active_share = len(active) / selected if selected else 0.0
         active.sort()
         next_left = facts
+        neuron = self.neuron
         for a in active[-self.max_active :]:
-            next_left |= 1 << (self.neuron + a[3])
+            next_left |= 1 << (neuron + a[3])
+        return _Walk(facts, new_zero, selected, active, potential, next_left)
+
+    def _novelty(self, walk: _Walk, n_new: int) -> float:
+        """The share of the step's distinct candidate contexts (the zero-level one and the seeded
+        ones) that were new, ``n_new`` of them; 0 when the zero-level context was not new."""
+        if not walk.new_zero:
+            return 0.0
+        return n_new / len({(self.left, walk.facts), *walk.potential})
+
+    def _score_walk(self, walk: _Walk) -> tuple[float, float]:
+        """(active share, novelty share) of a step, without storing anything: the contexts it
+        would create are counted, not created."""
+        selected = len(walk.selected)
+        active_share = len(walk.active) / selected if selected else 0.0
+        n_new = 0
+        if walk.new_zero:
+            find = self.memory.find
+            n_new = 1 + sum(1 for lf, rf in set(walk.potential) if find(lf, rf) is None)
+        return active_share, self._novelty(walk, n_new)
+
+    def _commit(self, walk: _Walk) -> tuple[float, float]:
+        """Store a step (counts, activations, new contexts, the next prediction): returns its
+        (active share, novelty share)."""
+        mem = self.memory
+        facts = walk.facts
+        new_zero = False
+        if self.left and facts:
+            # new exactly when the walk found it new: the memory has not changed since
+            new_zero = mem.add(self.left, facts, zero_level=True) is not None
+        right_masks = mem.masks[1]
+        right_bits = [m.bit_count() for m in right_masks]
+        true_bits = [(m & facts).bit_count() for m in right_masks]
+        ctx_right, ctx_total, ctx_true, ctx_act = mem.ctx_right, mem.ctx_total, mem.ctx_true, mem.ctx_act
+        for cid in walk.selected:
+            rid = ctx_right[cid]
+            ctx_total[cid] += right_bits[rid]
+            ctx_true[cid] += true_bits[rid]
+        for act, _, _, cid in walk.active:
+            ctx_act[cid] = act
         n_new = 1 if new_zero else 0
-        if commit:
-            for lf, rf in potential:
-                if mem.add(lf, rf, zero_level=False) is not None:
-                    n_new += 1
-            self._predict(next_left)
-        else:
-            n_new += sum(1 for lf, rf in set(potential) if mem.find(lf, rf) is None)
-        novelty = n_new / len(uniq) if new_zero and uniq else 0.0
+        for lf, rf in walk.potential:
+            if mem.add(lf, rf, zero_level=False) is not None:
+                n_new += 1
+        selected = len(walk.selected)
+        active_share = len(walk.active) / selected if selected else 0.0
+        novelty = self._novelty(walk, n_new)
+        self._predict(walk.next_left)
         return active_share, novelty
 
     def _predict(self, left: int) -> None:
         mem = self.memory
         self.left = left
-        self.left_matches = mem.left_matches(left)
+        self.left_matches = matches = mem.left_matches(left)
         left_masks, right_masks = mem.masks
         first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
         ctx_total, ctx_true = mem.ctx_total, mem.ctx_true
+        # the union of the right sides of the best-weighted fully matched contexts
         best = 0.0
-        chosen: list[int] = []
-        for lid in self.left_matches:
+        predicted = 0
+        for lid in matches:
             lmask = left_masks[lid]
             if lmask & left != lmask:
                 continue
@@ -345,23 +423,18 @@ class ContextualDetector(Detector):
                 total = ctx_total[cid]
                 w = ctx_true[cid] / total if total > 0 else 0.0
                 if w > best:
-                    best, chosen = w, [cid]
+                    best, predicted = w, right_masks[ctx_right[cid]]
                 elif w == best:
-                    chosen.append(cid)
+                    predicted |= right_masks[ctx_right[cid]]
                 cid = ctx_next[cid]
-        predicted = 0
-        for cid in chosen:
-            predicted |= right_masks[ctx_right[cid]]
         self.predicted = predicted
 
-    def _raw(self, x: dict[str, float], commit: bool) -> float:
+    def _facts(self, x: dict[str, float]) -> int | None:
+        """The sensor facts of ``x``'s value, as a mask (None when ``x`` has no value)."""
         v = self._value(x)
         if v is None:
-            return 0.0
-        facts = self._facts_of(self._level(v))
-        surprised = bool(facts & ~self.predicted)
-        active, novelty = self._step(facts, commit)
-        return (1.0 - active + novelty) / 2.0 if surprised else 0.0
+            return None
+        return _fact_table(self.bits)[self._level(v)]
 
     def _relearn(self) -> None:
         """Forget the contexts (their levels no longer mean the same values) and widen the range."""
@@ -377,8 +450,15 @@ class ContextualDetector(Detector):
     def score_one(self, x: dict[str, float]) -> float:
         if self.n == 0:
             return 0.0
-        raw = self._raw(x, commit=False)
-        return raw if self.since_alarm >= self.rest_period else 0.0
+        facts = self._facts(x)
+        if facts is None:
+            return 0.0
+        # kept for learn_one: the engine learns each event right after scoring it
+        walk = self._pending = self._walk(facts)
+        if self.since_alarm < self.rest_period or not facts & ~self.predicted:
+            return 0.0  # resting, or every fact was predicted
+        active, novelty = self._score_walk(walk)
+        return (1.0 - active + novelty) / 2.0
 
     def learn_one(self, x: dict[str, float]) -> None:
         v = self._value(x)
@@ -386,7 +466,14 @@ class ContextualDetector(Detector):
             return
         if self.n == 0 and not self.fixed_range:
             self.lo = self.hi = v
-        raw = self._raw(x, commit=True)
+        facts = _fact_table(self.bits)[self._level(v)]
+        walk = self._pending
+        if walk is None or walk.facts != facts:
+            walk = self._walk(facts)
+        self._pending = None
+        surprised = bool(facts & ~self.predicted)
+        active, novelty = self._commit(walk)
+        raw = (1.0 - active + novelty) / 2.0 if surprised else 0.0
         self.since_alarm = 0 if raw >= self.base_threshold else self.since_alarm + 1
         if not self.fixed_range:
             old = self.hi - self.lo
