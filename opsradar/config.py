@@ -396,7 +396,8 @@ class DetectorsConfig(_Section):
         default=0.5, gt=0, lt=1, description="default calibrated threshold (log-likelihood scale: 0.5 = 1 in 10^5)"
     )
     checkpoint_interval: Duration = Field(default=timedelta(seconds=30))
-    refit_interval: Duration = Field(default=timedelta(minutes=30))
+    refit_interval: Duration = Field(default=timedelta(minutes=30), description=(
+        "shortest wall-clock time between two refits of a PyOD group model (ADWIN drift: at most once a minute)"))
     refit_window: int = Field(default=2000, ge=50)
 
 

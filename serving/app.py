@@ -87,7 +87,9 @@ class DetectorShard:
         cfg = _config(self.args)
         self.store = Store(cfg.store.resolved_url())
         window = cfg.detectors.refit_window
-        self.refits = ShardRefits(self.store, window=window, refit_every=max(64, window // 4)) if self.args.pyod else None
+        self.refits = (ShardRefits(self.store, window=window, refit_every=max(64, window // 4),
+                                   min_interval=cfg.detectors.refit_interval.total_seconds())
+                       if self.args.pyod else None)
         self._refit_task = ray.remote(num_cpus=1, max_retries=1)(refit_job)
         self._refits_running: dict[Any, str] = {}  # ObjectRef -> group
         self.state = ShardState(shard, shards, self.store, cfg.detectors, cfg.entities, refits=self.refits)

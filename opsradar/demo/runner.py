@@ -121,6 +121,8 @@ class DemoRunner:
         return cfg.model_copy(update={
             "api": ApiConfig(host="127.0.0.1", port=self.port, tokens=[ApiToken(name="demo", role="admin", env=DEMO_TOKEN_ENV)]),
             "rules": cfg.rules.model_copy(update={"paths": self.rules, "watch": False}),
+            # the demo plays days in minutes: group models refit at most every 10 s, not 30 min
+            "detectors": cfg.detectors.model_copy(update={"refit_interval": timedelta(seconds=10)}),
         })
 
     def _create_channels(self, cfg: Config) -> None:

@@ -157,3 +157,45 @@ def test_a_cold_stream_is_judged_by_its_group_champion_and_a_restored_shard_judg
         (later[1].id, "pyod_group", f"{group}@v1"), (later[3].id, "pyod_group", f"{group}@v1")]
     assert found_a[0]["explanation"][0]["feature"] == "duration_s"
     assert counts(a) == counts(b)
+
+
+def test_refits_are_paced_by_the_refit_interval_and_drift_only_brings_them_forward(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    from opsradar.serving.refits import DRIFT_MIN_INTERVAL_S, ShardRefits, refit_job
+
+    now = [0.0]
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    refits = ShardRefits(store, window=64, refit_every=64, min_interval=1800.0, clock=lambda: now[0])
+    rng = random.Random(3)
+
+    def feed(n: int, mu: float = 60.0) -> None:
+        for _ in range(n):
+            refits.learn("jenkins|build|job:a", {"duration_s": rng.gauss(mu, 5.0)})
+
+    def refit_now() -> list[str]:
+        jobs = refits.take_due()
+        for group, rows in jobs:
+            refit_job(store.url, group, rows, refits.spec())
+        refits.sync()
+        return [g for g, _ in jobs]
+
+    feed(64)
+    assert refit_now() == ["jenkins|build|*"]  # no champion yet: fitted at once
+    feed(64)
+    now[0] += 60.0
+    assert refit_now() == []  # due by its rows, but the last refit was a minute ago
+    assert refits.models.due() == ["jenkins|build|*"]  # and it stays due
+    now[0] += 1800.0
+    assert refit_now() == ["jenkins|build|*"]  # its time came
+    versions = refits.versions()["jenkins|build|*"]
+    # drift: the scores of a shifted distribution make ADWIN ask before the rows do
+    det = refits.models.detector("jenkins|build|*")
+    now[0] += DRIFT_MIN_INTERVAL_S / 2
+    feed(60, mu=400.0)
+    assert det.refit_due  # ADWIN saw the shift
+    assert det.since_refit < 64  # before the rows would have asked
+    assert refit_now() == []  # drift, but under a minute since the last refit
+    now[0] += DRIFT_MIN_INTERVAL_S
+    assert refit_now() == ["jenkins|build|*"]  # drift brings it forward of the 30 minutes
+    assert refits.versions()["jenkins|build|*"] != versions
