@@ -137,14 +137,17 @@ def _role(pid: int) -> str:
         return "gone"
     cmd = cmd.replace("#", ":")
     for role, needle in (("ingress", ":Ingress"), ("owner", ":Owner"), ("proxy", "ProxyActor"),
-                         ("collectors", ":Collectors")):
+                         ("collectors", ":Collectors"), ("serve controller", "ServeController")):
         if needle in cmd:
             return role
     if ":DetectorShard-" in cmd:
         return "shards"
-    if cmd.startswith("ray::"):
-        return "ray workers"
-    return "ray system"  # GCS, raylet, dashboard, the driver (opsradar run)
+    if cmd.startswith("ray::"):  # refit tasks, idle workers, Ray's agents
+        return "ray::" + cmd[5:].split()[0].split(".")[0][:40] if cmd[5:].strip() else "ray::?"
+    for name in ("gcs_server", "raylet", "dashboard.py", "monitor.py", "log_monitor.py"):
+        if name in cmd:
+            return name.removesuffix(".py")
+    return "ray system"  # the driver (opsradar run), other helpers
 
 
 def tree_cpu_s(root: int) -> dict[str, float]:
