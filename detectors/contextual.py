@@ -40,8 +40,12 @@ True
 from __future__ import annotations
 
 import math
+import sys
 from array import array
+from bisect import insort
 from functools import cache
+from itertools import compress, count
+from operator import eq, itemgetter
 from typing import Any, ClassVar
 
 from opsradar.models import Contribution
@@ -73,9 +77,33 @@ class _Memory:
     a mask is exactly its sorted tuple of facts. Semi-context ids are given in creation order, per
     side (0 = left, 1 = right). The contexts of one left semi-context form a chain through
     ``ctx_next`` in creation order (``-1`` ends it).
+
+    Derived from those (not pickled, rebuilt on restore): per left semi-context, the best weight
+    (predicted facts true / total) of its contexts and the union of their right sides at that
+    weight, so that a prediction reads one entry per matched left semi-context, and its zero-level
+    contexts (the only ones a partial match may seed from); and per sensor facts, how much of each
+    right semi-context they make true.
     """
 
     __slots__ = (
+        "ctx_act",
+        "ctx_next",
+        "ctx_right",
+        "ctx_total",
+        "ctx_true",
+        "ctx_zero",
+        "first_ctx",
+        "last_ctx",
+        "left_best",
+        "left_union",
+        "left_zero",
+        "masks",
+        "max_contexts",
+        "right_states",
+        "semi_ids",
+    )
+    #: The state (what a checkpoint holds), in the order pickles have always listed it.
+    _STATE = (
         "ctx_act",
         "ctx_next",
         "ctx_right",
@@ -104,6 +132,54 @@ class _Memory:
         self.ctx_zero = bytearray()
         self.ctx_right = array("i")
         self.ctx_next = array("i")
+        # derived, per left semi id: the best weight of its contexts, the union of their rights at
+        # it, its zero-level contexts (in chain order); per facts mask: see right_state
+        self.left_best: list[float] = []
+        self.left_union: list[int] = []
+        self.left_zero: list[list[int]] = []
+        self.right_states: dict[int, list[int]] = {}
+
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        return None, {name: getattr(self, name) for name in self._STATE}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self.left_best, self.left_union, self.left_zero, self.right_states = [], [], [], {}
+        right_masks = self.masks[1]
+        ctx_total, ctx_true, ctx_right, ctx_next = self.ctx_total, self.ctx_true, self.ctx_right, self.ctx_next
+        for cid in self.first_ctx:
+            best = 0.0
+            union = 0
+            zeros = []
+            while cid >= 0:
+                total = ctx_total[cid]
+                w = ctx_true[cid] / total if total > 0 else 0.0
+                if w > best:
+                    best, union = w, right_masks[ctx_right[cid]]
+                elif w == best:
+                    union |= right_masks[ctx_right[cid]]
+                if self.ctx_zero[cid]:
+                    zeros.append(cid)
+                cid = ctx_next[cid]
+            self.left_best.append(best)
+            self.left_union.append(union)
+            self.left_zero.append(zeros)
+
+    def right_state(self, facts: int) -> list[int]:
+        """Per right semi-context: whether none (0), some (1) or all (2) of its facts are in ``facts``."""
+        right_masks = self.masks[1]
+        states = self.right_states.get(facts)
+        if states is None or len(states) != len(right_masks):  # right semi-contexts are only ever added
+            states = [0 if not (t := m & facts) else 2 if t == m else 1 for m in right_masks]
+            self.right_states[facts] = states
+        return states
+
+    def _mark_zero(self, lid: int, cid: int) -> None:
+        """Mark known context ``cid`` (of left semi-context ``lid``) zero-level."""
+        if not self.ctx_zero[cid]:
+            self.ctx_zero[cid] = 1
+            insort(self.left_zero[lid], cid)
 
     def __len__(self) -> int:
         return len(self.ctx_right)
@@ -118,6 +194,9 @@ class _Memory:
             if side == 0:
                 self.first_ctx.append(-1)
                 self.last_ctx.append(-1)
+                self.left_best.append(0.0)
+                self.left_union.append(0)
+                self.left_zero.append([])
         return sid
 
     def find(self, left: int, right: int) -> int | None:
@@ -143,7 +222,7 @@ class _Memory:
         if len(ctx_right) >= self.max_contexts:
             cid = self.find(left, right)
             if cid is not None and zero_level:
-                self.ctx_zero[cid] = 1
+                self._mark_zero(self.semi_ids[0][left], cid)
             return None
         lid = self.semi_ids[0].get(left)
         if lid is None:
@@ -172,10 +251,82 @@ class _Memory:
             else:
                 ctx_next[last] = cid
             self.last_ctx[lid] = cid
+            if self.left_best[lid] == 0.0:  # a new context weighs 0: it ties only with zero weights
+                self.left_union[lid] |= self.masks[1][rid]
+            if zero_level:
+                self.left_zero[lid].append(cid)
             return cid
         if zero_level:
-            self.ctx_zero[cid] = 1
+            self._mark_zero(lid, cid)
         return None
+
+    def count(self, full: list[int], facts: int) -> None:
+        """Score the predictions of the contexts of the left semi-contexts ``full`` (all matched):
+        each predicted its right side's facts, of which those in ``facts`` came true."""
+        right_masks = self.masks[1]
+        right_bits = [m.bit_count() for m in right_masks]
+        true_bits = [(m & facts).bit_count() for m in right_masks]
+        first_ctx, ctx_next, ctx_right = self.first_ctx, self.ctx_next, self.ctx_right
+        ctx_total, ctx_true = self.ctx_total, self.ctx_true
+        left_best, left_union = self.left_best, self.left_union
+        for lid in full:
+            best = 0.0
+            union = 0
+            cid = first_ctx[lid]
+            while cid >= 0:
+                rid = ctx_right[cid]
+                total = ctx_total[cid] = ctx_total[cid] + right_bits[rid]
+                true = ctx_true[cid] = ctx_true[cid] + true_bits[rid]
+                w = true / total if total > 0 else 0.0
+                if w > best:
+                    best, union = w, right_masks[rid]
+                elif w == best:
+                    union |= right_masks[rid]
+                cid = ctx_next[cid]
+            left_best[lid] = best
+            left_union[lid] = union
+
+    def add_seeds(self, seeds: list[tuple[int, int]]) -> int:
+        """Store the (left, right) contexts ``seeds`` (not zero-level), in order; returns how many were new."""
+        left_ids, right_ids = self.semi_ids
+        right_masks = self.masks[1]
+        first_ctx, last_ctx, ctx_next, ctx_right = self.first_ctx, self.last_ctx, self.ctx_next, self.ctx_right
+        left_best, left_union = self.left_best, self.left_union
+        n_new = 0
+        for left, right in seeds:
+            if len(ctx_right) >= self.max_contexts:
+                break  # full: nothing more is stored (and a known seed, not zero-level, is not marked)
+            lid = left_ids.get(left)
+            if lid is None:
+                lid = self._semi(0, left)
+                cid = -1  # a new left semi-context has no contexts yet
+            else:
+                cid = first_ctx[lid]
+            rid = right_ids.get(right)
+            if rid is None:
+                rid = self._semi(1, right)
+                cid = -1  # nor has a new right one
+            while cid >= 0 and ctx_right[cid] != rid:
+                cid = ctx_next[cid]
+            if cid >= 0:
+                continue  # known
+            cid = len(ctx_right)
+            self.ctx_total.append(0)
+            self.ctx_true.append(0)
+            self.ctx_act.append(0)
+            self.ctx_zero.append(0)
+            ctx_right.append(rid)
+            ctx_next.append(-1)
+            last = last_ctx[lid]
+            if last < 0:
+                first_ctx[lid] = cid
+            else:
+                ctx_next[last] = cid
+            last_ctx[lid] = cid
+            if left_best[lid] == 0.0:  # a new context weighs 0: it ties only with zero weights
+                left_union[lid] |= right_masks[rid]
+            n_new += 1
+        return n_new
 
     def left_matches(self, mask: int) -> array[int]:
         """Left semi-context ids sharing a fact with ``mask``, by their lowest shared fact, then id."""
@@ -210,21 +361,25 @@ class _Walk:
     contexts it seeds, the next prediction), so that a value scored then learned is matched once.
     """
 
-    __slots__ = ("active", "facts", "new_zero", "next_left", "potential", "selected")
+    __slots__ = ("active", "facts", "full", "new_zero", "next_left", "potential", "selected", "value")
 
     def __init__(
         self,
+        value: float,
         facts: int,
         new_zero: bool,
-        selected: list[int],
+        full: list[int],
+        selected: int,
         active: list[tuple[int, int, int, int]],
         potential: list[tuple[int, int]],
         next_left: int,
     ) -> None:
-        self.facts = facts  # the input's sensor facts
+        self.value = value  # the input value
+        self.facts = facts  # its sensor facts
         self.new_zero = new_zero  # whether the zero-level context (previous left, facts) is new
-        self.selected = selected  # the contexts whose whole left side matched (they predicted)
-        self.active = active  # (activations, left id, right id, context id) of those predicting all facts, sorted
+        self.full = full  # the left semi-contexts wholly in the left group: their contexts predicted
+        self.selected = selected  # how many contexts predicted
+        self.active = active  # (activations, left id, right id, context id) of those predicting all facts
         self.potential = potential  # (left, right) masks of the contexts the step seeds, in order
         self.next_left = next_left  # the facts and the most active contexts' neuron facts
 
@@ -268,22 +423,39 @@ class ContextualDetector(Detector):
         # sensor facts are bits 0 .. 2 * bits + 1 of a mask; the neuron fact of context c is bit neuron + c
         self.neuron = 2 * (bits + 1)
         self.left = 0  # the current left group of facts, as a mask
-        self.left_matches = array("i")  # left semi ids sharing a fact with self.left (memory order)
         self.predicted = 0  # the predicted facts, as a mask
         self.since_alarm = 0  # steps since the last raw score ≥ base_threshold (none yet: rest first)
 
-    #: The last ``score_one``'s walk, reused by the ``learn_one`` that follows it when the facts are
-    #: the same (nothing else changes the memory in between). Not part of the state: not pickled.
+    # Derived from the state, not part of it (not pickled; None: to be computed):
+    #: the last ``score_one``'s walk, reused by the ``learn_one`` that follows it when the facts are
+    #: the same (nothing else changes the memory in between);
     _pending: _Walk | None = None
+    #: per left semi-context, its facts in ``left`` (0: none), and those wholly in ``left``.
+    _shared: list[int] | None = None
+    _full: list[int] | None = None
+    _DERIVED: ClassVar[frozenset[str]] = frozenset({"_pending", "_shared", "_full"})
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
         return {"rest_period": 5, "max_contexts": 500}
 
+    @property
+    def left_matches(self) -> array[int]:
+        """Left semi ids sharing a fact with ``left``, by their lowest shared fact, then id."""
+        return self.memory.left_matches(self.left)
+
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("_pending", None)
+        state: dict[str, Any] = {}
+        for name, value in self.__dict__.items():
+            if name not in self._DERIVED:
+                state[name] = value
+                if name == "left":  # derived, but checkpoints have always held it (right after left)
+                    state["left_matches"] = self.left_matches
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # as pickle's own restore does, with interned names; left_matches is derived from memory and left
+        self.__dict__.update((sys.intern(name), value) for name, value in state.items() if name != "left_matches")
 
     # ----------------------------------------------------------------- encoding
     def _value(self, x: dict[str, float]) -> float | None:
@@ -314,48 +486,69 @@ class ContextualDetector(Detector):
         return mask
 
     # ----------------------------------------------------------------- the step
-    def _walk(self, facts: int) -> _Walk:
+    def _match(self) -> tuple[list[int], list[int]]:
+        """Per left semi-context, its facts in ``left``; and the ids of those wholly in ``left``."""
+        if self._shared is None or self._full is None:
+            left_masks = self.memory.masks[0]
+            left = self.left
+            self._shared = [m & left for m in left_masks]
+            self._full = list(compress(count(), map(eq, self._shared, left_masks)))
+        return self._shared, self._full
+
+    def _walk(self, value: float, facts: int) -> _Walk:
         """Match the ``facts`` mask against the contexts, changing nothing (see :class:`_Walk`)."""
         mem = self.memory
         left = self.left
         max_left = self.max_left
+        shared, full = self._match()
         new_zero = bool(left and facts) and mem.find(left, facts) is None and len(mem) < mem.max_contexts
         left_masks, right_masks = mem.masks
         first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
-        ctx_act, ctx_zero = mem.ctx_act, mem.ctx_zero
-        # per right semi-context: its facts that came true, and whether none (0), some (1) or all (2) did
-        right_true = [m & facts for m in right_masks]
-        right_state = [0 if not t else 2 if t == m else 1 for t, m in zip(right_true, right_masks, strict=True)]
-        selected: list[int] = []
+        ctx_act, ctx_zero, left_zero = mem.ctx_act, mem.ctx_zero, mem.left_zero
+        right_state = mem.right_state(facts)
+        selected = 0
         active: list[tuple[int, int, int, int]] = []
-        potential: list[tuple[int, int]] = []
-        for lid in self.left_matches:
-            lmask = left_masks[lid]
-            lfacts = lmask & left
-            seeds = new_zero and lfacts.bit_count() <= max_left
+        # the contexts to seed: (order, left facts, right facts), where the order of a left semi-context's
+        # seeds is its lowest shared fact, then its id (as left_matches orders them)
+        seeds: list[tuple[int, int, int]] = []
+        for lid in full:  # the whole left side matched: these contexts predicted
+            lfacts = left_masks[lid]
+            seeding = new_zero and lfacts.bit_count() <= max_left
+            order = 0
             cid = first_ctx[lid]
-            if lfacts == lmask:  # the whole left side matched: these contexts predicted
-                while cid >= 0:
-                    selected.append(cid)
-                    rid = ctx_right[cid]
-                    state = right_state[rid]
-                    if state == 2:
-                        active.append((ctx_act[cid] + 1, lid, rid, cid))
-                    elif state and seeds and ctx_zero[cid]:
-                        potential.append((lfacts, right_true[rid]))
-                    cid = ctx_next[cid]
-            elif seeds:  # a partial match only matters when it may seed new contexts
-                while cid >= 0:
-                    rid = ctx_right[cid]
-                    if right_state[rid] and ctx_zero[cid]:
-                        potential.append((lfacts, right_true[rid]))
-                    cid = ctx_next[cid]
-        active.sort()
+            while cid >= 0:
+                selected += 1
+                rid = ctx_right[cid]
+                state = right_state[rid]
+                if state == 2:
+                    active.append((ctx_act[cid] + 1, lid, rid, cid))
+                elif state and seeding and ctx_zero[cid]:
+                    order = order or (lfacts & -lfacts).bit_length() << 32 | lid
+                    seeds.append((order, lfacts, right_masks[rid] & facts))
+                cid = ctx_next[cid]
+        if new_zero:  # a partial match only matters when it may seed new contexts
+            for lid, lfacts in enumerate(shared):
+                zeros = left_zero[lid]  # only zero-level contexts seed
+                if zeros and lfacts and lfacts != left_masks[lid] and lfacts.bit_count() <= max_left:
+                    order = 0
+                    for cid in zeros:
+                        rid = ctx_right[cid]
+                        if right_state[rid]:
+                            order = order or (lfacts & -lfacts).bit_length() << 32 | lid
+                            seeds.append((order, lfacts, right_masks[rid] & facts))
+            if len(seeds) > 1:
+                seeds.sort(key=itemgetter(0))  # stable: a left semi-context's seeds stay in chain order
+        if 0 < len(active) <= self.max_active:
+            top = active  # all of them, in any order
+        else:
+            active.sort()
+            top = active[-self.max_active :]  # the most active ones
         next_left = facts
         neuron = self.neuron
-        for a in active[-self.max_active :]:
+        for a in top:
             next_left |= 1 << (neuron + a[3])
-        return _Walk(facts, new_zero, selected, active, potential, next_left)
+        potential = [(lf, rf) for _, lf, rf in seeds]
+        return _Walk(value, facts, new_zero, full, selected, active, potential, next_left)
 
     def _novelty(self, walk: _Walk, n_new: int) -> float:
         """The share of the step's distinct candidate contexts (the zero-level one and the seeded
@@ -367,8 +560,7 @@ class ContextualDetector(Detector):
     def _score_walk(self, walk: _Walk) -> tuple[float, float]:
         """(active share, novelty share) of a step, without storing anything: the contexts it
         would create are counted, not created."""
-        selected = len(walk.selected)
-        active_share = len(walk.active) / selected if selected else 0.0
+        active_share = len(walk.active) / walk.selected if walk.selected else 0.0
         n_new = 0
         if walk.new_zero:
             find = self.memory.find
@@ -380,61 +572,37 @@ class ContextualDetector(Detector):
         (active share, novelty share)."""
         mem = self.memory
         facts = walk.facts
-        new_zero = False
-        if self.left and facts:
-            # new exactly when the walk found it new: the memory has not changed since
-            new_zero = mem.add(self.left, facts, zero_level=True) is not None
-        right_masks = mem.masks[1]
-        right_bits = [m.bit_count() for m in right_masks]
-        true_bits = [(m & facts).bit_count() for m in right_masks]
-        ctx_right, ctx_total, ctx_true, ctx_act = mem.ctx_right, mem.ctx_total, mem.ctx_true, mem.ctx_act
-        for cid in walk.selected:
-            rid = ctx_right[cid]
-            ctx_total[cid] += right_bits[rid]
-            ctx_true[cid] += true_bits[rid]
+        # the contexts that predicted (the zero-level one, if new, is not among them: not stored yet)
+        mem.count(walk.full, facts)
+        ctx_act = mem.ctx_act
         for act, _, _, cid in walk.active:
             ctx_act[cid] = act
-        n_new = 1 if new_zero else 0
-        for lf, rf in walk.potential:
-            if mem.add(lf, rf, zero_level=False) is not None:
-                n_new += 1
-        selected = len(walk.selected)
-        active_share = len(walk.active) / selected if selected else 0.0
+        n_new = 0
+        if self.left and facts:
+            # new exactly when the walk found it new: the memory has not changed since
+            n_new = 0 if mem.add(self.left, facts, zero_level=True) is None else 1
+        n_new += mem.add_seeds(walk.potential)
+        active_share = len(walk.active) / walk.selected if walk.selected else 0.0
         novelty = self._novelty(walk, n_new)
         self._predict(walk.next_left)
         return active_share, novelty
 
     def _predict(self, left: int) -> None:
-        mem = self.memory
+        """Make ``left`` the left group; predict the union of the right sides of the best-weighted
+        contexts whose whole left side is in it."""
         self.left = left
-        self.left_matches = matches = mem.left_matches(left)
-        left_masks, right_masks = mem.masks
-        first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
-        ctx_total, ctx_true = mem.ctx_total, mem.ctx_true
-        # the union of the right sides of the best-weighted fully matched contexts
+        self._shared = self._full = None
+        _, full = self._match()
+        left_best, left_union = self.memory.left_best, self.memory.left_union
         best = 0.0
         predicted = 0
-        for lid in matches:
-            lmask = left_masks[lid]
-            if lmask & left != lmask:
-                continue
-            cid = first_ctx[lid]
-            while cid >= 0:
-                total = ctx_total[cid]
-                w = ctx_true[cid] / total if total > 0 else 0.0
-                if w > best:
-                    best, predicted = w, right_masks[ctx_right[cid]]
-                elif w == best:
-                    predicted |= right_masks[ctx_right[cid]]
-                cid = ctx_next[cid]
+        for lid in full:
+            w = left_best[lid]
+            if w > best:
+                best, predicted = w, left_union[lid]
+            elif w == best:
+                predicted |= left_union[lid]
         self.predicted = predicted
-
-    def _facts(self, x: dict[str, float]) -> int | None:
-        """The sensor facts of ``x``'s value, as a mask (None when ``x`` has no value)."""
-        v = self._value(x)
-        if v is None:
-            return None
-        return _fact_table(self.bits)[self._level(v)]
 
     def _relearn(self) -> None:
         """Forget the contexts (their levels no longer mean the same values) and widen the range."""
@@ -443,18 +611,19 @@ class ContextualDetector(Detector):
         self.hi += pad
         self.memory = _Memory(self.max_contexts)
         self.left = 0
-        self.left_matches = array("i")
+        self._shared = self._full = None
         self.predicted = 0
 
     # ----------------------------------------------------------------- the contract
     def score_one(self, x: dict[str, float]) -> float:
         if self.n == 0:
             return 0.0
-        facts = self._facts(x)
-        if facts is None:
+        v = self._value(x)
+        if v is None:
             return 0.0
+        facts = _fact_table(self.bits)[self._level(v)]
         # kept for learn_one: the engine learns each event right after scoring it
-        walk = self._pending = self._walk(facts)
+        walk = self._pending = self._walk(v, facts)
         if self.since_alarm < self.rest_period or not facts & ~self.predicted:
             return 0.0  # resting, or every fact was predicted
         active, novelty = self._score_walk(walk)
@@ -466,11 +635,14 @@ class ContextualDetector(Detector):
             return
         if self.n == 0 and not self.fixed_range:
             self.lo = self.hi = v
-        facts = _fact_table(self.bits)[self._level(v)]
         walk = self._pending
-        if walk is None or walk.facts != facts:
-            walk = self._walk(facts)
         self._pending = None
+        if walk is not None and walk.value == v:  # just scored: the same level, so the same facts
+            facts = walk.facts
+        else:
+            facts = _fact_table(self.bits)[self._level(v)]
+            if walk is None or walk.facts != facts:
+                walk = self._walk(v, facts)
         surprised = bool(facts & ~self.predicted)
         active, novelty = self._commit(walk)
         raw = (1.0 - active + novelty) / 2.0 if surprised else 0.0
