@@ -101,6 +101,7 @@ class _Memory:
         "max_contexts",
         "right_states",
         "semi_ids",
+        "zero_lids",
     )
     #: The state (what a checkpoint holds), in the order pickles have always listed it.
     _STATE = (
@@ -137,6 +138,7 @@ class _Memory:
         self.left_best: list[float] = []
         self.left_union: list[int] = []
         self.left_zero: list[list[int]] = []
+        self.zero_lids: list[int] = []  # the left semi ids with zero-level contexts
         self.right_states: dict[int, list[int]] = {}
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
@@ -145,7 +147,7 @@ class _Memory:
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         for name, value in state[1].items():
             setattr(self, name, value)
-        self.left_best, self.left_union, self.left_zero, self.right_states = [], [], [], {}
+        self.left_best, self.left_union, self.left_zero, self.zero_lids, self.right_states = [], [], [], [], {}
         right_masks = self.masks[1]
         ctx_total, ctx_true, ctx_right, ctx_next = self.ctx_total, self.ctx_true, self.ctx_right, self.ctx_next
         for cid in self.first_ctx:
@@ -162,6 +164,8 @@ class _Memory:
                 if self.ctx_zero[cid]:
                     zeros.append(cid)
                 cid = ctx_next[cid]
+            if zeros:
+                self.zero_lids.append(len(self.left_zero))
             self.left_best.append(best)
             self.left_union.append(union)
             self.left_zero.append(zeros)
@@ -179,6 +183,8 @@ class _Memory:
         """Mark known context ``cid`` (of left semi-context ``lid``) zero-level."""
         if not self.ctx_zero[cid]:
             self.ctx_zero[cid] = 1
+            if not self.left_zero[lid]:
+                self.zero_lids.append(lid)
             insort(self.left_zero[lid], cid)
 
     def __len__(self) -> int:
@@ -254,6 +260,8 @@ class _Memory:
             if self.left_best[lid] == 0.0:  # a new context weighs 0: it ties only with zero weights
                 self.left_union[lid] |= self.masks[1][rid]
             if zero_level:
+                if not self.left_zero[lid]:
+                    self.zero_lids.append(lid)
                 self.left_zero[lid].append(cid)
             return cid
         if zero_level:
@@ -293,8 +301,9 @@ class _Memory:
         first_ctx, last_ctx, ctx_next, ctx_right = self.first_ctx, self.last_ctx, self.ctx_next, self.ctx_right
         left_best, left_union = self.left_best, self.left_union
         n_new = 0
+        max_contexts = self.max_contexts
         for left, right in seeds:
-            if len(ctx_right) >= self.max_contexts:
+            if len(ctx_right) >= max_contexts:
                 break  # full: nothing more is stored (and a known seed, not zero-level, is not marked)
             lid = left_ids.get(left)
             if lid is None:
@@ -472,7 +481,8 @@ class ContextualDetector(Detector):
         span = self.hi - self.lo
         step = span / top if span > 0 else 1.0
         level = int((v - self.lo) / step) if self.n or self.fixed_range else 0
-        return max(0, min(level, (1 << (self.bits + 1)) - 1))
+        cap = (1 << (self.bits + 1)) - 1
+        return 0 if level < 0 else cap if level > cap else level
 
     def _facts_of(self, level: int) -> int:
         """The sensor facts of a level, as a mask: bit ``2 i + b`` where ``b`` is the level's bit ``i``.
@@ -527,11 +537,11 @@ class ContextualDetector(Detector):
                     seeds.append((order, lfacts, right_masks[rid] & facts))
                 cid = ctx_next[cid]
         if new_zero:  # a partial match only matters when it may seed new contexts
-            for lid, lfacts in enumerate(shared):
-                zeros = left_zero[lid]  # only zero-level contexts seed
-                if zeros and lfacts and lfacts != left_masks[lid] and lfacts.bit_count() <= max_left:
+            for lid in mem.zero_lids:  # only zero-level contexts seed
+                lfacts = shared[lid]
+                if lfacts and lfacts != left_masks[lid] and lfacts.bit_count() <= max_left:
                     order = 0
-                    for cid in zeros:
+                    for cid in left_zero[lid]:
                         rid = ctx_right[cid]
                         if right_state[rid]:
                             order = order or (lfacts & -lfacts).bit_length() << 32 | lid
