@@ -44,8 +44,7 @@ import sys
 from array import array
 from bisect import insort
 from functools import cache
-from itertools import compress, count
-from operator import eq, itemgetter
+from operator import itemgetter
 from typing import Any, ClassVar
 
 from opsradar.models import Contribution
@@ -101,7 +100,6 @@ class _Memory:
         "max_contexts",
         "right_states",
         "semi_ids",
-        "zero_lids",
     )
     #: The state (what a checkpoint holds), in the order pickles have always listed it.
     _STATE = (
@@ -135,10 +133,9 @@ class _Memory:
         self.ctx_next = array("i")
         # derived, per left semi id: the best weight of its contexts, the union of their rights at
         # it, its zero-level contexts (in chain order); per facts mask: see right_state
-        self.left_best: list[float] = []
+        self.left_best = array("d")
         self.left_union: list[int] = []
-        self.left_zero: list[list[int]] = []
-        self.zero_lids: list[int] = []  # the left semi ids with zero-level contexts
+        self.left_zero: dict[int, list[int]] = {}  # only the left semi ids that have zero-level contexts
         self.right_states: dict[int, list[int]] = {}
 
     def __getstate__(self) -> tuple[None, dict[str, Any]]:
@@ -147,7 +144,7 @@ class _Memory:
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         for name, value in state[1].items():
             setattr(self, name, value)
-        self.left_best, self.left_union, self.left_zero, self.zero_lids, self.right_states = [], [], [], [], {}
+        self.left_best, self.left_union, self.left_zero, self.right_states = array("d"), [], {}, {}
         right_masks = self.masks[1]
         ctx_total, ctx_true, ctx_right, ctx_next = self.ctx_total, self.ctx_true, self.ctx_right, self.ctx_next
         for cid in self.first_ctx:
@@ -165,10 +162,9 @@ class _Memory:
                     zeros.append(cid)
                 cid = ctx_next[cid]
             if zeros:
-                self.zero_lids.append(len(self.left_zero))
+                self.left_zero[len(self.left_best)] = zeros
             self.left_best.append(best)
             self.left_union.append(union)
-            self.left_zero.append(zeros)
 
     def right_state(self, facts: int) -> list[int]:
         """Per right semi-context: whether none (0), some (1) or all (2) of its facts are in ``facts``."""
@@ -183,9 +179,7 @@ class _Memory:
         """Mark known context ``cid`` (of left semi-context ``lid``) zero-level."""
         if not self.ctx_zero[cid]:
             self.ctx_zero[cid] = 1
-            if not self.left_zero[lid]:
-                self.zero_lids.append(lid)
-            insort(self.left_zero[lid], cid)
+            insort(self.left_zero.setdefault(lid, []), cid)
 
     def __len__(self) -> int:
         return len(self.ctx_right)
@@ -202,7 +196,6 @@ class _Memory:
                 self.last_ctx.append(-1)
                 self.left_best.append(0.0)
                 self.left_union.append(0)
-                self.left_zero.append([])
         return sid
 
     def find(self, left: int, right: int) -> int | None:
@@ -260,9 +253,7 @@ class _Memory:
             if self.left_best[lid] == 0.0:  # a new context weighs 0: it ties only with zero weights
                 self.left_union[lid] |= self.masks[1][rid]
             if zero_level:
-                if not self.left_zero[lid]:
-                    self.zero_lids.append(lid)
-                self.left_zero[lid].append(cid)
+                self.left_zero.setdefault(lid, []).append(cid)
             return cid
         if zero_level:
             self._mark_zero(lid, cid)
@@ -439,10 +430,9 @@ class ContextualDetector(Detector):
     #: the last ``score_one``'s walk, reused by the ``learn_one`` that follows it when the facts are
     #: the same (nothing else changes the memory in between);
     _pending: _Walk | None = None
-    #: per left semi-context, its facts in ``left`` (0: none), and those wholly in ``left``.
-    _shared: list[int] | None = None
+    #: the left semi-contexts wholly in ``left``.
     _full: list[int] | None = None
-    _DERIVED: ClassVar[frozenset[str]] = frozenset({"_pending", "_shared", "_full"})
+    _DERIVED: ClassVar[frozenset[str]] = frozenset({"_pending", "_full"})
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
@@ -496,21 +486,19 @@ class ContextualDetector(Detector):
         return mask
 
     # ----------------------------------------------------------------- the step
-    def _match(self) -> tuple[list[int], list[int]]:
-        """Per left semi-context, its facts in ``left``; and the ids of those wholly in ``left``."""
-        if self._shared is None or self._full is None:
-            left_masks = self.memory.masks[0]
+    def _match(self) -> list[int]:
+        """The ids of the left semi-contexts wholly in ``left``."""
+        if self._full is None:
             left = self.left
-            self._shared = [m & left for m in left_masks]
-            self._full = list(compress(count(), map(eq, self._shared, left_masks)))
-        return self._shared, self._full
+            self._full = [lid for lid, m in enumerate(self.memory.masks[0]) if m & left == m]
+        return self._full
 
     def _walk(self, value: float, facts: int) -> _Walk:
         """Match the ``facts`` mask against the contexts, changing nothing (see :class:`_Walk`)."""
         mem = self.memory
         left = self.left
         max_left = self.max_left
-        shared, full = self._match()
+        full = self._match()
         new_zero = bool(left and facts) and mem.find(left, facts) is None and len(mem) < mem.max_contexts
         left_masks, right_masks = mem.masks
         first_ctx, ctx_next, ctx_right = mem.first_ctx, mem.ctx_next, mem.ctx_right
@@ -537,11 +525,12 @@ class ContextualDetector(Detector):
                     seeds.append((order, lfacts, right_masks[rid] & facts))
                 cid = ctx_next[cid]
         if new_zero:  # a partial match only matters when it may seed new contexts
-            for lid in mem.zero_lids:  # only zero-level contexts seed
-                lfacts = shared[lid]
-                if lfacts and lfacts != left_masks[lid] and lfacts.bit_count() <= max_left:
+            for lid, zeros in left_zero.items():  # only zero-level contexts seed
+                lmask = left_masks[lid]
+                lfacts = lmask & left
+                if lfacts and lfacts != lmask and lfacts.bit_count() <= max_left:
                     order = 0
-                    for cid in left_zero[lid]:
+                    for cid in zeros:
                         rid = ctx_right[cid]
                         if right_state[rid]:
                             order = order or (lfacts & -lfacts).bit_length() << 32 | lid
@@ -601,8 +590,8 @@ class ContextualDetector(Detector):
         """Make ``left`` the left group; predict the union of the right sides of the best-weighted
         contexts whose whole left side is in it."""
         self.left = left
-        self._shared = self._full = None
-        _, full = self._match()
+        self._full = None
+        full = self._match()
         left_best, left_union = self.memory.left_best, self.memory.left_union
         best = 0.0
         predicted = 0
@@ -621,7 +610,7 @@ class ContextualDetector(Detector):
         self.hi += pad
         self.memory = _Memory(self.max_contexts)
         self.left = 0
-        self._shared = self._full = None
+        self._full = None
         self.predicted = 0
 
     # ----------------------------------------------------------------- the contract
