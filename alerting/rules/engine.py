@@ -180,6 +180,7 @@ class RuleEngine:
         self.silences = silences or SilenceStore()
         self.silences.set_from_rules(rules.silences)
         self.stats = stats or RuleStats()
+        self.stats.declare([r.name for r in (*rules.filters, *rules.event_rules)])
         intervals = {i.name: i for i in rules.time_intervals}
 
         def scoped(r: FilterRule | EventRule) -> _Scoped:

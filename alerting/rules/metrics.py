@@ -41,6 +41,15 @@ class RuleStats:
         return self._data.setdefault(rule, {"matches": 0, "drops": 0, "escalations": 0, "raised": 0,
                                             "last_match": None})
 
+    def declare(self, rules: list[str]) -> None:
+        """Export every loaded rule's counters, at zero until it matches: a dead rule shows as 0 in
+        Prometheus, not as a missing series (and the dashboard's queries always have data)."""
+        if not self.export:
+            return
+        for rule in rules:
+            for counter in (_MATCHES, *_COUNTERS.values()):
+                counter.labels(rule=rule)
+
     def record(self, rule: str, what: str, ts: float) -> None:
         """Count a match of ``rule``; ``what`` is also one of ``drops``, ``escalations``, ``raised``."""
         with self._lock:

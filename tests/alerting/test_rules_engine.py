@@ -260,3 +260,13 @@ def test_alert_from_anomaly_labels_and_dedup() -> None:
     assert "service" not in alert_from_anomaly(a.model_copy(update={"entity": "job:unknown"}), graph).labels
     tagged = alert_from_anomaly(a.model_copy(update={"labels": {"stream_type": "build", "kind": "x"}}), graph)
     assert (tagged.labels["stream_type"], tagged.labels["kind"]) == ("build", "build")
+
+
+def test_a_loaded_rule_that_never_matched_is_exported_at_zero() -> None:
+    from prometheus_client import REGISTRY
+
+    text = RULES.replace("cc-db", "cc-db-never-matches")
+    RuleEngine(load_texts({"r.yaml": text}))
+    for family in ("opsradar_rule_matches_total", "opsradar_rule_drops_total", "opsradar_rule_escalations_total",
+                   "opsradar_rule_alerts_raised_total"):
+        assert REGISTRY.get_sample_value(family, {"rule": "cc-db-never-matches"}) == 0.0, family
