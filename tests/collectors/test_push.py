@@ -184,3 +184,34 @@ def test_events_pickle_compactly_and_come_back_equal() -> None:
         assert back.model_fields_set == e.model_fields_set
         assert back.model_dump_json() == e.model_dump_json()
     assert len(pickle.dumps(event)) < len(pickle.dumps(event.model_dump()))  # a tuple, not pydantic's state
+
+
+@pytest.mark.parametrize("ctype", ["application/x-ndjson", "text/plain"])
+def test_all_valid_ndjson_takes_the_fast_path_with_the_same_events(ctype: str) -> None:
+    from opsradar.collectors.push import _all_valid
+
+    items = [
+        {"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00+02:00", "entity": "job:x",
+         "values": {"a": 42, "b": 1.5}, "labels": {"x": "y"}, "attrs": {"n": [1, {"z": None}], "u": "\u2028é"}},
+        {"source": "s", "id": "ready-made", "kind": "log", "ts": "2026-03-02T09:30:00Z", "entity": "service:x"},
+    ]
+    body = ("\r\n".join(json.dumps(i) for i in items) + "\n\n").encode()
+    fast = _all_valid(body, ctype, 100)
+    assert fast is not None
+    slow = _one_by_one(json.dumps(items).encode())
+    assert fast == slow
+    assert [e.model_dump_json() for e in fast] == [e.model_dump_json() for e in slow]
+    assert parse_batch(body, ctype, max_bytes=10_000, max_items=100).events == slow
+
+
+@pytest.mark.parametrize(("body", "ctype"), [
+    (b"", "application/x-ndjson"),  # empty: a format error, not an empty batch
+    (b'{"source": "s"}\nnot json\n', "application/x-ndjson"),  # a broken line: its own error
+    (b'{"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00Z", "entity": "job:x"}',
+     "application/json"),  # one object, not an array: the item-by-item path
+    (b"\xff\xfe[]", "application/json"),  # not UTF-8
+])
+def test_bodies_the_fast_path_leaves_to_the_item_by_item_path(body: bytes, ctype: str) -> None:
+    from opsradar.collectors.push import _all_valid
+
+    assert _all_valid(body, ctype, 100) is None
