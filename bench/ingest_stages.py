@@ -43,6 +43,7 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--jobs", type=int, default=200)
+    ap.add_argument("--format", choices=("array", "ndjson"), default="array", help="how each batch is posted")
     ap.add_argument("--gc", choices=("default", "off"), default="default",
                     help="CPython's collector as the serving processes run it, or off (the difference is the "
                          "collector's share)")
@@ -63,8 +64,11 @@ def main() -> int:
                          min_interval=cfg.detectors.refit_interval.total_seconds())
     shard = ShardState(0, 1, store, cfg.detectors, cfg.entities, refits=refits)
     owner = Pipeline(cfg, store, detectors=_RemoteDetectors(1), notify=False, rank_async=True)  # type: ignore[arg-type]
-    bodies = [json.dumps([_build(f"load{(k * a.batch + i) % a.jobs}", k * a.batch + i) for i in range(a.batch)]).encode()
-              for k in range(a.batches)]
+    docs = [[_build(f"load{(k * a.batch + i) % a.jobs}", k * a.batch + i) for i in range(a.batch)] for k in range(a.batches)]
+    if a.format == "ndjson":
+        bodies, ctype = ["\n".join(json.dumps(d) for d in batch).encode() for batch in docs], "application/x-ndjson"
+    else:
+        bodies, ctype = [json.dumps(batch).encode() for batch in docs], "application/json"
     cpu: dict[str, float] = dict.fromkeys(("parse", "store", "pack", "detect", "owner"), 0.0)
     warm = max(1, a.batches // 6)  # streams warm up first, as under a sustained load
     if a.gc == "off":
@@ -72,7 +76,7 @@ def main() -> int:
     events = 0
     for k, body in enumerate(bodies):
         t = time.process_time()
-        parsed = parse_batch(body, "application/json", max_bytes=50 * 1024 * 1024, max_items=100_000)
+        parsed = parse_batch(body, ctype, max_bytes=50 * 1024 * 1024, max_items=100_000)
         t1 = time.process_time()
         new = store.add_events(parsed.events)
         t2 = time.process_time()
@@ -92,9 +96,9 @@ def main() -> int:
     owner.close()
     us = {stage: round(v / max(1, events) * 1e6, 1) for stage, v in cpu.items()}
     total = round(sum(us.values()), 1)
-    print(f"CPU per event, in one process, gc {a.gc} ({events} events after {warm} warm-up batches of {a.batch}): "
+    print(f"CPU per event, in one process, {a.format} bodies, gc {a.gc} ({events} events after {warm} warm-up batches of {a.batch}): "
           + ", ".join(f"{k} {v} µs" for k, v in us.items()) + f"; total {total} µs")
-    print(json.dumps({"us_per_event": us, "total_us": total, "events": events, "batch": a.batch, "gc": a.gc}))
+    print(json.dumps({"us_per_event": us, "total_us": total, "events": events, "batch": a.batch, "format": a.format, "gc": a.gc}))
     return 0
 
 
