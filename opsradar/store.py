@@ -56,6 +56,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-16384")  # KiB: 16 MiB of pages per connection (default 2 MiB); see RESULTS
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
