@@ -84,23 +84,6 @@ class _Memory:
     right semi-context they make true.
     """
 
-    __slots__ = (
-        "ctx_act",
-        "ctx_next",
-        "ctx_right",
-        "ctx_total",
-        "ctx_true",
-        "ctx_zero",
-        "first_ctx",
-        "last_ctx",
-        "left_best",
-        "left_union",
-        "left_zero",
-        "masks",
-        "max_contexts",
-        "right_states",
-        "semi_ids",
-    )
     #: The state (what a checkpoint holds), in the order pickles have always listed it.
     _STATE = (
         "ctx_act",
@@ -115,6 +98,8 @@ class _Memory:
         "max_contexts",
         "semi_ids",
     )
+    #: The state, and what is derived from it (rebuilt on restore, see the class docstring).
+    __slots__ = (*_STATE, "left_best", "left_union", "left_zero", "right_states")
 
     def __init__(self, max_contexts: int) -> None:
         self.max_contexts = max_contexts

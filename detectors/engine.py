@@ -368,27 +368,33 @@ class DetectionEngine:
             return []
         explanation = self._pending or []
         self._pending = None
-        aid = hashlib.sha256(f"{stream.key}\x00{event.id}".encode()).hexdigest()[:24]
-        labels = self._labels(stream, event)
-        return [
-            Anomaly(
-                id=f"anom-{aid}",
-                stream=stream.key,
-                detector=stream.detector.name,
-                detector_version=stream.detector.version,
-                ts=event.ts,
-                event_id=event.id,
-                source=event.source,
-                kind=event.kind,
-                entity=event.entity,
-                score=min(1.0, max(0.0, scored.score)),
-                threshold=threshold,
-                raw_score=scored.raw if math.isfinite(scored.raw) else 1e308,
-                features={k: v for k, v in scored.x.items() if not k.startswith("_")},
-                explanation=explanation,
-                labels=labels,
-            )
-        ]
+        return [self._anomaly(stream, event, scored, detector=stream.detector.name,
+                              version=stream.detector.version, score=scored.score, threshold=threshold,
+                              raw=scored.raw, explanation=explanation, labels=self._labels(stream, event))]
+
+    @staticmethod
+    def _anomaly(stream: Stream, event: Event, scored: Scored, *, detector: str, version: str, score: float,
+                 threshold: float, raw: float, explanation: list[Contribution], labels: dict[str, str],
+                 id_salt: str = "") -> Anomaly:
+        """The anomaly ``event`` raised on ``stream`` (its id derives from both, and ``id_salt``)."""
+        aid = hashlib.sha256(f"{stream.key}\x00{event.id}{id_salt}".encode()).hexdigest()[:24]
+        return Anomaly(
+            id=f"anom-{aid}",
+            stream=stream.key,
+            detector=detector,
+            detector_version=version,
+            ts=event.ts,
+            event_id=event.id,
+            source=event.source,
+            kind=event.kind,
+            entity=event.entity,
+            score=min(1.0, max(0.0, score)),
+            threshold=threshold,
+            raw_score=raw if math.isfinite(raw) else 1e308,
+            features={k: v for k, v in scored.x.items() if not k.startswith("_")},
+            explanation=explanation,
+            labels=labels,
+        )
 
     def _labels(self, stream: Stream, event: Event) -> dict[str, str]:
         labels = {"stream_type": stream.type}
@@ -407,24 +413,11 @@ class DetectionEngine:
         The score is ``1 - tail`` and the threshold ``1 - floor`` (the champion's calibrated tail
         probability and its smallest value): a champion trained on 50 rows can say 0.98 at most,
         one trained on 1,600 rows 0.9994."""
-        aid = hashlib.sha256(f"{stream.key}\x00{event.id}\x00group".encode()).hexdigest()[:24]
-        return Anomaly(
-            id=f"anom-{aid}",
-            stream=stream.key,
-            detector=GROUP_DETECTOR,
-            detector_version=found.model_id,
-            ts=event.ts,
-            event_id=event.id,
-            source=event.source,
-            kind=event.kind,
-            entity=event.entity,
-            score=min(1.0, max(0.0, 1.0 - found.tail)),
-            threshold=min(1.0, max(0.0, 1.0 - found.floor)),
-            raw_score=found.raw if math.isfinite(found.raw) else 1e308,
-            features={k: v for k, v in scored.x.items() if not k.startswith("_")},
-            explanation=found.explanation,
-            labels={**self._labels(stream, event), "model": "group", "model_group": found.group},
-        )
+        return self._anomaly(stream, event, scored, detector=GROUP_DETECTOR, version=found.model_id,
+                             score=1.0 - found.tail, threshold=min(1.0, max(0.0, 1.0 - found.floor)), raw=found.raw,
+                             explanation=found.explanation,
+                             labels={**self._labels(stream, event), "model": "group", "model_group": found.group},
+                             id_salt="\x00group")
 
     # ------------------------------------------------------------------ checkpoints
     def snapshot(self) -> bytes:
