@@ -191,9 +191,19 @@ def _validate(index: int, item: Any) -> tuple[Event | None, list[ItemError]]:
     return event, []
 
 
+def _is_ndjson(content_type: str, *, starts_as_array: bool) -> bool:
+    """Whether a body is NDJSON: by its content type, or else unless it is JSON and starts with ``[``."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    return mime in _NDJSON or (mime not in ("application/json", "text/json") and not starts_as_array)
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """The non-blank lines of an NDJSON body, numbered from 1."""
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
     """The items of the body, each with a parse error (NDJSON lines fail one by one)."""
-    mime = (content_type or "").split(";")[0].strip().lower()
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -201,8 +211,7 @@ def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
     stripped = text.lstrip()
     if not stripped:
         raise PushFormatError("the body is empty: send a JSON array of events or NDJSON")
-    as_ndjson = mime in _NDJSON or (mime not in ("application/json", "text/json") and not stripped.startswith("["))
-    if not as_ndjson:
+    if not _is_ndjson(content_type, starts_as_array=stripped.startswith("[")):
         try:
             doc = json.loads(text)
         except ValueError as exc:
@@ -213,9 +222,7 @@ def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
             raise PushFormatError(f"the body must be a JSON array of events (or one event object), got {type(doc).__name__}")
         return [(item, None) for item in doc]
     out: list[tuple[Any, str | None]] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in _lines(text):
         try:
             out.append((json.loads(line), None))
         except ValueError as exc:
@@ -235,17 +242,16 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
     not JSON, not UTF-8): the item-by-item path then gives each error. Both paths give equal events
     (``tests/collectors/test_push.py``).
     """
-    mime = (content_type or "").split(";")[0].strip().lower()
-    head = body.lstrip()[:1]
+    starts_as_array = body.lstrip()[:1] == b"["
     try:
-        if mime not in _NDJSON and head == b"[":
-            pushed = _BATCH.validate_json(body)
-        elif mime in _NDJSON or (mime not in ("application/json", "text/json") and head != b"["):
-            lines = [line for line in body.decode("utf-8").splitlines() if line.strip()]
+        if _is_ndjson(content_type, starts_as_array=starts_as_array):
+            lines = _lines(body.decode("utf-8"))
             if not lines or len(lines) > max_items:  # empty: the item-by-item path says so
                 return None
-            pushed = [_ITEM.validate_json(line) for line in lines]
-        else:
+            pushed = [_ITEM.validate_json(line) for _, line in lines]
+        elif starts_as_array:
+            pushed = _BATCH.validate_json(body)
+        else:  # one JSON object
             return None
     except ValueError:  # ValidationError, bad JSON or UTF-8: the item-by-item path says why
         return None
