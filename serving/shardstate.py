@@ -76,10 +76,10 @@ class ShardState:
                  graph: EntityGraph | None = None, *, margin: timedelta = timedelta(minutes=1),
                  clock: Callable[[], float] = time.time, refits: ShardRefits | None = None) -> None:
         self.shard, self.shards, self.store = shard, shards, store
-        self.engine = DetectionEngine(config, graph)
+        # the group models learn every event the engine scores, and judge the events of cold streams
+        # against their group's champion (see opsradar.detectors.engine)
+        self.engine = DetectionEngine(config, graph, groups=refits)
         self.refits = refits
-        if refits is not None:
-            self._feed_group_models(refits)
         self.margin = margin.total_seconds()
         self.clock = clock
         self.key = checkpoint_key(shard)
@@ -91,12 +91,6 @@ class ShardState:
         self.replay_anomalies: list[Anomaly] = []
         self.restored_from: datetime | None = None
         self._restore_and_replay()
-
-    def _feed_group_models(self, refits: ShardRefits) -> None:
-        """Every event the engine scores also goes to the PyOD group models, with the same features,
-        and the events of cold streams are judged against their group's champion (see
-        :mod:`opsradar.detectors.engine`)."""
-        self.engine.groups = refits
 
     # ------------------------------------------------------------------ detection
     def owns(self, event: Event) -> bool:
