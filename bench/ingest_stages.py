@@ -24,18 +24,12 @@ import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
 
-T0 = datetime(2026, 3, 2, tzinfo=UTC)
-
-
-def _build(job: str, i: int) -> dict[str, Any]:  # the same documents as bench/serve.py's load
-    return {"source": "jenkins", "native_id": f"{job}#{i}", "kind": "build", "ts": (T0 + timedelta(minutes=i)).isoformat(),
-            "entity": f"job:{job}", "labels": {"result": "SUCCESS"}, "values": {"duration_s": 300.0, "queue_s": 2.0}}
+from serve import build  # the same documents as bench/serve.py's load
 
 
 def main() -> int:
@@ -64,7 +58,7 @@ def main() -> int:
                          min_interval=cfg.detectors.refit_interval.total_seconds())
     shard = ShardState(0, 1, store, cfg.detectors, cfg.entities, refits=refits)
     owner = Pipeline(cfg, store, detectors=_RemoteDetectors(1), notify=False, rank_async=True)  # type: ignore[arg-type]
-    docs = [[_build(f"load{(k * a.batch + i) % a.jobs}", k * a.batch + i) for i in range(a.batch)] for k in range(a.batches)]
+    docs = [[build(f"load{(k * a.batch + i) % a.jobs}", k * a.batch + i, 300.0) for i in range(a.batch)] for k in range(a.batches)]
     if a.format == "ndjson":
         bodies, ctype = ["\n".join(json.dumps(d) for d in batch).encode() for batch in docs], "application/x-ndjson"
     else:

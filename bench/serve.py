@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import math
@@ -102,40 +103,57 @@ def build(job: str, i: int, duration: float) -> dict[str, Any]:
             "entity": f"job:{job}", "labels": {"result": "SUCCESS"}, "values": {"duration_s": duration, "queue_s": 2.0}}
 
 
-def tree_rss_mb(root: int) -> float:
-    """RSS of ``root`` and all its descendants (from /proc)."""
+def _tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc)."""
     children: dict[int, list[int]] = collections.defaultdict(list)
-    rss: dict[int, int] = {}
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            status = Path(f"/proc/{d}/status").read_text()
-        except OSError:
-            continue
-        children[ppid].append(int(d))
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                rss[int(d)] = int(line.split()[1])
-    total, todo, seen = 0, [root], set()
+        if d.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):  # a process that ended meanwhile
+                children[int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])].append(int(d))
+    out, todo, seen = [], [root], set()
     while todo:
         p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        total += rss.get(p, 0)
-        todo += children.get(p, [])
-    return total / 1024
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+            todo += children.get(p, [])
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far (0 if it ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cmdline(pid: int) -> str | None:
+    """The process title, with Serve's ``#`` separators read as ``:`` (None if it ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").replace("#", ":")
+    except OSError:
+        return None
+
+
+def tree_rss_mb(root: int) -> float:
+    """RSS of ``root`` and all its descendants (from /proc)."""
+    return sum(_rss_kib(p) for p in _tree(root)) / 1024
 
 
 def _role(pid: int) -> str:
-    try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
+    cmd = _cmdline(pid)
+    if cmd is None:
         return "gone"
-    cmd = cmd.replace("#", ":")
     for role, needle in (("ingress", ":Ingress"), ("owner", ":Owner"), ("proxy", "ProxyActor"),
                          ("collectors", ":Collectors"), ("serve controller", "ServeController")):
         if needle in cmd:
@@ -152,27 +170,9 @@ def _role(pid: int) -> str:
 
 def tree_cpu_s(root: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by ``root``'s process tree, by role (from /proc)."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    cpu: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children[int(fields[1])].append(int(d))
-        cpu[int(d)] = (int(fields[11]) + int(fields[12])) / tick
     out: dict[str, float] = collections.defaultdict(float)
-    todo, seen = [root], set()
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        out["ray system" if p == root else _role(p)] += cpu.get(p, 0.0)
-        todo += children.get(p, [])
+    for p in _tree(root):
+        out["ray system" if p == root else _role(p)] += _cpu_s(p)
     return dict(out)
 
 
@@ -180,17 +180,12 @@ def replica_pids() -> dict[str, int]:
     """Pids of the Serve replicas and proxy, by role, from their process titles."""
     found: dict[str, int] = {}
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if not cmd.startswith("ray::"):
+        cmd = _cmdline(int(d)) if d.isdigit() else None
+        if cmd is None or not cmd.startswith("ray::"):
             continue
         for role, needle in (("ingress", ":Ingress"), ("shard0", ":DetectorShard-0"), ("owner", ":Owner"),
                              ("proxy", "ProxyActor")):
-            if needle in cmd.replace("#", ":") and role not in found:
+            if needle in cmd and role not in found:
                 found[role] = int(d)
     return found
 
