@@ -29,6 +29,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -41,6 +42,7 @@ from opsradar.models import Anomaly, Event
 from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
 from opsradar.serving.operations import Unavailable
 from opsradar.serving.ownerfeed import OwnerFeed
+from opsradar.serving.storewriter import StoreWriter
 from opsradar.store import Store
 
 __all__ = ["AppArgs", "build_app"]
@@ -453,6 +455,7 @@ class Ingress:
             _metrics.INGEST_EVENTS.labels(outcome=outcome)
         self.started = time.monotonic()
         self.feed = OwnerFeed(lambda evs, anoms: owner.handle.remote(pack(evs), pack(anoms)), max_backlog=OWNER_BACKLOG)
+        self.writer: StoreWriter[Event] = StoreWriter(self.store.add_events, key=attrgetter("id"))
 
     def __serve_build_asgi_app__(self) -> Any:
         from opsradar.serving.api import create_app
@@ -463,10 +466,8 @@ class Ingress:
 
     # -- the Operations protocol (serving/operations.py) --
     async def ingest(self, events: list[Event]) -> dict[str, Any]:
-        from anyio import to_thread
-
         await self.feed.admit()  # back-pressure before anything is stored
-        new = await to_thread.run_sync(self.store.add_events, events)
+        new = await self.writer.add(events)
         _metrics.INGEST_EVENTS.labels(outcome="stored").inc(len(new))
         _metrics.INGEST_EVENTS.labels(outcome="duplicate").inc(len(events) - len(new))
         summary = (await route_events(new, self.shards, self.owner, feed=self.feed) if new
