@@ -455,7 +455,8 @@ class Ingress:
             _metrics.INGEST_EVENTS.labels(outcome=outcome)
         self.started = time.monotonic()
         self.feed = OwnerFeed(lambda evs, anoms: owner.handle.remote(pack(evs), pack(anoms)), max_backlog=OWNER_BACKLOG)
-        self.writer: StoreWriter[Event] = StoreWriter(self.store.add_events, key=attrgetter("id"))
+        self.writer: StoreWriter[Event] = StoreWriter(self.store.add_events, key=attrgetter("id"),
+                                                      on_commit=lambda _n: _metrics.INGEST_TRANSACTIONS.inc())
 
     def __serve_build_asgi_app__(self) -> Any:
         from opsradar.serving.api import create_app

@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 __all__ = [
-    "CHECKPOINTS", "DETECT_EVENTS", "DETECT_SECONDS", "INGEST_EVENTS", "INGEST_SECONDS", "REPLAYED", "STREAMS",
+    "CHECKPOINTS", "DETECT_EVENTS", "DETECT_SECONDS", "INGEST_EVENTS", "INGEST_SECONDS", "INGEST_TRANSACTIONS", "REPLAYED",
+    "STREAMS",
     "merge_exposition",
 ]
 
@@ -33,6 +34,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 INGEST_EVENTS = Counter("opsradar_ingest_events", "Pushed events by outcome (stored, duplicate, rejected)", ["outcome"])
 INGEST_SECONDS = Histogram("opsradar_ingest_request_seconds", "POST /v1/events: from request to detection done",
                            buckets=_LATENCY_BUCKETS)
+INGEST_TRANSACTIONS = Counter("opsradar_ingest_store_transactions",
+                              "Store transactions of the ingress: concurrent ingests share one (group commit), so "
+                              "ingests per transaction = opsradar_ingest_request_seconds_count / this")
 DETECT_EVENTS = Counter("opsradar_detect_events", "Events a detector shard processed", ["shard"])
 DETECT_SECONDS = Histogram("opsradar_detect_batch_seconds", "Time a detector shard spent on one batch", ["shard"],
                            buckets=_LATENCY_BUCKETS)

@@ -45,13 +45,15 @@ class StoreWriter(Generic[T]):
     """Group commit of ``add(items) -> new items`` (a store's ``add_events``), run in a worker thread.
 
     ``key`` gives an item's id (what ``add`` deduplicates by); ``max_items`` bounds one transaction
-    (an ingest larger than that is still stored alone, whole).
+    (an ingest larger than that is still stored alone, whole); ``on_commit(ingests)`` is told of each
+    committed transaction.
     """
 
     def __init__(self, add: Callable[[list[T]], Sequence[T]], *, key: Callable[[T], Hashable],
-                 max_items: int = 10_000) -> None:
+                 max_items: int = 10_000, on_commit: Callable[[int], None] | None = None) -> None:
         self._add = add
         self._key = key
+        self._on_commit = on_commit  # called with the number of ingests of each committed transaction
         self.max_items = max_items
         self._queue: list[tuple[list[T], asyncio.Future[list[T]]]] = []
         self._writing = False
@@ -99,6 +101,8 @@ class StoreWriter(Generic[T]):
                     raise
                 self.transactions += 1
                 self.ingests += len(group)
+                if self._on_commit is not None:
+                    self._on_commit(len(group))
                 fresh = {self._key(item) for item in new}
                 for items, fut in group:
                     mine = []

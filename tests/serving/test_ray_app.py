@@ -181,7 +181,8 @@ def test_metrics_are_exported_and_cover_the_dashboard(app: dict[str, Any]) -> No
     app["client"].post("/v1/events", json=builds("shop-metrics", 0, 3), headers=h("operator"))
     text = app["client"].get("/metrics", headers=h("reader")).text
     names = exported_sample_names(text)  # parses: one valid exposition merged from the deployments
-    assert {"opsradar_pipeline_items_total", "opsradar_ingest_events_total", "opsradar_detect_events_total"} <= names
+    assert {"opsradar_pipeline_items_total", "opsradar_ingest_events_total", "opsradar_detect_events_total",
+            "opsradar_ingest_store_transactions_total"} <= names
     assert 'opsradar_detect_events_total{shard="0"}' in text or 'opsradar_detect_events_total{shard="1"}' in text
     missing = dashboard_metrics() - names
     assert not missing, f"the Grafana dashboard queries metrics /metrics does not export: {sorted(missing)}"

@@ -27,6 +27,7 @@ def test_ingests_queued_during_a_transaction_share_the_next_one_and_learn_what_t
     store.add_events([_event(0)])  # already stored: a duplicate for whoever sends it
     started, release = threading.Event(), threading.Event()
     calls: list[int] = []
+    committed: list[int] = []
 
     def add(events: list[Event]) -> list[Event]:
         calls.append(len(events))
@@ -36,7 +37,7 @@ def test_ingests_queued_during_a_transaction_share_the_next_one_and_learn_what_t
         return store.add_events(events)
 
     async def main() -> list[list[Event]]:
-        writer: StoreWriter[Event] = StoreWriter(add, key=attrgetter("id"))
+        writer: StoreWriter[Event] = StoreWriter(add, key=attrgetter("id"), on_commit=committed.append)
         first = asyncio.create_task(writer.add([_event(1), _event(2)]))
         await asyncio.to_thread(started.wait, 10)
         later = [asyncio.create_task(writer.add(batch)) for batch in
@@ -49,6 +50,7 @@ def test_ingests_queued_during_a_transaction_share_the_next_one_and_learn_what_t
 
     results = asyncio.run(main())
     assert calls == [2, 7]  # the three ingests that queued meanwhile went in one transaction
+    assert committed == [1, 3]  # what the ingress counts in opsradar_ingest_store_transactions
     assert [[e.id for e in r] for r in results] == [
         [_event(1).id, _event(2).id],
         [_event(3).id],  # event 2 was stored by the first ingest; its second 3 is the same event
