@@ -4,7 +4,8 @@ and the collectors.
 Deployments (each a thin host around plain classes):
 
 - ``Ingress`` (FastAPI, :func:`opsradar.serving.api.create_app`): authenticates, validates, stores
-  pushed events, sends each to the detector shard that owns its stream, answers, and hands events
+  pushed events (concurrent ingests share one transaction: :class:`~opsradar.serving.storewriter.StoreWriter`),
+  sends each to the detector shard that owns its stream, answers, and hands events
   and anomalies to the ``Owner`` in order through a bounded queue
   (:class:`~opsradar.serving.ownerfeed.OwnerFeed`; a full queue makes ingests wait, then 503).
   Handles to the other deployments are injected through its constructor.
