@@ -2,7 +2,7 @@
 
 Every ingest stores its events before anything else happens to them, and answers only once they
 are committed. Ingests that arrive while a transaction is running wait for it and are then stored
-together, in one transaction, by one writer thread. A SQLite transaction rewrites every index page
+together, in one transaction (one writer task, which runs each transaction in a worker thread). A SQLite transaction rewrites every index page
 it touches, and concurrent batches touch many of the same pages (the tail of the time index, the
 entity index's pages), so one transaction for several batches costs less per event than one per
 batch (``bench/store_insert.py``: 43 µs of CPU per event at batches of 500, 33 at 2,000, at
@@ -57,9 +57,6 @@ class StoreWriter(Generic[T]):
         self.max_items = max_items
         self._queue: list[tuple[list[T], asyncio.Future[list[T]]]] = []
         self._writing = False
-        #: how many transactions, and how many ingests they held (their ratio: ingests per transaction)
-        self.transactions = 0
-        self.ingests = 0
 
     async def add(self, items: Sequence[T]) -> list[T]:
         """Store ``items`` (in a transaction shared with the ingests queued meanwhile); the new ones."""
@@ -99,8 +96,6 @@ class StoreWriter(Generic[T]):
                         fut.cancel()
                     self._queue = []
                     raise
-                self.transactions += 1
-                self.ingests += len(group)
                 if self._on_commit is not None:
                     self._on_commit(len(group))
                 fresh = {self._key(item) for item in new}
