@@ -172,6 +172,8 @@ class DetectorShard:
                 log.info("detector shard %d: refit of %s: %s", self.shard, group, decision)
             except Exception:
                 log.exception("detector shard %d: refit of %s failed; the current model stays", self.shard, group)
+            finally:
+                self.refits.finished(group)
         swapped = self.refits.sync()
         if swapped:
             log.info("detector shard %d: hot-swapped the models of %s", self.shard, ", ".join(swapped))

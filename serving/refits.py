@@ -15,7 +15,9 @@ is refitted at most once per ``min_interval`` of wall-clock time when its window
 sake (every ``refit_every`` rows); when ADWIN saw its scores drift, sooner, but at most once per
 ``min(min_interval, DRIFT_MIN_INTERVAL_S)``. A group without a champion is fitted as soon as it has
 enough rows. A refit that must wait stays due: it is taken, on the then-current window, once its
-time comes. (Unpaced, a busy group asked for a refit every ``refit_every`` rows: at 1,000 events/s
+time comes. A group is never handed out again while its last refit runs (until :meth:`ShardRefits.finished`):
+without that, a group with no champion yet was handed out again on every round until its first fit
+came back, and a busy shard queued a dozen refits of one group behind a worker's start-up. (Unpaced, a busy group asked for a refit every ``refit_every`` rows: at 1,000 events/s
 that was a refit every half second, and the refit tasks took more CPU than detection itself.)
 
 >>> import random, tempfile
@@ -30,6 +32,7 @@ that was a refit every half second, and the refit tasks took more CPU than detec
 [('jenkins|build|*', 64)]
 >>> refit_job(store.url, jobs[0][0], jobs[0][1], refits.spec())["promoted"]
 True
+>>> refits.finished(jobs[0][0])
 >>> refits.sync(), refits.versions()
 (['jenkins|build|*'], {'jenkins|build|*': 1})
 """
@@ -66,6 +69,7 @@ class ShardRefits:
         self.min_interval = max(0.0, float(min_interval))
         self.clock = clock
         self._last_refit: dict[str, float] = {}  # group -> when its last refit was handed out (clock)
+        self._running: set[str] = set()  # groups whose refit was handed out and has not finished
 
     def learn(self, stream_key: str, x: dict[str, float], ts: datetime | None = None) -> None:
         if x:
@@ -89,6 +93,8 @@ class ShardRefits:
             jobs = []
             now = self.clock()
             for group in self.models.due():
+                if group in self._running:
+                    continue
                 det = self.models.detector(group)
                 last = self._last_refit.get(group)
                 if det.model_version is not None and last is not None:
@@ -97,11 +103,17 @@ class ShardRefits:
                     if now - last < wait:
                         continue
                 self._last_refit[group] = now
+                self._running.add(group)
                 jobs.append((group, list(self.models.window_rows(group))))
                 det.refit_due = False
                 det.since_refit = 0
             self.refits += len(jobs)
             return jobs
+
+    def finished(self, group: str) -> None:
+        """The refit of ``group`` handed out by :meth:`take_due` ended (done or failed): it may be due again."""
+        with self.lock:
+            self._running.discard(group)
 
     def spec(self) -> dict[str, Any]:
         """What :func:`refit_job` needs to build the same refitter."""

@@ -177,6 +177,7 @@ def test_refits_are_paced_by_the_refit_interval_and_drift_only_brings_them_forwa
         jobs = refits.take_due()
         for group, rows in jobs:
             refit_job(store.url, group, rows, refits.spec())
+            refits.finished(group)
         refits.sync()
         return [g for g, _ in jobs]
 
@@ -199,3 +200,46 @@ def test_refits_are_paced_by_the_refit_interval_and_drift_only_brings_them_forwa
     now[0] += DRIFT_MIN_INTERVAL_S
     assert refit_now() == ["jenkins|build|*"]  # drift brings it forward of the 30 minutes
     assert refits.versions()["jenkins|build|*"] != versions
+
+
+def test_a_group_is_not_handed_out_again_while_its_refit_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    from opsradar.serving.refits import ShardRefits, refit_job
+
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    refits = ShardRefits(store, window=64, refit_every=64, min_interval=1800.0)
+    rng = random.Random(5)
+
+    def feed(n: int) -> None:
+        for _ in range(n):
+            refits.learn("jenkins|build|job:a", {"duration_s": rng.gauss(60, 5.0)})
+
+    feed(64)
+    [(group, rows)] = refits.take_due()  # no champion yet: handed out at once
+    feed(64 * 3)  # due again by its rows, and still without a champion: no pace applies
+    assert refits.models.due() == [group]
+    assert refits.take_due() == []  # but its first refit is still running
+    refit_job(store.url, group, rows, refits.spec())
+    refits.finished(group)
+    assert refits.sync() == [group]
+    assert refits.versions()[group] == 1
+    assert refits.take_due() == []  # now a champion paces it (30 minutes)
+    feed(64)
+    assert refits.models.due() == [group]  # and it stays due meanwhile
+
+
+def test_a_failed_refit_lets_its_group_be_handed_out_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from opsradar.serving.refits import ShardRefits
+
+    store = Store(f"sqlite:///{tmp_path}/state.db")
+    refits = ShardRefits(store, window=64, refit_every=64)
+    for i in range(64):
+        refits.learn("jenkins|build|job:a", {"duration_s": 60.0 + i % 7})
+    [(group, _)] = refits.take_due()
+    for i in range(64):
+        refits.learn("jenkins|build|job:a", {"duration_s": 60.0 + i % 5})
+    assert refits.take_due() == []
+    refits.finished(group)  # the task failed: no version came of it
+    [(again, rows)] = refits.take_due()
+    assert (again, len(rows)) == (group, 64)
