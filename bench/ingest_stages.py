@@ -6,8 +6,8 @@ of it that is opsradar's own code, stage by stage, on the same load (batches of 
 
 - ``parse``: ``parse_batch`` of the JSON body (validation, ids);
 - ``store``: ``Store.add_events`` (one transaction per batch, dedup by id);
-- ``pack``: the events' blob to a detector shard and its unpacking there, then the same to the
-  owner (``serving.app.pack``/``unpack``, twice);
+- ``pack``: the events' blob to a detector shard and its unpacking there, then the same blob's
+  unpacking by the owner, and the anomalies' blob (``serving.app.pack_events``/``pack``/``unpack``);
 - ``detect``: ``ShardState.detect_events`` with the PyOD group models fed, as in a shard;
 - ``owner``: ``Pipeline.handle`` (rules, correlation, notification outbox; ranking asynchronous).
 
@@ -45,7 +45,7 @@ def main() -> int:
 
     from opsradar.collectors.push import parse_batch
     from opsradar.config import load_config
-    from opsradar.serving.app import _RemoteDetectors, pack, unpack
+    from opsradar.serving.app import _RemoteDetectors, pack, pack_events, unpack
     from opsradar.serving.pipeline import Pipeline
     from opsradar.serving.refits import ShardRefits
     from opsradar.serving.shardstate import ShardState
@@ -74,11 +74,12 @@ def main() -> int:
         t1 = time.process_time()
         new = store.add_events(parsed.events)
         t2 = time.process_time()
-        to_shard = unpack(pack(new))
+        blob = pack_events(new)
+        to_shard = unpack(blob)
         t3 = time.process_time()
         anomalies = shard.detect_events(to_shard)
         t4 = time.process_time()
-        to_owner, anoms = unpack(pack(new)), unpack(pack(anomalies))
+        to_owner, anoms = unpack([blob]), unpack(pack(anomalies))
         t5 = time.process_time()
         owner.handle(to_owner, anoms)
         t6 = time.process_time()

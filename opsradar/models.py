@@ -161,6 +161,42 @@ def _event_from_wire(*fields: Any) -> Event:
     return Event.trusted(*fields)
 
 
+#: A batch of events in plain containers (:func:`events_to_plain`): each event's field dict, and the
+#: fields set of those that do not have every field set, by index.
+PlainEvents = tuple[list[dict[str, Any]], dict[int, frozenset[str]]]
+
+
+def events_to_plain(events: list[Event]) -> PlainEvents:
+    """A batch of events as plain dicts, for the C pickler (:func:`events_from_plain` reverses it).
+
+    Pickling the events themselves calls ``Event.__reduce__`` once per event, and unpickling
+    ``Event.trusted``; this is one comprehension each way, about twice as fast for a batch, with the
+    same events back (``tests/test_models.py``).
+    """
+    full = len(_ALL_EVENT_FIELDS)
+    partial = {i: frozenset(e.__pydantic_fields_set__) for i, e in enumerate(events)
+               if len(e.__pydantic_fields_set__) != full}
+    return [e.__dict__ for e in events], partial
+
+
+def events_from_plain(plain: PlainEvents) -> list[Event]:
+    """The events of :func:`events_to_plain` (the dicts become the events' own: pass fresh ones)."""
+    states, partial = plain
+    new, put, cls = object.__new__, object.__setattr__, Event
+    out: list[Event] = []
+    append = out.append
+    for d in states:
+        obj = new(cls)
+        put(obj, "__dict__", d)
+        put(obj, "__pydantic_fields_set__", set(_ALL_EVENT_FIELDS))
+        put(obj, "__pydantic_extra__", None)
+        put(obj, "__pydantic_private__", None)
+        append(obj)
+    for i, fields_set in partial.items():
+        put(out[i], "__pydantic_fields_set__", set(fields_set))
+    return out
+
+
 class Severity(StrEnum):
     info = "info"
     warning = "warning"

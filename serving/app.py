@@ -39,7 +39,7 @@ from ray.serve.handle import DeploymentHandle
 
 from opsradar.config import Config, load_config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import Anomaly, Event
+from opsradar.models import Anomaly, Event, events_from_plain, events_to_plain
 from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
 from opsradar.serving.operations import Unavailable
 from opsradar.serving.ownerfeed import OwnerFeed
@@ -221,11 +221,27 @@ def pack(items: Sequence[Event] | Sequence[Anomaly]) -> bytes:
     return pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+_EVENTS_BLOB = "opsradar.events/1"
+
+
+def pack_events(events: Sequence[Event]) -> bytes:
+    """Events as one blob, in plain containers (:func:`~opsradar.models.events_to_plain`): about
+    twice as fast both ways as :func:`pack` of the same events. :func:`unpack` reads either."""
+    return pickle.dumps((_EVENTS_BLOB, events_to_plain(list(events))), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def unpack(payload: bytes | Sequence[Any]) -> list[Any]:
-    """The list a :func:`pack` blob holds; a list (of models or documents) is returned as it is."""
+    """The list a :func:`pack` or :func:`pack_events` blob holds, or the events of a list of
+    :func:`pack_events` blobs, concatenated; a list of models or documents is returned as it is."""
     if isinstance(payload, bytes | bytearray | memoryview):
-        return pickle.loads(payload)  # type: ignore[no-any-return]  # noqa: S301 - our own deployments' blob
-    return list(payload)
+        obj = pickle.loads(payload)  # noqa: S301 - our own deployments' blob
+        if type(obj) is tuple and len(obj) == 2 and obj[0] == _EVENTS_BLOB:
+            return events_from_plain(obj[1])
+        return obj  # type: ignore[no-any-return]
+    items = list(payload)
+    if items and all(isinstance(p, bytes | bytearray | memoryview) for p in items):
+        return [x for p in items for x in unpack(p)]
+    return items
 
 
 def _set_log_level(user_config: dict[str, Any]) -> None:
@@ -301,11 +317,11 @@ class Owner:
             except Exception:
                 log.exception("owner background loop")
 
-    def handle(self, events: bytes | list[Event] | list[dict[str, Any]],
+    def handle(self, events: bytes | list[bytes] | list[Event] | list[dict[str, Any]],
                anomalies: bytes | list[Anomaly] | list[dict[str, Any]]) -> dict[str, Any]:
         """Rules, correlation and notification; events and anomalies already handled are ignored
         (a shard's replay after a restart may send some again). Models (from the ingress and the
-        shards) are trusted as they are; documents are validated."""
+        shards, or blobs of them: :func:`unpack`) are trusted as they are; documents are validated."""
         before = self.pipeline.stats.alerts
         events, anomalies = unpack(events), unpack(anomalies)
         evs = [e if isinstance(e, Event) else Event.model_validate(e) for e in events
@@ -346,13 +362,13 @@ OWNER_BACKLOG = 5_000
 SHARD_RETRY_S = 90.0
 
 
-async def _detect(shard: DeploymentHandle, docs: list[Event], retry_s: float) -> list[Anomaly]:
-    """``shard.detect(docs)``, retried while the shard's replica is dead or restarting."""
+async def _detect(shard: DeploymentHandle, blob: bytes, retry_s: float) -> list[Anomaly]:
+    """``shard.detect(blob)`` (a :func:`pack_events` blob), retried while the shard's replica is dead
+    or restarting."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
     deadline = time.monotonic() + retry_s
     delay = 0.2
-    blob = pack(docs)
     while True:
         try:
             return await shard.detect.remote(blob)  # type: ignore[no-any-return]
@@ -371,18 +387,22 @@ class ShardUnavailable(Unavailable):  # type: ignore[misc]
 async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle,
                        *, retry_s: float = SHARD_RETRY_S, feed: OwnerFeed | None = None) -> dict[str, Any]:
     """Detection on each event's shard (concurrently), then rules and correlation on the owner:
-    awaited, or queued on ``feed`` (then ``alerts`` is ``None``: not known yet)."""
-    # models, not documents: Ray pickles them without re-validation (they were validated at the edge)
+    awaited, or queued on ``feed`` (then ``alerts`` is ``None``: not known yet).
+
+    Each shard's part is packed once; the owner gets the same blobs (its pipeline orders a call's
+    events by time itself)."""
+    # models, not documents: they are not validated again (they were validated at the edge)
     groups: dict[int, list[Event]] = {}
     docs = list(events)
     for e in docs:
         groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(e)
-    results = await asyncio.gather(*(_detect(shards[i], part, retry_s) for i, part in groups.items()))
+    blobs = {i: pack_events(part) for i, part in groups.items()}
+    results = await asyncio.gather(*(_detect(shards[i], blob, retry_s) for i, blob in blobs.items()))
     anomalies = [a for r in results for a in r]
     if feed is not None:  # handed to the owner in order, after this returns
-        feed.put(docs, anomalies)
+        feed.put(list(blobs.values()), anomalies, events_count=len(docs))
         return {"anomalies": len(anomalies), "alerts": None}
-    done = await owner.handle.remote(pack(docs), pack(anomalies))
+    done = await owner.handle.remote(list(blobs.values()), pack(anomalies))
     return {"anomalies": len(anomalies), "alerts": done["alerts"]}
 
 
@@ -457,7 +477,7 @@ class Ingress:
         for outcome in ("stored", "duplicate", "rejected"):
             _metrics.INGEST_EVENTS.labels(outcome=outcome)
         self.started = time.monotonic()
-        self.feed = OwnerFeed(lambda evs, anoms: owner.handle.remote(pack(evs), pack(anoms)), max_backlog=OWNER_BACKLOG)
+        self.feed = OwnerFeed(lambda blobs, anoms: owner.handle.remote(blobs, pack(anoms)), max_backlog=OWNER_BACKLOG)
         self.writer: StoreWriter[Event] = StoreWriter(self.store.add_events, key=attrgetter("id"),
                                                       on_commit=lambda _n: _metrics.INGEST_TRANSACTIONS.inc())
 

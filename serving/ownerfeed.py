@@ -64,7 +64,7 @@ class OwnerFeed:
             raise ValueError(f"max_backlog must be >= 1, got {max_backlog!r}")
         self.send = send
         self.max_backlog, self.wait_s, self.max_call_events = max_backlog, wait_s, max_call_events
-        self._queue: deque[tuple[list[Any], list[Any]]] = deque()
+        self._queue: deque[tuple[list[Any], list[Any], int]] = deque()  # (events, anomalies, event count)
         self.backlog = 0  # events queued or being handed, not yet acknowledged by the owner
         self.handed = 0  # events the owner acknowledged
         self.failures = 0
@@ -88,12 +88,16 @@ class OwnerFeed:
             raise OwnerBusy(f"the incident owner is {self.backlog} events behind (limit {self.max_backlog}) "
                             f"for {self.wait_s:.0f}s; nothing was stored") from None
 
-    def put(self, events: list[Any], anomalies: list[Any]) -> None:
-        """Queue ``events`` and their ``anomalies`` for the owner (never blocks, never drops)."""
-        if not events and not anomalies:
+    def put(self, events: list[Any], anomalies: list[Any], *, events_count: int | None = None) -> None:
+        """Queue ``events`` and their ``anomalies`` for the owner (never blocks, never drops).
+
+        ``events_count``: how many events ``events`` holds, when its items are not events one by one
+        (blobs of several); the backlog and the calls' size count events."""
+        n = len(events) if events_count is None else events_count
+        if not n and not anomalies:
             return
-        self._queue.append((events, anomalies))
-        self.backlog += len(events)
+        self._queue.append((events, anomalies, n))
+        self.backlog += n
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="owner-feed")
 
@@ -102,24 +106,25 @@ class OwnerFeed:
         while self._queue:
             events: list[Any] = []
             anomalies: list[Any] = []
-            while self._queue and (not events or len(events) + len(self._queue[0][0]) <= self.max_call_events):
-                evs, anoms = self._queue[0]
+            n = 0
+            while self._queue and (not n or n + self._queue[0][2] <= self.max_call_events):
+                evs, anoms, k = self._queue.popleft()
                 events += evs
                 anomalies += anoms
-                self._queue.popleft()
+                n += k
             try:
                 await self.send(events, anomalies)
             except Exception as exc:  # noqa: BLE001 - the owner restarting: keep the order, retry
                 self.failures += 1
                 log.warning("handing %d events to the owner failed (%s: %s); retrying in %.1fs",
-                            len(events), type(exc).__name__, exc, delay)
-                self._queue.appendleft((events, anomalies))
+                            n, type(exc).__name__, exc, delay)
+                self._queue.appendleft((events, anomalies, n))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.2
-            self.backlog -= len(events)
-            self.handed += len(events)
+            self.backlog -= n
+            self.handed += n
             cond = self._cond()
             async with cond:
                 cond.notify_all()

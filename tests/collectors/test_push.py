@@ -186,6 +186,23 @@ def test_events_pickle_compactly_and_come_back_equal() -> None:
     assert len(pickle.dumps(event)) < len(pickle.dumps(event.model_dump()))  # a tuple, not pydantic's state
 
 
+def test_a_batch_of_events_goes_through_plain_containers_and_comes_back_equal() -> None:
+    import pickle
+
+    from opsradar.models import events_from_plain, events_to_plain
+
+    body = json.dumps([{"source": "s", "native_id": str(i), "kind": "build", "ts": "2026-03-02T09:30:00Z",
+                        "entity": "job:x", "values": {"a": float(i)}, "attrs": {"k": [i]}} for i in range(3)]).encode()
+    events = parse_batch(body, "application/json", max_bytes=10_000, max_items=100).events
+    events.insert(1, Event.new(source="s", native_id="p", kind="build", ts=events[0].ts, entity="job:x"))  # unset fields
+    back = events_from_plain(pickle.loads(pickle.dumps(events_to_plain(events))))
+    assert back == events
+    assert [b.model_fields_set for b in back] == [e.model_fields_set for e in events]
+    assert [b.model_dump_json() for b in back] == [e.model_dump_json() for e in events]
+    assert back[1].model_fields_set != back[0].model_fields_set
+    assert events_from_plain(events_to_plain([])) == []
+
+
 @pytest.mark.parametrize("ctype", ["application/x-ndjson", "text/plain"])
 def test_all_valid_ndjson_takes_the_fast_path_with_the_same_events(ctype: str) -> None:
     from opsradar.collectors.push import _all_valid

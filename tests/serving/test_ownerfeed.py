@@ -73,3 +73,28 @@ def test_a_full_queue_makes_admit_wait_then_refuse() -> None:
         return "ok", pending
 
     assert asyncio.run(main()) == ("ok", True)
+
+
+def test_blobs_of_several_events_count_as_their_events() -> None:
+    calls: list[list[Any]] = []
+    gate = asyncio.Event()
+
+    async def owner(events: list[Any], anomalies: list[Any]) -> None:
+        await gate.wait()
+        calls.append(list(events))
+
+    async def main() -> tuple[int, OwnerFeed]:
+        feed = OwnerFeed(owner, max_backlog=10, max_call_events=6)
+        feed.put([b"blob-a"], [], events_count=4)  # one item standing for 4 events
+        await asyncio.sleep(0)  # its call starts, and waits for the gate
+        feed.put([b"blob-b", b"blob-c"], [], events_count=5)
+        feed.put([b"blob-d"], [], events_count=3)
+        backlog = feed.backlog
+        gate.set()
+        await feed.flush(timeout_s=5)
+        return backlog, feed
+
+    backlog, feed = asyncio.run(main())
+    assert backlog == 12
+    assert calls == [[b"blob-a"], [b"blob-b", b"blob-c"], [b"blob-d"]]  # 5 + 3 > 6 events: two calls
+    assert (feed.handed, feed.backlog) == (12, 0)
