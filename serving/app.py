@@ -323,10 +323,9 @@ class Owner:
         (a shard's replay after a restart may send some again). Models (from the ingress and the
         shards, or blobs of them: :func:`unpack`) are trusted as they are; documents are validated."""
         before = self.pipeline.stats.alerts
-        events, anomalies = unpack(events), unpack(anomalies)
-        evs = [e if isinstance(e, Event) else Event.model_validate(e) for e in events
+        evs = [e if isinstance(e, Event) else Event.model_validate(e) for e in unpack(events)
                if self._events.first_time(_id_of(e))]
-        anoms = [a if isinstance(a, Anomaly) else Anomaly.model_validate(a) for a in anomalies
+        anoms = [a if isinstance(a, Anomaly) else Anomaly.model_validate(a) for a in unpack(anomalies)
                  if self._anomalies.first_time(_id_of(a))]
         if evs or anoms:
             self.pipeline.handle(evs, anoms)
