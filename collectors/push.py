@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+import msgspec
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from opsradar.errors import OpsradarError
 from opsradar.models import _ENTITY_TYPES as ENTITY_TYPES
@@ -230,17 +232,36 @@ def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
     return out
 
 
-_BATCH = TypeAdapter(list[PushEvent])
-_ITEM = TypeAdapter(PushEvent)
+class _FastItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One pushed event as the fast path decodes it: the constraints of :class:`PushEvent`, or
+    stricter (``ts`` only as an RFC 3339 UTC or offset time with seconds; ``$`` as ``\\Z``, since
+    Python's ``$`` also matches before a final newline and pydantic's does not). What it refuses, the
+    item-by-item path judges."""
+
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+\Z")]
+    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*\Z")]
+    ts: Annotated[str, msgspec.Meta(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})\Z")]
+    entity: Annotated[str, msgspec.Meta(min_length=3, max_length=256,
+                                        pattern=rf"^(?:{'|'.join(ENTITY_TYPES)}):[\s\S]")]
+    native_id: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    values: dict[str, float] = msgspec.field(default_factory=dict)
+    attrs: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+_FAST_BATCH = msgspec.json.Decoder(list[_FastItem])
+_FAST_ITEM = msgspec.json.Decoder(_FastItem)
 
 
 def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | None:
-    """The events of a body whose items are all valid, validated in one pass: pydantic's JSON parser
-    straight into ``PushEvent``s (the whole array at once, or NDJSON line by line, split as the
-    item-by-item path splits them), then events without validating the same fields again.
-    ``None`` when any item is invalid, there are too many, or the body is something else (one object,
-    not JSON, not UTF-8): the item-by-item path then gives each error. Both paths give equal events
-    (``tests/collectors/test_push.py``).
+    """The events of a body whose items are all valid, decoded in one pass (msgspec, straight into
+    :class:`_FastItem`: the whole array at once, or NDJSON line by line, split as the item-by-item
+    path splits them), then events without validating the same fields again.
+    ``None`` when any item is refused, there are too many, or the body is something else (one object,
+    not JSON, not UTF-8): the item-by-item path (pydantic) then gives each error. Both paths give
+    equal events (``tests/collectors/test_push.py``); this one costs about half.
     """
     starts_as_array = body.lstrip()[:1] == b"["
     try:
@@ -248,29 +269,39 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
             lines = _lines(body.decode("utf-8"))
             if not lines or len(lines) > max_items:  # empty: the item-by-item path says so
                 return None
-            pushed = [_ITEM.validate_json(line) for _, line in lines]
+            pushed = [_FAST_ITEM.decode(line) for _, line in lines]
         elif starts_as_array:
-            pushed = _BATCH.validate_json(body)
+            pushed = _FAST_BATCH.decode(body)
         else:  # one JSON object
             return None
-    except ValueError:  # ValidationError, bad JSON or UTF-8: the item-by-item path says why
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError):  # the item-by-item path says why
         return None
     if len(pushed) > max_items:
         return None
     events: list[Event] = []
-    trusted, make_id = Event.trusted, Event.make_id
-    for pe in pushed:
-        values = pe.values
-        for v in values.values():
-            if v - v != 0.0:  # inf or NaN: Event refuses them with a message the slow path gives
+    trusted, make_id, parse_ts, utc = Event.trusted, Event.make_id, datetime.fromisoformat, UTC
+    same = {}.setdefault
+    try:
+        for pe in pushed:
+            values = pe.values
+            for v in values.values():
+                if v - v != 0.0:  # inf (1e999): Event refuses it with a message the slow path gives
+                    return None
+            if pe.id is not None:
+                eid = pe.id
+            elif pe.native_id is not None:
+                eid = make_id(pe.source, pe.native_id)
+            else:
                 return None
-        if pe.id is not None:
-            eid = pe.id
-        elif pe.native_id is not None:
-            eid = make_id(pe.source, pe.native_id)
-        else:
-            return None
-        events.append(trusted(eid, pe.source, pe.kind, pe.ts, pe.entity, pe.labels, values, pe.attrs))
+            ts = parse_ts(pe.ts)
+            if ts.tzinfo is not utc:
+                ts = ts.astimezone(utc)
+            # one string object per distinct source, kind and entity of the batch (as pydantic's
+            # string cache gives): the blobs to the shards memoise them instead of repeating them
+            events.append(trusted(eid, same(pe.source, pe.source), same(pe.kind, pe.kind), ts,
+                                  same(pe.entity, pe.entity), pe.labels, values, pe.attrs))
+    except ValueError:  # a time that matches the pattern but is not one (month 13, offset 24:00)
+        return None
     return events
 
 

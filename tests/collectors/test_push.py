@@ -232,3 +232,56 @@ def test_bodies_the_fast_path_leaves_to_the_item_by_item_path(body: bytes, ctype
     from opsradar.collectors.push import _all_valid
 
     assert _all_valid(body, ctype, 100) is None
+
+
+_GOOD = {"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00Z", "entity": "job:x"}
+
+
+@pytest.mark.parametrize("change", [
+    {}, {"ts": "2026-03-02T09:30:00+02:00"}, {"ts": "2026-03-02T09:30:00.123456-05:30"},
+    {"ts": "2026-03-02T09:30:00.1Z"}, {"ts": "2026-03-02T09:30:00+00:00"}, {"ts": "2026-03-02T09:30:00.1234567Z"},
+    {"ts": "2026-03-02 09:30:00Z"}, {"ts": "2026-03-02T09:30:00z"}, {"ts": "2026-03-02T09:30Z"},
+    {"ts": "2026-13-02T09:30:00Z"}, {"ts": "2026-03-02T09:30:00+24:00"}, {"ts": "2026-03-02T09:30:60Z"},
+    {"ts": "2026-03-02T09:30:00"}, {"ts": 1772443800}, {"ts": 1772443800.5}, {"ts": "1772443800"},
+    {"source": "s\n"}, {"source": "s p"}, {"source": "x" * 64}, {"source": "x" * 65}, {"source": ""},
+    {"kind": "Build"}, {"kind": "build\n"}, {"kind": "b" * 33},
+    {"entity": "job:"}, {"entity": "job"}, {"entity": "jobs:x"}, {"entity": "job:x:y"}, {"entity": "job:\n"},
+    {"entity": "service:" + "é" * 248}, {"entity": "service:" + "é" * 249},
+    {"native_id": None, "id": "ready-made"}, {"native_id": None}, {"native_id": ""}, {"id": None},
+    {"id": "x" * 129}, {"native_id": "ü" * 512}, {"native_id": "ü" * 513},
+    {"values": {"a": 1}}, {"values": {"a": 1.5e300}}, {"values": {"a": True}}, {"values": {"a": "1"}},
+    {"values": {"a": 10**30}}, {"values": {"a": None}},
+    {"labels": {"a": "b"}}, {"labels": {"a": 1}}, {"labels": {"a": None}},
+    {"attrs": {"n": 10**30, "f": 0.1, "l": [1, {"z": None}], "t": True}}, {"attrs": []},
+    {"extra": 1}, {"source": None},
+])
+def test_the_fast_path_takes_only_what_the_item_by_item_path_takes_and_gives_the_same_event(change: dict[str, Any]) -> None:
+    from opsradar.collectors.push import _all_valid, _validate
+
+    item = {**_GOOD, **change}
+    item = {k: v for k, v in item.items() if v is not None or k in change}
+    reference, errors = _validate(0, item)
+    for body, ctype in ((json.dumps([item]).encode(), "application/json"),
+                        (json.dumps(item).encode(), "application/x-ndjson")):
+        fast = _all_valid(body, ctype, 100)
+        if fast is None:
+            continue  # refused: the item-by-item path judges it (and gives the reference result)
+        assert reference is not None, f"the fast path took an item the item-by-item path refuses: {errors}"
+        assert fast == [reference]
+        assert fast[0].ts.tzinfo is reference.ts.tzinfo
+        assert fast[0].model_dump_json() == reference.model_dump_json()
+        assert fast[0].model_fields_set == reference.model_fields_set
+    result = parse_batch(json.dumps([item]).encode(), "application/json", max_bytes=100_000, max_items=100)
+    assert result.events == ([reference] if reference else [])
+    assert [str(e) for e in result.errors] == [str(e) for e in errors]
+
+
+def test_the_fast_path_takes_common_bodies() -> None:
+    from opsradar.collectors.push import _all_valid
+
+    items = [{**_GOOD, "native_id": str(i), "ts": ts, "values": {"d": 1.5, "n": 3}, "labels": {"r": "ok"},
+              "attrs": {"u": "\u2028é", "l": [1, None]}}
+             for i, ts in enumerate(("2026-03-02T09:30:00Z", "2026-03-02T09:30:00.250+01:00"))]
+    events = _all_valid(json.dumps(items).encode(), "application/json", 100)
+    assert events is not None and len(events) == 2
+    assert events[1].ts.isoformat() == "2026-03-02T08:30:00.250000+00:00"
