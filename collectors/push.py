@@ -280,7 +280,8 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
         return None
     events: list[Event] = []
     trusted, make_id, parse_ts, utc = Event.trusted, Event.make_id, datetime.fromisoformat, UTC
-    same = {}.setdefault
+    strings: dict[str, str] = {}
+    same = strings.setdefault
     try:
         for pe in pushed:
             values = pe.values

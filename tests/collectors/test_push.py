@@ -283,5 +283,6 @@ def test_the_fast_path_takes_common_bodies() -> None:
               "attrs": {"u": "\u2028é", "l": [1, None]}}
              for i, ts in enumerate(("2026-03-02T09:30:00Z", "2026-03-02T09:30:00.250+01:00"))]
     events = _all_valid(json.dumps(items).encode(), "application/json", 100)
-    assert events is not None and len(events) == 2
+    assert events is not None
+    assert len(events) == 2
     assert events[1].ts.isoformat() == "2026-03-02T08:30:00.250000+00:00"
