@@ -19,7 +19,8 @@ What it measures, in one run:
    replicas), after the load.
 6. **CPU per event**: user + system CPU seconds of each process of ``opsradar run`` (by role:
    ingress, shards, owner, proxy, collectors, other Ray workers, Ray's own processes) over the load
-   and the owner's catch-up, divided by the events stored; and the load client's own.
+   and the owner's catch-up, divided by the events stored; and the load client's own. Of that, the
+   time in CPython's garbage collector, by deployment (``opsradar_gc_seconds`` on ``/metrics``).
 7. **Profile** (``--profile``): ``py-spy record`` on the Ingress, a detector shard, the Owner and
    the HTTP proxy during the load; prints each one's busiest frames.
 8. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
@@ -308,6 +309,21 @@ def owner_backlog(url: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def gc_seconds(url: str) -> dict[str, float]:
+    """Seconds each deployment's process spent in the garbage collector so far (``opsradar_gc_seconds``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).text
+    out: dict[str, float] = collections.defaultdict(float)
+    for fam in text_string_to_metric_families(text):
+        if fam.name == "opsradar_gc_seconds":
+            for sample in fam.samples:
+                if sample.name.endswith("_total"):
+                    role = sample.labels["deployment"]
+                    out["shards" if role.startswith("shard-") else role] += sample.value
+    return dict(out)
+
+
 def pct(xs: list[float], q: float) -> float | None:
     if not xs:
         return None
@@ -373,6 +389,7 @@ def main() -> int:
             holder: dict[str, Any] = {}
             th = threading.Thread(target=lambda: holder.update(profile(replica_pids(), min(20.0, a.seconds * 0.6), tmp)))
             th.start()
+        gc_before = gc_seconds(url)
         cpu_before, client_before = tree_cpu_s(proc.pid), time.process_time()
         result = asyncio.run(load(url, events=a.events, seconds=a.seconds, batch=a.batch, concurrency=a.concurrency,
                                   jobs=a.jobs, probes=a.probes, noise=a.noise))
@@ -383,6 +400,8 @@ def main() -> int:
             time.sleep(0.2)
         catch_up = time.monotonic() - t_end
         cpu_after, client_cpu = tree_cpu_s(proc.pid), time.process_time() - client_before
+        gc_us = {role: round((v - gc_before.get(role, 0.0)) / max(1, result["stored"]) * 1e6, 1)
+                 for role, v in sorted(gc_seconds(url).items())}
         cpu_us = {role: round((cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, result["stored"]) * 1e6, 1)
                   for role in sorted(cpu_after)}
         cpu_us["load client (bench)"] = round(client_cpu / max(1, result["stored"]) * 1e6, 1)
@@ -430,7 +449,7 @@ def main() -> int:
         "slack_probes": len(slack_ms),
         "shutdown_rc": proc.returncode, "checkpoints": sorted(checkpoints),
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 1),
-        "cpu_us_per_event": cpu_us,
+        "cpu_us_per_event": cpu_us, "gc_us_per_event": gc_us,
     }
     print(f"sustained: {eps:,.0f} events/s through POST /v1/events to detector scores "
           f"({result['stored']} events in {result['elapsed_s']:.1f} s, batches of {a.batch}, {a.concurrency} clients); "
@@ -447,6 +466,8 @@ def main() -> int:
     served = sum(v for k, v in cpu_us.items() if k != "load client (bench)")
     print(f"CPU per event (load and catch-up, /proc user+system), {served:.0f} µs in opsradar run: "
           + ", ".join(f"{role} {us:.0f} µs" for role, us in sorted(cpu_us.items(), key=lambda kv: -kv[1])))
+    print("of which in the garbage collector (opsradar_gc_seconds): "
+          + ", ".join(f"{role} {us:.0f} µs" for role, us in gc_us.items()))
     for role, frames in tops.items():
         print(f"profile {role}: " + "; ".join(f"{share:.0%} {f}" for f, share in frames))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared with other work)")

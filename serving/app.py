@@ -98,6 +98,7 @@ class DetectorShard:
         self.state = ShardState(shard, shards, self.store, cfg.detectors, cfg.entities, refits=self.refits)
         self.shard, self.owner = shard, owner
         self._label = str(shard)
+        _metrics.setup_gc(f"shard-{shard}")
         for family in (_metrics.DETECT_EVENTS, _metrics.DETECT_SECONDS, _metrics.CHECKPOINTS, _metrics.STREAMS):
             family.labels(shard=self._label)  # exported from the start, at zero
         _metrics.REPLAYED.labels(shard=self._label).inc(self.state.replayed)
@@ -296,6 +297,7 @@ class Owner:
         self.args = AppArgs.model_validate(args)
         cfg = _config(self.args)
         self.cfg = cfg
+        _metrics.setup_gc("owner")
         self.store = Store(cfg.store.resolved_url())
         self.pipeline = Pipeline(cfg, self.store, detectors=_RemoteDetectors(cfg.detectors.shards),  # type: ignore[arg-type]
                                  worker=slack_worker(cfg, self.store) if self.args.notify else None,
@@ -473,6 +475,7 @@ class Ingress:
         self.store = Store(self.cfg.store.resolved_url())
         self.shards, self.owner, self.collectors = shards, owner, collectors
         self.auth = TokenAuth.from_config(self.cfg.api)
+        _metrics.setup_gc("ingress")
         for outcome in ("stored", "duplicate", "rejected"):
             _metrics.INGEST_EVENTS.labels(outcome=outcome)
         self.started = time.monotonic()

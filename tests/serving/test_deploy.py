@@ -97,6 +97,7 @@ def test_every_dashboard_metric_is_registered() -> None:
     for labelled in (m.DETECT_EVENTS, m.DETECT_SECONDS, m.STREAMS, m.CHECKPOINTS, m.REPLAYED):
         labelled.labels(shard="0")
     m.INGEST_EVENTS.labels(outcome="stored")
+    m.GC_SECONDS.labels(deployment="ingress", generation="0")
     opsradar.alerting.rules.metrics._MATCHES.labels(rule="r")
     exported = exported_sample_names(generate_latest(REGISTRY).decode())
     missing = dashboard_metrics() - exported
