@@ -47,6 +47,7 @@ or per stream; a restored engine scores the next event exactly as the uninterrup
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import pickle
@@ -91,6 +92,7 @@ class GroupJudge(Protocol):
 _SNAPSHOT_VERSION = 1
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a pure function of a stream key: the ingress asks once per event
 def shard_of(key: str, n: int) -> int:
     """The shard (0..n-1) that owns stream ``key``: a stable BLAKE2b hash, never Python's ``hash``.
 
