@@ -25,7 +25,9 @@ What it measures, in one run:
    the HTTP proxy during the load; prints each one's busiest frames.
 8. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
 
-Usage: ``python bench/serve.py`` (``--quick`` for a short run). The last line is one JSON object
+Usage: ``python bench/serve.py`` (``--quick`` for a short run; ``--postgres
+postgresql+psycopg://postgres@127.0.0.1:5432/test`` to run the store on a fresh database of that
+PostgreSQL server instead of SQLite). The last line is one JSON object
 with ``events_per_s``, ``ratio_to_hst``, ``p50_ms``, ``p99_ms``, ``cold_start_s``, ``rss_mb``.
 """
 
@@ -43,7 +45,6 @@ import random
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -77,19 +78,52 @@ def hst_baseline(seconds: float) -> float:
     return n / (time.perf_counter() - t)
 
 
+def fresh_postgres(server_url: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``server_url``; its URL."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = f"opsradar_bench_{os.getpid()}"
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres(server_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, make_url, text
+
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def shard_checkpoints(url: str) -> list[str]:
+    """The detector shards' checkpoint keys in the store."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        keys = [r[0] for r in conn.execute(text("select key from checkpoints where key like 'detectors/shard-%'"))]
+    engine.dispose()
+    return sorted(keys)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int) -> Path:
+def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int, store_url: str) -> Path:
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     services = "\n".join(f"    probe{i}: {{jobs: [probe{i}]}}" for i in range(probes))
     services += "\n" + "\n".join(f"    load{j}: {{jobs: [load{j}]}}" for j in range(jobs))
     path = tmp / "opsradar.yaml"
     path.write_text(
-        f"store: {{url: 'sqlite:///{tmp}/state.db'}}\n"
+        f"store: {{url: '{store_url}'}}\n"
         f"api:\n  host: 127.0.0.1\n  port: {port}\n  tokens:\n    - {{name: bench, role: admin, sha256: {digest}}}\n"
         f"rules: {{paths: ['{ROOT / 'rules'}'], watch: false}}\n"
         "detectors: {warmup: 30, shards: 2, checkpoint_interval: 30s}\n"
@@ -377,6 +411,10 @@ def main() -> int:
     ap.add_argument("--hst-seconds", type=float, default=5.0)
     ap.add_argument("--profile", action="store_true", help="py-spy the replicas during the load")
     ap.add_argument("--quick", action="store_true", help="10 s of load, 10 probes")
+    ap.add_argument("--postgres", metavar="URL", default=None,
+                    help="run the store on PostgreSQL: a server URL (postgresql+psycopg://user@host:port/db) on "
+                         "which the bench creates a fresh database for the run and drops it after; default: "
+                         "a SQLite file in a temp dir")
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.probes, a.hst_seconds = 10.0, 8, 2.0
@@ -391,7 +429,8 @@ def main() -> int:
     slack.start()
     tmp = Path(tempfile.mkdtemp(prefix="opsradar-bench-"))
     port = free_port()
-    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs)
+    store_url = fresh_postgres(a.postgres) if a.postgres else f"sqlite:///{tmp}/state.db"
+    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs, store_url)
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BENCH_SLACK_TOKEN": "xoxb-bench", "RAY_USAGE_STATS_ENABLED": "0"}
     opsradar = Path(sys.executable).with_name("opsradar")
@@ -457,12 +496,13 @@ def main() -> int:
 
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=180)
-        with sqlite3.connect(tmp / "state.db") as db:
-            checkpoints = [r[0] for r in db.execute("select key from checkpoints where key like 'detectors/shard-%'")]
+        checkpoints = shard_checkpoints(store_url)
     finally:
         if proc.poll() is None:
             proc.kill()
         slack.stop()
+        if a.postgres:
+            drop_postgres(a.postgres, store_url)
 
     eps = result["stored"] / result["elapsed_s"]
     owner_eps = result["stored"] / (result["elapsed_s"] + catch_up)
@@ -480,6 +520,7 @@ def main() -> int:
         "slack_p50_ms": pct(list(slack_ms.values()), 0.5), "slack_p99_ms": pct(list(slack_ms.values()), 0.99),
         "slack_probes": len(slack_ms),
         "shutdown_rc": proc.returncode, "checkpoints": sorted(checkpoints),
+        "store": "postgresql" if a.postgres else "sqlite",
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 1),
         "cpu_us_per_event": cpu_us, "gc_us_per_event": gc_us,
     }
