@@ -20,7 +20,8 @@ What it measures, in one run:
 6. **CPU per event**: user + system CPU seconds of each process of ``opsradar run`` (by role:
    ingress, shards, owner, proxy, collectors, other Ray workers, Ray's own processes) over the load
    and the owner's catch-up, divided by the events stored; and the load client's own. Of that, the
-   time in CPython's garbage collector, by deployment (``opsradar_gc_seconds`` on ``/metrics``).
+   time in CPython's garbage collector, by deployment (``opsradar_gc_seconds`` on ``/metrics``). With
+   ``--postgres``, also the CPU of the local PostgreSQL server's processes, which share the cores.
 7. **Profile** (``--profile``): ``py-spy record`` on the Ingress, a detector shard, the Owner and
    the HTTP proxy during the load; prints each one's busiest frames.
 8. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
@@ -57,6 +58,7 @@ import httpx
 
 ROOT = Path(__file__).parents[1]
 TOKEN = "bench-operator-token"
+PG_ROLE = "postgresql server (local, not in opsradar run)"
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
@@ -181,6 +183,18 @@ def _tree(root: int) -> list[int]:
             out.append(p)
             todo += children.get(p, [])
     return out
+
+
+def postgres_cpu_s() -> float:
+    """User + system CPU seconds of this machine's PostgreSQL server processes so far (a local server
+    shares the cores; its backends live as long as the store's pooled connections)."""
+    total = 0.0
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{d}/comm").read_text().strip() == "postgres":
+                    total += _cpu_s(int(d))
+    return total
 
 
 def _rss_kib(pid: int) -> int:
@@ -462,6 +476,7 @@ def main() -> int:
             th.start()
         gc_before = gc_seconds(url)
         cpu_before, client_before = tree_cpu_s(proc.pid), time.process_time()
+        pg_before = postgres_cpu_s() if a.postgres else 0.0
         result = asyncio.run(load(url, events=a.events, seconds=a.seconds, batch=a.batch, concurrency=a.concurrency,
                                   jobs=a.jobs, probes=a.probes, noise=a.noise))
         # the owner handles what the ingress queued after answering: wait until it has caught up
@@ -476,6 +491,8 @@ def main() -> int:
         cpu_us = {role: round((cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, result["stored"]) * 1e6, 1)
                   for role in sorted(cpu_after)}
         cpu_us["load client (bench)"] = round(client_cpu / max(1, result["stored"]) * 1e6, 1)
+        if a.postgres:
+            cpu_us[PG_ROLE] = round((postgres_cpu_s() - pg_before) / max(1, result["stored"]) * 1e6, 1)
         if a.profile:
             th.join()
             tops = holder
@@ -536,7 +553,7 @@ def main() -> int:
     print(f"POST of a {a.batch}-event batch: p50 {figures['batch_p50_ms']} ms, p99 {figures['batch_p99_ms']} ms")
     print(f"RSS of the opsradar run process tree: {rss:,.0f} MB")
     print(f"shutdown on SIGINT: exit {proc.returncode}; checkpoints {sorted(checkpoints)}")
-    served = sum(v for k, v in cpu_us.items() if k != "load client (bench)")
+    served = sum(v for k, v in cpu_us.items() if k not in ("load client (bench)", PG_ROLE))
     print(f"CPU per event (load and catch-up, /proc user+system), {served:.0f} µs in opsradar run: "
           + ", ".join(f"{role} {us:.0f} µs" for role, us in sorted(cpu_us.items(), key=lambda kv: -kv[1])))
     print("of which in the garbage collector (opsradar_gc_seconds): "
