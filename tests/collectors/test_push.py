@@ -286,3 +286,15 @@ def test_the_fast_path_takes_common_bodies() -> None:
     assert events is not None
     assert len(events) == 2
     assert events[1].ts.isoformat() == "2026-03-02T08:30:00.250000+00:00"
+
+
+def test_duplicate_keys_mean_the_same_on_both_paths() -> None:
+    from opsradar.collectors.push import _all_valid, _validate
+
+    body = (b'[{"source": "a", "source": "b", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00Z",'
+            b' "entity": "job:x", "values": {"v": 1, "v": 2}}]')
+    fast = _all_valid(body, "application/json", 10)
+    reference, errors = _validate(0, json.loads(body)[0])  # json.loads keeps the last value too
+    assert not errors
+    assert fast == [reference]
+    assert (fast[0].source, fast[0].values) == ("b", {"v": 2.0})
