@@ -50,7 +50,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from opsradar.errors import OpsradarError
 from opsradar.models import _ENTITY_TYPES as ENTITY_TYPES
-from opsradar.models import Event, UtcDatetime
+from opsradar.models import Event, UtcDatetime, attrs_too_deep
 from opsradar.store import Store
 
 __all__ = [
@@ -218,6 +218,8 @@ def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
             doc = json.loads(text)
         except ValueError as exc:
             raise PushFormatError(f"the body is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise PushFormatError(_TOO_DEEP) from None
         if isinstance(doc, dict):
             return [(doc, None)]
         if not isinstance(doc, list):
@@ -229,7 +231,12 @@ def _items(body: bytes, content_type: str) -> list[tuple[Any, str | None]]:
             out.append((json.loads(line), None))
         except ValueError as exc:
             out.append((None, f"line {n} is not valid JSON: {exc}"))
+        except RecursionError:
+            out.append((None, f"line {n}: {_TOO_DEEP}"))
     return out
+
+
+_TOO_DEEP = "the JSON is nested too deeply (keep attrs to a few levels)"
 
 
 class _FastItem(msgspec.Struct, forbid_unknown_fields=True):
@@ -274,7 +281,7 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
             pushed = _FAST_BATCH.decode(body)
         else:  # one JSON object
             return None
-    except (msgspec.ValidationError, msgspec.DecodeError, ValueError):  # the item-by-item path says why
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError):  # the item-by-item path says why
         return None
     if len(pushed) > max_items:
         return None
@@ -288,6 +295,8 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
             for v in values.values():
                 if v - v != 0.0:  # inf (1e999): Event refuses it with a message the slow path gives
                     return None
+            if pe.attrs and attrs_too_deep(pe.attrs):  # Event refuses them with a message the slow path gives
+                return None
             if pe.id is not None:
                 eid = pe.id
             elif pe.native_id is not None:

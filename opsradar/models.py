@@ -54,6 +54,30 @@ _ENTITY_TYPES = ("service", "repo", "job", "project", "index", "host", "user")
 _ALL_EVENT_FIELDS = frozenset({"id", "source", "kind", "ts", "entity", "labels", "values", "attrs"})
 
 
+#: How deep an event's ``attrs`` may nest (the attrs object itself is level 1). Deeper documents
+#: could not be stored: pydantic's JSON serializer stops at ~255 levels, the pickler between
+#: deployments at a few hundred.
+MAX_ATTRS_DEPTH = 64
+
+
+def attrs_too_deep(attrs: dict[str, Any], limit: int = MAX_ATTRS_DEPTH) -> bool:
+    """Whether ``attrs`` nests dicts and lists more than ``limit`` levels deep (without recursion).
+
+    >>> attrs_too_deep({"a": [{"b": 1}]}, limit=3), attrs_too_deep({"a": [{"b": [1]}]}, limit=3)
+    (False, True)
+    """
+    stack: list[tuple[Any, int]] = [(attrs, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        for child in children:
+            if isinstance(child, dict | list | tuple):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
@@ -100,6 +124,13 @@ class Event(BaseModel):
         for key, val in v.items():
             if val != val or val in (float("inf"), float("-inf")):
                 raise ValueError(f"values.{key} must be a finite number, got {val!r}")
+        return v
+
+    @field_validator("attrs")
+    @classmethod
+    def _bounded_attrs(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if attrs_too_deep(v):
+            raise ValueError(f"nested more than {MAX_ATTRS_DEPTH} levels deep; flatten them")
         return v
 
     @staticmethod

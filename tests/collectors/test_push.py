@@ -298,3 +298,39 @@ def test_duplicate_keys_mean_the_same_on_both_paths() -> None:
     assert not errors
     assert fast == [reference]
     assert (fast[0].source, fast[0].values) == ("b", {"v": 2.0})
+
+
+def test_json_nested_too_deeply_is_a_clear_error_not_a_crash() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    item = ('{"source": "s", "native_id": "1", "kind": "build", "ts": "2026-03-02T09:30:00Z", "entity": "job:x", '
+            '"attrs": {"a": ' + deep + "}}")
+    with pytest.raises(PushFormatError, match="nested too deeply"):
+        parse_batch(f"[{item}]".encode(), "application/json", max_bytes=10**7, max_items=10)
+    good = '{"source": "s", "native_id": "2", "kind": "build", "ts": "2026-03-02T09:30:00Z", "entity": "job:x"}'
+    result = parse_batch(f"{item}\n{good}".encode(), "application/x-ndjson", max_bytes=10**7, max_items=10)
+    assert [e.id for e in result.events] == [Event.make_id("s", "2")]  # the other line is still accepted
+    assert [str(e) for e in result.errors] == ["[0] line 1: the JSON is nested too deeply (keep attrs to a few levels)"]
+
+
+def test_attrs_nested_deeper_than_the_store_can_write_are_refused_by_both_paths() -> None:
+    from opsradar.collectors.push import _all_valid
+    from opsradar.models import MAX_ATTRS_DEPTH
+    from opsradar.serving.app import pack_events, unpack
+
+    def item(levels: int) -> str:  # attrs nesting ``levels`` deep, attrs itself included
+        inner = "[" * (levels - 1) + "]" * (levels - 1)
+        return ('{"source": "s", "native_id": "' + str(levels) + '", "kind": "build", "ts": "2026-03-02T09:30:00Z",'
+                ' "entity": "job:x", "attrs": {"a": ' + inner + "}}")
+
+    deepest = f"[{item(MAX_ATTRS_DEPTH)}]".encode()
+    events = _all_valid(deepest, "application/json", 10)
+    assert events is not None
+    assert len(events) == 1
+    assert json.loads(events[0].model_dump_json())["attrs"]  # it can be stored
+    assert unpack(pack_events(events)) == events  # and handed to the shards
+
+    too_deep = f"[{item(MAX_ATTRS_DEPTH + 1)}]".encode()
+    assert _all_valid(too_deep, "application/json", 10) is None
+    result = parse_batch(too_deep, "application/json", max_bytes=100_000, max_items=10)
+    assert result.events == []
+    assert [str(e) for e in result.errors] == [f"[0] attrs: nested more than {MAX_ATTRS_DEPTH} levels deep; flatten them"]
