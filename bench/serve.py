@@ -80,26 +80,30 @@ def hst_baseline(seconds: float) -> float:
     return n / (time.perf_counter() - t)
 
 
-def fresh_postgres(server_url: str) -> str:
-    """A new, empty database on the PostgreSQL server of ``server_url``; its URL."""
-    from sqlalchemy import create_engine, make_url, text
+def _postgres_admin(server_url: str, *statements: str) -> None:
+    """Run ``statements`` outside a transaction (CREATE/DROP DATABASE) on the server of ``server_url``."""
+    from sqlalchemy import create_engine, text
 
-    name = f"opsradar_bench_{os.getpid()}"
     engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        for sql in statements:
+            conn.execute(text(sql))
     engine.dispose()
+
+
+def fresh_postgres(server_url: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``server_url``; its URL."""
+    from sqlalchemy import make_url
+
+    name = f"opsradar_bench_{os.getpid()}"
+    _postgres_admin(server_url, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres(server_url: str, url: str) -> None:
-    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy import make_url
 
-    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    engine.dispose()
+    _postgres_admin(server_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def shard_checkpoints(url: str) -> list[str]:

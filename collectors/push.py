@@ -15,7 +15,8 @@ a batch of one) or NDJSON, one object per line (``application/x-ndjson``). Each 
                                                  repo, job, project, index, host, user
       "labels":    {"env": "prod"},              optional; string → string
       "values":    {"duration_s": 42.5},         optional; string → finite number
-      "attrs":     {"anything": ["json"]}        optional; any JSON object
+      "attrs":     {"anything": ["json"]}        optional; any JSON object, at most 64
+                                                 levels deep (MAX_ATTRS_DEPTH)
     }
 
 :func:`parse_batch` validates every item on its own: a malformed item gets its own error (its

@@ -202,7 +202,7 @@ def events_to_plain(events: list[Event]) -> PlainEvents:
 
     Pickling the events themselves calls ``Event.__reduce__`` once per event, and unpickling
     ``Event.trusted``; this is one comprehension each way, about twice as fast for a batch, with the
-    same events back (``tests/test_models.py``).
+    same events back (``tests/collectors/test_push.py``).
     """
     full = len(_ALL_EVENT_FIELDS)
     partial = {i: frozenset(e.__pydantic_fields_set__) for i, e in enumerate(events)

@@ -15,10 +15,11 @@ is refitted at most once per ``min_interval`` of wall-clock time when its window
 sake (every ``refit_every`` rows); when ADWIN saw its scores drift, sooner, but at most once per
 ``min(min_interval, DRIFT_MIN_INTERVAL_S)``. A group without a champion is fitted as soon as it has
 enough rows. A refit that must wait stays due: it is taken, on the then-current window, once its
-time comes. A group is never handed out again while its last refit runs (until :meth:`ShardRefits.finished`):
-without that, a group with no champion yet was handed out again on every round until its first fit
-came back, and a busy shard queued a dozen refits of one group behind a worker's start-up. (Unpaced, a busy group asked for a refit every ``refit_every`` rows: at 1,000 events/s
-that was a refit every half second, and the refit tasks took more CPU than detection itself.)
+time comes. A group is never handed out again while its last refit runs (until
+:meth:`ShardRefits.finished`): without that, a group with no champion yet was handed out again on
+every round until its first fit came back, and a busy shard queued a dozen refits of one group behind
+a worker's start-up. (Unpaced, a busy group asked for a refit every ``refit_every`` rows: at 1,000
+events/s that was a refit every half second, and the refit tasks took more CPU than detection itself.)
 
 >>> import random, tempfile
 >>> from opsradar.store import Store

@@ -2,10 +2,10 @@
 
 Every ingest stores its events before anything else happens to them, and answers only once they
 are committed. Ingests that arrive while a transaction is running wait for it and are then stored
-together, in one transaction (one writer task, which runs each transaction in a worker thread). A SQLite transaction rewrites every index page
-it touches, and concurrent batches touch many of the same pages (the tail of the time index, the
-entity index's pages), so one transaction for several batches costs less per event than one per
-batch (``bench/store_insert.py``: 43 µs of CPU per event at batches of 500, 33 at 2,000, at
+together, in one transaction (one writer task, which runs each transaction in a worker thread). A
+SQLite transaction rewrites every index page it touches, and concurrent batches touch many of the
+same pages (the tail of the time index, the entity index's pages), so one transaction for several
+batches costs less per event than one per batch (``bench/store_insert.py``: 43 µs of CPU per event at batches of 500, 33 at 2,000, at
 400,000 events).
 
 What each ingest learns is what it would have learned alone, in arrival order: an event id is new
