@@ -12,7 +12,7 @@ of it that is opsradar's own code, stage by stage, on the same load (batches of 
 - ``owner``: ``Pipeline.handle`` (rules, correlation, notification outbox; ranking asynchronous).
 
 Usage: ``python bench/ingest_stages.py`` (``--batches 60 --batch 500``; ``--gc off`` to see what is
-left without the cyclic garbage collector). The last line is one JSON
+left without the cyclic garbage collector, ``--gc default`` for CPython's default thresholds). The last line is one JSON
 object with microseconds of CPU per event by stage and their total.
 """
 
@@ -38,9 +38,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--format", choices=("array", "ndjson"), default="array", help="how each batch is posted")
-    ap.add_argument("--gc", choices=("default", "off"), default="default",
-                    help="CPython's collector as the serving processes run it, or off (the difference is the "
-                         "collector's share)")
+    ap.add_argument("--gc", choices=("serving", "default", "off"), default="serving",
+                    help="CPython's collector as the serving deployments run it (serving.metrics.GC_THRESHOLDS), "
+                         "with CPython's default thresholds, or off (the difference is the collector's share)")
     a = ap.parse_args()
 
     from opsradar.collectors.push import parse_batch
@@ -67,6 +67,10 @@ def main() -> int:
     warm = max(1, a.batches // 6)  # streams warm up first, as under a sustained load
     if a.gc == "off":
         gc.disable()
+    elif a.gc == "serving":
+        from opsradar.serving.metrics import GC_THRESHOLDS
+
+        gc.set_threshold(*GC_THRESHOLDS)
     events = 0
     for k, body in enumerate(bodies):
         t = time.process_time()

@@ -42,6 +42,7 @@ A body larger than ``max_bytes`` or with more than ``max_items`` items raises
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -246,18 +247,23 @@ class _FastItem(msgspec.Struct, forbid_unknown_fields=True):
     Python's ``$`` also matches before a final newline and pydantic's does not). What it refuses, the
     item-by-item path judges."""
 
-    source: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+\Z")]
-    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*\Z")]
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]  # and _SOURCE, checked in _all_valid
+    kind: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]  # and _KIND
     ts: Annotated[str, msgspec.Meta(
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})\Z")]
-    entity: Annotated[str, msgspec.Meta(min_length=3, max_length=256,
-                                        pattern=rf"^(?:{'|'.join(ENTITY_TYPES)}):[\s\S]")]
+    entity: Annotated[str, msgspec.Meta(min_length=3, max_length=256)]  # and _ENTITY
     native_id: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     values: dict[str, float] = msgspec.field(default_factory=dict)
     attrs: dict[str, Any] = msgspec.field(default_factory=dict)
 
+
+# The patterns of source, kind and entity, which repeat within a batch: each distinct value is
+# matched once per batch (as msgspec would match it: ``search``), not once per item.
+_SOURCE = re.compile(r"^[A-Za-z0-9_.\-]+\Z").search
+_KIND = re.compile(r"^[a-z][a-z0-9_]*\Z").search
+_ENTITY = re.compile(rf"^(?:{'|'.join(ENTITY_TYPES)}):[\s\S]").search
 
 _FAST_BATCH = msgspec.json.Decoder(list[_FastItem])
 _FAST_ITEM = msgspec.json.Decoder(_FastItem)
@@ -288,10 +294,28 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
         return None
     events: list[Event] = []
     trusted, make_id, parse_ts, utc = Event.trusted, Event.make_id, datetime.fromisoformat, UTC
-    strings: dict[str, str] = {}
-    same = strings.setdefault
+    # each distinct source, kind and entity: checked once, then one string object for all its items
+    # (as pydantic's string cache gives): the blobs to the shards memoise them instead of repeating
+    sources: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    entities: dict[str, str] = {}
     try:
         for pe in pushed:
+            source = sources.get(pe.source)
+            if source is None:
+                if not _SOURCE(pe.source):
+                    return None
+                source = sources[pe.source] = pe.source
+            kind = kinds.get(pe.kind)
+            if kind is None:
+                if not _KIND(pe.kind):
+                    return None
+                kind = kinds[pe.kind] = pe.kind
+            entity = entities.get(pe.entity)
+            if entity is None:
+                if not _ENTITY(pe.entity):
+                    return None
+                entity = entities[pe.entity] = pe.entity
             values = pe.values
             for v in values.values():
                 if v - v != 0.0:  # inf (1e999): Event refuses it with a message the slow path gives
@@ -301,16 +325,13 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
             if pe.id is not None:
                 eid = pe.id
             elif pe.native_id is not None:
-                eid = make_id(pe.source, pe.native_id)
+                eid = make_id(source, pe.native_id)
             else:
                 return None
             ts = parse_ts(pe.ts)
             if ts.tzinfo is not utc:
                 ts = ts.astimezone(utc)
-            # one string object per distinct source, kind and entity of the batch (as pydantic's
-            # string cache gives): the blobs to the shards memoise them instead of repeating them
-            events.append(trusted(eid, same(pe.source, pe.source), same(pe.kind, pe.kind), ts,
-                                  same(pe.entity, pe.entity), pe.labels, values, pe.attrs))
+            events.append(trusted(eid, source, kind, ts, entity, pe.labels, values, pe.attrs))
     except ValueError:  # a time that matches the pattern but is not one (month 13, offset 24:00)
         return None
     return events

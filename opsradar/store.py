@@ -35,7 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from opsradar import schema as t
 from opsradar.errors import StoreError
-from opsradar.models import Event, utcnow
+from opsradar.models import Event, event_json, utcnow
 
 __all__ = ["Store", "redact_url"]
 
@@ -191,9 +191,9 @@ class Store:
         """One ``INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`` of many rows; the ids stored.
 
         The statement is written out and its parameters are given in the driver's form (the JSON
-        text from pydantic's serializer; on SQLite the timestamps as SQLAlchemy's ``DateTime``
-        stores them), which skips SQLAlchemy's per-value processing of the same row through
-        ``t.events``: the stored rows are the same (``tests/test_store.py`` compares them).
+        text of :func:`~opsradar.models.event_json`; on SQLite the timestamps as SQLAlchemy's
+        ``DateTime`` stores them), which skips SQLAlchemy's per-value processing of the same row
+        through ``t.events``: the stored rows are the same (``tests/test_store.py`` compares them).
         """
         stamp: Callable[[datetime], datetime | str]
         if self.dialect == "sqlite":
@@ -203,7 +203,7 @@ class Store:
         sql = (f"INSERT INTO events (id, source, kind, ts, entity, doc, ingested_at) VALUES {', '.join([row] * len(batch))}"
                " ON CONFLICT (id) DO NOTHING RETURNING id")
         at = stamp(now)
-        params = tuple(v for e in batch for v in (e.id, e.source, e.kind, stamp(e.ts), e.entity, e.model_dump_json(), at))
+        params = tuple(v for e in batch for v in (e.id, e.source, e.kind, stamp(e.ts), e.entity, event_json(e), at))
         return [r[0] for r in conn.exec_driver_sql(sql, params)]
 
     def _write_cursor(self, conn: Connection, source: str, value: Any) -> None:

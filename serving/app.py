@@ -30,16 +30,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import UTC
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from opsradar.config import Config, load_config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import Anomaly, Event, events_from_plain, events_to_plain
+from opsradar.models import Anomaly, Event, events_from_plain, events_to_plain, json_native
 from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
 from opsradar.serving.operations import Unavailable
 from opsradar.serving.ownerfeed import OwnerFeed
@@ -223,18 +225,34 @@ def pack(items: Sequence[Event] | Sequence[Anomaly]) -> bytes:
 
 
 _EVENTS_BLOB = "opsradar.events/1"
+_EVENTS_MSGPACK = b"OREM"  # a msgpack events blob starts so (a pickle starts with b"\\x80")
+_MSGPACK_ENCODER = msgspec.msgpack.Encoder()
+_MSGPACK_DECODER = msgspec.msgpack.Decoder()
 
 
 def pack_events(events: Sequence[Event]) -> bytes:
-    """Events as one blob, in plain containers (:func:`~opsradar.models.events_to_plain`): about
-    twice as fast both ways as :func:`pack` of the same events. :func:`unpack` reads either."""
-    return pickle.dumps((_EVENTS_BLOB, events_to_plain(list(events))), protocol=pickle.HIGHEST_PROTOCOL)
+    """Events as one blob, in plain containers (:func:`~opsradar.models.events_to_plain`).
+
+    When every event's time is in UTC and its attrs are :func:`~opsradar.models.json_native` (all
+    pushed events), the blob is msgpack: about ten times cheaper to write than a pickle and as cheap
+    to read, with equal events back. Otherwise it is a pickle, which keeps any attrs' types. Both
+    are about twice as fast both ways as :func:`pack` of the same events. :func:`unpack` reads all.
+    """
+    items = list(events)
+    states, partial = events_to_plain(items)
+    utc = UTC
+    if all(d["ts"].tzinfo is utc and (not d["attrs"] or json_native(d["attrs"])) for d in states):
+        return _EVENTS_MSGPACK + _MSGPACK_ENCODER.encode((states, [[i, sorted(f)] for i, f in partial.items()]))
+    return pickle.dumps((_EVENTS_BLOB, (states, partial)), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def unpack(payload: bytes | Sequence[Any]) -> list[Any]:
     """The list a :func:`pack` or :func:`pack_events` blob holds, or the events of a list of
     :func:`pack_events` blobs, concatenated; a list of models or documents is returned as it is."""
     if isinstance(payload, bytes | bytearray | memoryview):
+        if payload[:4] == _EVENTS_MSGPACK:
+            states, partial = _MSGPACK_DECODER.decode(memoryview(payload)[4:])
+            return events_from_plain((states, {i: frozenset(f) for i, f in partial}))
         obj = pickle.loads(payload)  # noqa: S301 - our own deployments' blob
         if type(obj) is tuple and len(obj) == 2 and obj[0] == _EVENTS_BLOB:
             return events_from_plain(obj[1])
