@@ -123,7 +123,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int, store_url: str) -> Path:
+def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int, store_url: str, shards: int = 2) -> Path:
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     services = "\n".join(f"    probe{i}: {{jobs: [probe{i}]}}" for i in range(probes))
     services += "\n" + "\n".join(f"    load{j}: {{jobs: [load{j}]}}" for j in range(jobs))
@@ -132,7 +132,7 @@ def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int, s
         f"store: {{url: '{store_url}'}}\n"
         f"api:\n  host: 127.0.0.1\n  port: {port}\n  tokens:\n    - {{name: bench, role: admin, sha256: {digest}}}\n"
         f"rules: {{paths: ['{ROOT / 'rules'}'], watch: false}}\n"
-        "detectors: {warmup: 30, shards: 2, checkpoint_interval: 30s}\n"
+        f"detectors: {{warmup: 30, shards: {shards}, checkpoint_interval: 30s}}\n"
         f"slack: {{enabled: true, base_url: '{slack_url}/api/', token_env: BENCH_SLACK_TOKEN}}\n"
         f"entities:\n  services:\n{services}\n"
     )
@@ -423,6 +423,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=200, help="streams of the load")
+    ap.add_argument("--shards", type=int, default=2, help="detector shards (detectors.shards)")
     ap.add_argument("--probes", type=int, default=20)
     ap.add_argument("--noise", type=float, default=8.0,
                     help="std-dev of the load's build durations (s); 0 makes the load anomaly-free")
@@ -448,7 +449,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="opsradar-bench-"))
     port = free_port()
     store_url = fresh_postgres(a.postgres) if a.postgres else f"sqlite:///{tmp}/state.db"
-    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs, store_url)
+    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs, store_url, a.shards)
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BENCH_SLACK_TOKEN": "xoxb-bench", "RAY_USAGE_STATS_ENABLED": "0"}
     opsradar = Path(sys.executable).with_name("opsradar")
@@ -535,7 +536,7 @@ def main() -> int:
         "p50_ms": pct(result["probe_ms"], 0.5), "p99_ms": pct(result["probe_ms"], 0.99),
         "cold_start_s": round(cold, 1), "rss_mb": round(rss, 1),
         "hst_events_per_s": round(hst, 1), "events": result["stored"], "elapsed_s": round(result["elapsed_s"], 1),
-        "batch": a.batch, "concurrency": a.concurrency, "streams": a.jobs, "noise": a.noise,
+        "batch": a.batch, "concurrency": a.concurrency, "shards": a.shards, "streams": a.jobs, "noise": a.noise,
         "batch_p50_ms": pct(result["batch_ms"], 0.5), "batch_p99_ms": pct(result["batch_ms"], 0.99),
         "probes": len(result["probe_ms"]),
         "slack_p50_ms": pct(list(slack_ms.values()), 0.5), "slack_p99_ms": pct(list(slack_ms.values()), 0.99),

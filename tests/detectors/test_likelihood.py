@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 import random
 
+import pytest
+
 from opsradar.detectors.likelihood import AnomalyLikelihood, log_score
 
 
@@ -43,3 +45,19 @@ def test_one_sided_ignores_low_scores() -> None:
         one.update(0.5 + (i % 3) / 100)
     assert two.score(0.0) > 0.5
     assert one.score(0.0) < 0.01
+
+
+def test_the_fit_over_a_full_history_is_the_plain_two_pass_mean_and_variance() -> None:
+    import math
+
+    rng = random.Random(3)
+    cal = AnomalyLikelihood(learning_period=10, estimation_samples=10, historic_window=500, reestimation_period=50)
+    for _ in range(1_000):  # the ring buffer wraps
+        cal.update(rng.uniform(0.0, 0.3))
+    h = list(cal.history)
+    assert len(h) == 500
+    cal._fit()
+    m = sum(h) / len(h)
+    std = math.sqrt(sum((v - m) ** 2 for v in h) / len(h))
+    assert cal.mean == pytest.approx(m, rel=1e-12)
+    assert cal.std == pytest.approx(std, rel=1e-12)
