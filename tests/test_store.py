@@ -62,6 +62,30 @@ def test_batches_larger_than_one_statement_are_stored_once(store: Store) -> None
     assert store.count_events() == 1203
 
 
+def test_ids_another_writer_stores_between_the_look_up_and_the_insert_are_not_claimed_twice(tmp_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from sqlalchemy import event
+
+    caplog.set_level(logging.INFO, logger="opsradar.store")
+
+    ours, other = Store(f"sqlite:///{tmp_path}/state.db"), Store(f"sqlite:///{tmp_path}/state.db")
+    events = [make_event(i) for i in range(5)]
+    meanwhile: list[list[str]] = []
+
+    @event.listens_for(ours.engine, "before_cursor_execute")
+    def _other_writer(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if executemany and statement.startswith("INSERT INTO events") and not meanwhile:
+            meanwhile.append([e.id for e in other.add_events([events[2], make_event(7)])])
+
+    new = ours.add_events(events)
+    assert meanwhile == [[events[2].id, make_event(7).id]]  # the other writer stored one of ours first
+    assert "another writer stored some of these 5 events meanwhile" in caplog.text  # rolled back, done again
+    assert [e.id for e in new] == [e.id for i, e in enumerate(events) if i != 2]  # so ours is not new
+    assert ours.count_events() == 6
+    assert ours.add_events(events) == []
+
+
 def test_duplicates_within_one_batch_are_stored_once(store: Store) -> None:
     e = make_event(1)
     assert len(store.add_events([e, e, e])) == 1
