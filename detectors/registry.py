@@ -39,6 +39,7 @@ former champion, the target of a rollback), ``rejected``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["Decision", "ModelRegistry", "group_of", "in_group"]
 
 
+@functools.lru_cache(maxsize=65_536)  # per event in the shards; stream keys repeat
 def group_of(stream_key: str, depth: int = 2) -> str:
     """The stream group of a stream key: its first ``depth`` parts and a wildcard.
 

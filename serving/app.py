@@ -24,12 +24,12 @@ config_path=opsradar.yaml`` or the ``import_path`` of ``deploy/serve_config.yaml
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import pickle
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC
 from operator import attrgetter
 from typing import Any
@@ -270,19 +270,30 @@ def _set_log_level(user_config: dict[str, Any]) -> None:
 
 
 class _Seen:
-    """A bounded set of recently seen ids (the owner ignores events and anomalies sent twice)."""
+    """A bounded set of recently seen ids (the owner ignores events and anomalies sent twice).
+
+    After each call it holds at most ``cap`` ids, the newest: past ``cap``, the oldest are
+    forgotten down to nine tenths of it, so that trims are rare."""
 
     def __init__(self, cap: int = 500_000) -> None:
         self.cap = cap
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: dict[str, None] = {}  # insertion-ordered
 
-    def first_time(self, key: str) -> bool:
-        if key in self._ids:
-            return False
-        self._ids[key] = None
-        if len(self._ids) > self.cap:
-            self._ids.popitem(last=False)
-        return True
+    def fresh(self, keys: Iterable[str]) -> list[bool]:
+        """For each key, whether it was not seen before (keys are then seen, a repeat within
+        ``keys`` included)."""
+        ids = self._ids
+        out = []
+        for k in keys:
+            if k in ids:
+                out.append(False)
+            else:
+                ids[k] = None
+                out.append(True)
+        if len(ids) > self.cap:
+            for k in list(itertools.islice(ids, len(ids) - self.cap + self.cap // 10)):
+                del ids[k]
+        return out
 
 
 def _id_of(item: Event | Anomaly | dict[str, Any]) -> str:
@@ -343,10 +354,11 @@ class Owner:
         (a shard's replay after a restart may send some again). Models (from the ingress and the
         shards, or blobs of them: :func:`unpack`) are trusted as they are; documents are validated."""
         before = self.pipeline.stats.alerts
-        evs = [e if isinstance(e, Event) else Event.model_validate(e) for e in unpack(events)
-               if self._events.first_time(_id_of(e))]
-        anoms = [a if isinstance(a, Anomaly) else Anomaly.model_validate(a) for a in unpack(anomalies)
-                 if self._anomalies.first_time(_id_of(a))]
+        items, found = unpack(events), unpack(anomalies)
+        evs = [e if isinstance(e, Event) else Event.model_validate(e)
+               for e, new in zip(items, self._events.fresh(map(_id_of, items)), strict=True) if new]
+        anoms = [a if isinstance(a, Anomaly) else Anomaly.model_validate(a)
+                 for a, new in zip(found, self._anomalies.fresh(map(_id_of, found)), strict=True) if new]
         if evs or anoms:
             self.pipeline.handle(evs, anoms)
         return {"alerts": self.pipeline.stats.alerts - before}

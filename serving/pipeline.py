@@ -267,11 +267,13 @@ class Pipeline:
             for source, n in Counter(map(_SOURCE, events)).items():  # per batch: a labelled counter costs per call
                 self.metrics.record("events", source=source, n=n)
             self.stats.events += len(events)
+            on_event = self.rules.engine.on_event
             for e in sorted(events, key=_BY_TIME):
                 self._advance(e.ts)
-                for a in by_event.pop(e.id, []):
-                    self._on_anomaly(a)
-                for alert in self.rules.engine.on_event(e):
+                if by_event:
+                    for a in by_event.pop(e.id, ()):
+                        self._on_anomaly(a)
+                for alert in on_event(e):
                     self._on_alert(alert, e.ts)
             for a in loose + [a for rest in by_event.values() for a in rest]:
                 self._advance(a.ts)

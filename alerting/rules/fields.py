@@ -51,22 +51,24 @@ def event_fields(event: Event, graph: EntityGraph | None = None, *,
     ``services``: a memo of ``graph.service_of`` by entity kept by the caller (the graph's answers
     never change; its own cache sits behind a slower attribute lookup).
     """
+    entity = event.entity
+    entity_type, _, entity_name = entity.partition(":")
     out = {
-        "id": event.id, "source": event.source, "kind": event.kind, "entity": event.entity,
-        "entity_type": event.entity_type, "entity_name": event.entity_name,
+        "id": event.id, "source": event.source, "kind": event.kind, "entity": entity,
+        "entity_type": entity_type, "entity_name": entity_name,
     }
     service = event.labels.get("service")
     if not service and graph is not None:
         if services is None:
-            service = graph.service_of(event.entity)
+            service = graph.service_of(entity)
         else:
-            service = services.get(event.entity, _UNKNOWN)
+            service = services.get(entity, _UNKNOWN)
             if service is _UNKNOWN:
                 if len(services) >= 100_000:
                     services.clear()
-                service = services[event.entity] = graph.service_of(event.entity)
-    if service is None and event.entity_type == "service":
-        service = event.entity_name
+                service = services[entity] = graph.service_of(entity)
+    if service is None and entity_type == "service":
+        service = entity_name
     if service:
         out["service"] = service
     for k, v in event.labels.items():
