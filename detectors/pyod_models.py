@@ -234,6 +234,9 @@ class FittedModel:
                 warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
                 fitted.skew_signs = np.sign(np.nan_to_num(skew(x, axis=0)))
             scores = np.sort(fitted.raw_scores(x))
+            # scored from the columns alone: without PyOD's object (which holds the whole window
+            # again), the registered blob is smaller and a shard that loads it never imports PyOD
+            fitted.model = None
         else:
             scores = np.sort(np.asarray(model.decision_scores_, dtype=float))
         if len(scores) > 1024:
@@ -348,7 +351,10 @@ class Refitter:
 
     def __init__(self, algorithm: str = "ecod", params: dict[str, Any] | None = None, *, window: int = 1024,
                  min_rows: int = 64, holdout_fraction: float = 0.2, seed: int = 0) -> None:
-        make_model(algorithm, params)  # fail early on an unknown algorithm or bad parameters
+        if algorithm not in ALGORITHMS:
+            make_model(algorithm, params)  # the error names the known algorithms
+        if params:  # fail early on bad parameters (the defaults need no check, nor PyOD's import here)
+            make_model(algorithm, params)
         if min_rows < 8:
             raise ValueError(f"min_rows must be at least 8, got {min_rows!r}")
         if not 0 < holdout_fraction < 0.5:

@@ -27,12 +27,49 @@ def rows_with_ts(n: int, seed: int = 0) -> list[tuple[datetime | None, dict[str,
 
 
 def test_ecod_fast_path_matches_pyod_row_by_row() -> None:
+    from pyod.models.ecod import ECOD
+
     rng = random.Random(1)
-    model = FittedModel.fit("ecod", {}, [normal_row(rng) for _ in range(300)])
+    train = [normal_row(rng) for _ in range(300)]
+    model = FittedModel.fit("ecod", {}, train)
+    reference = ECOD().fit(matrix(train, model.features))
     queries = [normal_row(rng) for _ in range(20)] + [{"duration_s": 400.0, "count": 2.0, "errors": 3.0}]
     ours = model.ecod_scores(matrix(queries, model.features), extend=False)
-    pyod = [float(model.model.decision_function(matrix([q], model.features))[0]) for q in queries]
+    pyod = [float(reference.decision_function(matrix([q], model.features))[0]) for q in queries]
     np.testing.assert_allclose(ours, pyod, rtol=1e-9)
+
+
+def test_a_fitted_ecod_keeps_no_pyod_object_and_a_shard_never_imports_pyod() -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    rng = random.Random(1)
+    model = FittedModel.fit("ecod", {}, [normal_row(rng) for _ in range(300)])
+    assert model.model is None
+    assert b"pyod.models" not in pickle.dumps(model)  # the registered blob: columns and scales only
+    # a shard's path in a fresh interpreter: learn, take a refit (fitted elsewhere), swap it in, judge
+    script = '''
+import random, sys, tempfile
+from opsradar.serving.refits import ShardRefits, refit_job
+from opsradar.store import Store
+store = Store(f"sqlite:///{tempfile.mkdtemp()}/state.db")
+refits = ShardRefits(store, window=64, refit_every=64)
+rng = random.Random(0)
+for i in range(70):
+    refits.learn("jenkins|build|job:a", {"duration_s": rng.gauss(60, 5)})
+jobs = refits.take_due()
+assert "pyod" not in sys.modules, "learning imported PyOD"
+refit_job(store.url, jobs[0][0], jobs[0][1], refits.spec())  # the refit task (a Ray worker in serving)
+for name in [m for m in sys.modules if m == "pyod" or m.startswith("pyod.")]:
+    del sys.modules[name]
+refits.finished(jobs[0][0])
+assert refits.sync() == ["jenkins|build|*"]
+assert refits.judge("jenkins|build|job:b", {"duration_s": 600.0}) is not None
+assert "pyod" not in sys.modules, "loading or scoring the champion imported PyOD"
+'''
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_ecod_keeps_ranking_beyond_the_training_range() -> None:
