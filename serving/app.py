@@ -85,7 +85,7 @@ class DetectorShard:
         _setup_logging()
         import ray
 
-        from opsradar.serving.refits import ShardRefits, refit_job
+        from opsradar.serving.refits import ShardRefits, refit_job, warm_refit_worker
         from opsradar.serving.shardstate import ShardState
 
         self.args = AppArgs.model_validate(args)
@@ -96,6 +96,9 @@ class DetectorShard:
                                    min_interval=cfg.detectors.refit_interval.total_seconds())
                        if self.args.pyod else None)
         self._refit_task = ray.remote(num_cpus=1, max_retries=1)(refit_job)
+        # a refit worker imports and runs the fit path now, while the application is idle (not awaited)
+        self._warmed = (ray.remote(num_cpus=1, max_retries=0)(warm_refit_worker).remote(self.refits.spec())
+                        if self.refits is not None else None)
         self._refits_running: dict[Any, str] = {}  # ObjectRef -> group
         self.state = ShardState(shard, shards, self.store, cfg.detectors, cfg.entities, refits=self.refits)
         self.shard, self.owner = shard, owner

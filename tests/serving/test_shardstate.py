@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from opsradar.config import DetectorsConfig
 from opsradar.models import Event
 from opsradar.serving.pipeline import LocalDetectors
@@ -243,3 +245,17 @@ def test_a_failed_refit_lets_its_group_be_handed_out_again(tmp_path) -> None:  #
     refits.finished(group)  # the task failed: no version came of it
     [(again, rows)] = refits.take_due()
     assert (again, len(rows)) == (group, 64)
+
+
+def test_warming_a_refit_worker_runs_the_fit_path_of_the_shard_spec(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from opsradar.serving.refits import ShardRefits, warm_refit_worker
+    from opsradar.store import Store
+
+    refits = ShardRefits(Store(f"sqlite:///{tmp_path}/state.db"), window=256, refit_every=64)
+    assert warm_refit_worker(refits.spec()) > 0.0
+    assert "pyod.models.ecod" in sys.modules  # what the worker's first real refit would import
+    bad = {**refits.spec(), "algorithm": "nope"}
+    with pytest.raises(ValueError, match="unknown PyOD algorithm"):
+        warm_refit_worker(bad)
