@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from opsradar import __version__
-from opsradar.config import EntityGraph
+from opsradar.config import Config, EntityGraph
 from opsradar.serving.auth import Forbidden, Principal, TokenAuth, Unauthorized
 from opsradar.serving.metrics import INGEST_EVENTS, INGEST_SECONDS
 from opsradar.serving.operations import Operations, Unavailable
@@ -70,6 +70,22 @@ class SilenceBody(BaseModel):
     ends_at: datetime | None = None
     duration: str | None = Field(default=None, description="instead of ends_at, e.g. '1h'")
     comment: str = Field(default="", max_length=2000)
+
+
+#: The longest history ``POST /v1/rules/backtest`` replays in one request.
+MAX_BACKTEST_WINDOW = timedelta(days=31)
+
+
+class BacktestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    files: dict[str, str] | None = Field(
+        default=None, max_length=500,
+        description="candidate rule files, {file name: YAML text}; default: the configured rule files as they "
+        "are on disk now")
+    since: AwareDatetime | None = Field(default=None, description="start of the replayed history; default: 24 h "
+                                        "before `until`")
+    until: AwareDatetime | None = Field(default=None, description="end of the replayed history; default: now")
 
 
 class BodyLimit:
@@ -153,8 +169,10 @@ def create_app(
     max_body_bytes: int = 5 * 1024 * 1024,
     max_batch_items: int = 10_000,
     public_url: str | None = None,
+    config: Config | None = None,
 ) -> FastAPI:
-    """The API app. ``ops`` performs owned-state operations; ``store`` serves reads."""
+    """The API app. ``ops`` performs owned-state operations; ``store`` serves reads (and backtests,
+    with ``config``'s rule paths and correlation settings; embedded defaults without it)."""
     app = FastAPI(
         title="opsradar API",
         version=__version__,
@@ -325,6 +343,39 @@ def create_app(
     async def reload_rules(p: RuleAuthor) -> JSONResponse:
         result = await ops.reload_rules(f"api:{p.name}")
         return JSONResponse(result, status_code=200 if result.get("ok") else 422)
+
+    @app.post("/v1/rules/backtest", tags=["rules"], responses={422: {"model": ApiError}},
+              summary="Replay stored history through candidate rules and the rules in force")
+    async def backtest_rules(body: BacktestBody, _p: RuleAuthor) -> JSONResponse:
+        """What the candidate rules (``files``, or the rule files on disk) would have done with the
+        events and anomalies stored between ``since`` and ``until`` (at most 31 days), against what the
+        rules in force did: alerts raised, dropped and notified, per rule, routing, severity, incidents
+        merged or split. Invalid files get 422 with every problem (file, line, YAML path)."""
+        from anyio import to_thread
+
+        from opsradar.alerting.rules.commands import run_backtest
+        from opsradar.alerting.rules.loader import read_texts
+        from opsradar.errors import RuleError
+        from opsradar.models import utcnow
+
+        until = body.until or utcnow()
+        since = body.since or until - timedelta(hours=24)
+        if since >= until:
+            raise HTTPException(422, f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+        if until - since > MAX_BACKTEST_WINDOW:
+            raise HTTPException(422, f"the window is {until - since}; replay at most {MAX_BACKTEST_WINDOW.days} "
+                                     "days per request")
+        cfg = config or Config()
+
+        def run() -> dict[str, Any]:
+            texts = body.files if body.files is not None else read_texts(cfg.rules.paths)
+            report = run_backtest(store, texts, since=since, until=until, cfg=cfg)
+            return {"since": since.isoformat(), "until": until.isoformat(), **report.as_dict()}
+
+        try:
+            return JSONResponse(await to_thread.run_sync(run))
+        except RuleError as exc:
+            return JSONResponse({"detail": "invalid rules", "errors": [str(p) for p in exc.problems]}, status_code=422)
 
     @app.get("/v1/models", tags=["models"])
     async def models(_p: Reader) -> dict[str, Any]:

@@ -127,6 +127,22 @@ class BacktestReport:
         n_new = len({unit(n) for n in self.new.values() if unit(n)})
         return n_old, n_new, merges, splits
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``POST /v1/rules/backtest``); ``text`` is :meth:`render`."""
+        (old_notified, new_notified), (n_old, n_new, merges, splits) = self.notify_counts(), self.group_changes()
+        return {
+            "events": self.events, "anomalies": self.anomalies,
+            "in_force": {"rules": self.in_force, "alerts": len(self.old), "notified": old_notified, "incidents": n_old},
+            "candidate": {"rules": self.candidate, "alerts": len(self.new), "notified": new_notified,
+                          "incidents": n_new},
+            "changes_per_rule": {rule: dict(c) for rule, c in self.per_rule().items()},
+            "routing_changes": [{"from": list(a), "to": list(b), "alerts": n}
+                                for (a, b), n in sorted(self.routing_changes().items())],
+            "severity_changes": [{"from": a, "to": b, "alerts": n} for (a, b), n in sorted(self.severity_changes().items())],
+            "merges": merges, "splits": splits, "correlated": self.correlated,
+            "text": self.render(),
+        }
+
     def render(self) -> str:
         lines = [f"backtest: {self.events} events, {self.anomalies} anomalies replayed",
                  f"  in force:  {self.in_force}", f"  candidate: {self.candidate}",

@@ -9,11 +9,16 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from opsradar.errors import RuleError
 
-__all__ = ["backtest_command", "check_command", "test_command"]
+if TYPE_CHECKING:
+    from opsradar.alerting.rules.backtest import BacktestReport
+    from opsradar.config import Config
+    from opsradar.store import Store
+
+__all__ = ["backtest_command", "check_command", "run_backtest", "test_command"]
 
 
 def check_command(paths: Sequence[str | os.PathLike[str]], out: TextIO) -> int:
@@ -67,13 +72,34 @@ def _time(value: str | datetime | None, name: str) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
+def run_backtest(store: Store, cand_texts: dict[str, str], *, since: datetime | None, until: datetime | None,
+                 cfg: Config, baseline: Sequence[str | os.PathLike[str]] | None = None) -> BacktestReport:
+    """Replay ``store``'s history through the candidate rule files (``{name: text}``) and the rules in
+    force (the snapshot the owner keeps in the store; else ``baseline``'s files). Raises
+    :class:`RuleError` for invalid candidate files. The CLI and ``POST /v1/rules/backtest`` share it."""
+    from opsradar.alerting.rules.backtest import backtest, describe
+    from opsradar.alerting.rules.loader import load_texts, read_texts
+    from opsradar.alerting.rules.reload import load_in_force
+
+    candidate = load_texts(cand_texts)
+    in_force_texts = load_in_force(store)
+    label = "snapshot in the store"
+    if in_force_texts is None and baseline:
+        in_force_texts = read_texts(baseline)
+        label = f"baseline {', '.join(map(str, baseline))}"
+    in_force = load_texts(in_force_texts) if in_force_texts is not None else None
+    return backtest(store, candidate, in_force=in_force,
+                    in_force_label=f"{describe(in_force_texts, 'no rules (nothing in force yet)')} ({label})"
+                    if in_force_texts is not None else "no rules (nothing in force yet)",
+                    candidate_label=describe(cand_texts, ""), since=since, until=until, graph=cfg.entities,
+                    correlation=cfg.correlation)
+
+
 def backtest_command(paths: Sequence[str | os.PathLike[str]], *, since: str | datetime | None,
                      until: str | datetime | None,
                      config: Path | None, baseline: Sequence[str | os.PathLike[str]] | None, out: TextIO) -> int:
     """Replay stored history through candidate rules and the rules in force; print the diff."""
-    from opsradar.alerting.rules.backtest import backtest, describe
-    from opsradar.alerting.rules.loader import load_texts, read_texts
-    from opsradar.alerting.rules.reload import load_in_force
+    from opsradar.alerting.rules.loader import read_texts
     from opsradar.config import load_config
     from opsradar.store import Store
 
@@ -85,25 +111,14 @@ def backtest_command(paths: Sequence[str | os.PathLike[str]], *, since: str | da
     cfg = load_config(config, check_secrets=False)
     try:
         cand_texts = read_texts(paths or cfg.rules.paths)
-        candidate = load_texts(cand_texts)
+        store = Store(cfg.store.resolved_url())
+        try:
+            report = run_backtest(store, cand_texts, since=t0, until=t1, cfg=cfg, baseline=baseline)
+        finally:
+            store.close()
     except RuleError as exc:
         for p in exc.problems:
             print(p, file=out)
         return 1
-    store = Store(cfg.store.resolved_url())
-    try:
-        in_force_texts = load_in_force(store)
-        label = "snapshot in the store"
-        if in_force_texts is None and baseline:
-            in_force_texts = read_texts(baseline)
-            label = f"baseline {', '.join(map(str, baseline))}"
-        in_force = load_texts(in_force_texts) if in_force_texts is not None else None
-        report = backtest(store, candidate, in_force=in_force,
-                          in_force_label=f"{describe(in_force_texts, 'no rules (nothing in force yet)')} ({label})"
-                          if in_force_texts is not None else "no rules (nothing in force yet)",
-                          candidate_label=describe(cand_texts, ""), since=t0, until=t1, graph=cfg.entities,
-                          correlation=cfg.correlation)
-    finally:
-        store.close()
     print(report.render(), file=out)
     return 0

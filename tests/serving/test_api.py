@@ -63,7 +63,7 @@ def test_health_needs_no_token(client: TestClient) -> None:
 @pytest.mark.parametrize(("method", "path", "role"), [
     ("GET", "/v1/incidents", "reader"), ("GET", "/metrics", "reader"), ("GET", "/v1/sources", "reader"),
     ("POST", "/v1/events", "operator"), ("POST", "/v1/rules/reload", "rule-author"),
-    ("POST", "/v1/models/g@v1/promote", "admin"),
+    ("POST", "/v1/rules/backtest", "rule-author"), ("POST", "/v1/models/g@v1/promote", "admin"),
 ])
 def test_missing_or_wrong_token_is_401_and_low_role_is_403(client: TestClient, method: str, path: str, role: str) -> None:
     assert client.request(method, path).status_code == 401
@@ -151,6 +151,40 @@ def test_silences_rules_models_sources_metrics(client: TestClient) -> None:
     assert "opsradar_pipeline_items_total" in metrics
 
 
+def test_a_rule_author_backtests_candidate_rules_over_the_stored_history(client: TestClient) -> None:
+    assert client.post("/v1/events", json=builds(60, spike_at=50), headers=h("operator")).status_code == 200
+    texts = {p.name: p.read_text(encoding="utf-8") for p in sorted((ROOT / "rules").glob("*.yaml"))}
+    window = {"since": (T0 - timedelta(hours=1)).isoformat(), "until": (T0 + timedelta(hours=61)).isoformat()}
+
+    same = client.post("/v1/rules/backtest", json={"files": texts, **window}, headers=h("rule-author"))
+    assert same.status_code == 200, same.text
+    doc = same.json()
+    assert (doc["events"], doc["since"]) == (60, window["since"])
+    assert doc["anomalies"] >= 1  # the spike
+    assert doc["candidate"]["alerts"] == doc["in_force"]["alerts"] >= 1  # the rules in force are these files
+    assert doc["changes_per_rule"] == {}
+    assert doc["text"].startswith("backtest: 60 events")
+
+    drop = "filters:\n  - name: drop-shop\n    matchers: ['service=\"shop\"']\n    action: drop\n"
+    dropped = client.post("/v1/rules/backtest", json={"files": {**texts, "zz-drop.yaml": drop}, **window},
+                          headers=h("rule-author")).json()
+    assert dropped["changes_per_rule"]["drop-shop"]["newly dropped"] == doc["in_force"]["alerts"]
+    assert dropped["candidate"]["notified"] == 0
+
+    bad = client.post("/v1/rules/backtest", json={"files": {"x.yaml": "filters: [{name: 1}]"}}, headers=h("rule-author"))
+    assert bad.status_code == 422
+    assert bad.json()["detail"] == "invalid rules"
+    assert all(e.startswith("x.yaml") for e in bad.json()["errors"])
+    for wrong in ({"since": window["until"], "until": window["since"]},  # reversed
+                  {"since": "2026-01-01T00:00:00Z", "until": "2026-03-01T00:00:00Z"},  # over 31 days
+                  {"since": "2026-03-01T00:00:00"},  # no time zone
+                  {"files": texts, "extra": 1}):
+        assert client.post("/v1/rules/backtest", json=wrong, headers=h("rule-author")).status_code == 422, wrong
+    default = client.post("/v1/rules/backtest", json={}, headers=h("rule-author"))  # the files on disk, last 24 h
+    assert default.status_code == 200
+    assert default.json()["events"] == 0  # the history is in March 2026
+
+
 def test_slack_interactions_without_secret_say_so(client: TestClient) -> None:
     r = client.post("/v1/slack/interactions", content=b"payload=%7B%7D")
     assert r.status_code == 503
@@ -161,7 +195,8 @@ def test_openapi_is_complete(client: TestClient) -> None:
     paths = set(spec["paths"])
     for p in ("/v1/events", "/v1/incidents", "/v1/incidents/{incident_id}", "/v1/incidents/{incident_id}/ack",
               "/v1/incidents/{incident_id}/resolve", "/v1/incidents/{incident_id}/feedback",
-              "/v1/incidents/{incident_id}/report", "/v1/silences", "/v1/rules", "/v1/rules/reload", "/v1/models",
+              "/v1/incidents/{incident_id}/report", "/v1/silences", "/v1/rules", "/v1/rules/reload",
+              "/v1/rules/backtest", "/v1/models",
               "/v1/models/{model_id}/promote", "/v1/models/{model_id}/rollback", "/v1/sources",
               "/v1/slack/interactions", "/healthz", "/readyz", "/metrics"):
         assert p in paths, p
