@@ -45,7 +45,6 @@ from opsradar.models import Anomaly, Event, events_from_plain, events_to_plain, 
 from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
 from opsradar.serving.operations import Unavailable
 from opsradar.serving.ownerfeed import OwnerFeed
-from opsradar.serving.shardcalls import ShardCalls
 from opsradar.serving.storewriter import StoreWriter
 from opsradar.store import Store
 
@@ -122,11 +121,6 @@ class DetectorShard:
         _metrics.DETECT_SECONDS.labels(shard=self._label).observe(time.perf_counter() - t)
         _metrics.DETECT_EVENTS.labels(shard=self._label).inc(len(events))
         return out
-
-    async def detect_many(self, blobs: list[bytes]) -> list[list[Anomaly]]:
-        """:meth:`detect` of each blob, in order (the ingests one call carries:
-        :class:`~opsradar.serving.shardcalls.ShardCalls`); the anomalies of each."""
-        return [await self.detect(blob) for blob in blobs]
 
     def metrics_text(self) -> bytes:
         from prometheus_client import REGISTRY, generate_latest
@@ -405,18 +399,13 @@ SHARD_RETRY_S = 90.0
 async def _detect(shard: DeploymentHandle, blob: bytes, retry_s: float) -> list[Anomaly]:
     """``shard.detect(blob)`` (a :func:`pack_events` blob), retried while the shard's replica is dead
     or restarting."""
-    return (await _detect_many(shard, [blob], retry_s))[0]
-
-
-async def _detect_many(shard: DeploymentHandle, blobs: list[bytes], retry_s: float) -> list[list[Anomaly]]:
-    """``shard.detect_many(blobs)``, retried while the shard's replica is dead or restarting."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
     deadline = time.monotonic() + retry_s
     delay = 0.2
     while True:
         try:
-            return await shard.detect_many.remote(blobs)  # type: ignore[no-any-return]
+            return await shard.detect.remote(blob)  # type: ignore[no-any-return]
         except (RayActorError, ActorDiedError, ActorUnavailableError) as exc:
             if time.monotonic() > deadline:
                 raise ShardUnavailable(f"detector shard unavailable for {retry_s:.0f}s: {exc}") from exc
@@ -430,21 +419,19 @@ class ShardUnavailable(Unavailable):  # type: ignore[misc]
 
 
 async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle,
-                       *, retry_s: float = SHARD_RETRY_S, feed: OwnerFeed | None = None,
-                       calls: Sequence[ShardCalls[bytes, list[Anomaly]]] | None = None) -> dict[str, Any]:
+                       *, retry_s: float = SHARD_RETRY_S, feed: OwnerFeed | None = None) -> dict[str, Any]:
     """Detection on each event's shard (concurrently), then rules and correlation on the owner:
     awaited, or queued on ``feed`` (then ``alerts`` is ``None``: not known yet).
 
     Each shard's part is packed once; the owner gets the same blobs (its pipeline orders a call's
-    events by time itself). With ``calls`` (one per shard), concurrent callers share shard calls."""
+    events by time itself)."""
     # models, not documents: they are not validated again (they were validated at the edge)
     groups: dict[int, list[Event]] = {}
     docs = list(events)
     for e in docs:
         groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(e)
     blobs = {i: pack_events(part) for i, part in groups.items()}
-    results = await asyncio.gather(*(calls[i].call(blob) if calls is not None else _detect(shards[i], blob, retry_s)
-                                     for i, blob in blobs.items()))
+    results = await asyncio.gather(*(_detect(shards[i], blob, retry_s) for i, blob in blobs.items()))
     anomalies = [a for r in results for a in r]
     if feed is not None:  # handed to the owner in order, after this returns
         feed.put(list(blobs.values()), anomalies, events_count=len(docs))
@@ -528,9 +515,6 @@ class Ingress:
         self.feed = OwnerFeed(lambda blobs, anoms: owner.handle.remote(blobs, pack(anoms)), max_backlog=OWNER_BACKLOG)
         self.writer: StoreWriter[Event] = StoreWriter(self.store.add_events, key=attrgetter("id"),
                                                       on_commit=lambda _n: _metrics.INGEST_TRANSACTIONS.inc())
-        # concurrent ingests share each shard's calls (one in flight per shard; the rest queue)
-        self.shard_calls: list[ShardCalls[bytes, list[Anomaly]]] = [
-            ShardCalls(lambda blobs, shard=shard: _detect_many(shard, blobs, SHARD_RETRY_S)) for shard in shards]
 
     def __serve_build_asgi_app__(self) -> Any:
         from opsradar.serving.api import create_app
@@ -545,7 +529,7 @@ class Ingress:
         new = await self.writer.add(events)
         _metrics.INGEST_EVENTS.labels(outcome="stored").inc(len(new))
         _metrics.INGEST_EVENTS.labels(outcome="duplicate").inc(len(events) - len(new))
-        summary = (await route_events(new, self.shards, self.owner, feed=self.feed, calls=self.shard_calls) if new
+        summary = (await route_events(new, self.shards, self.owner, feed=self.feed) if new
                    else {"anomalies": 0, "alerts": None})
         return {"stored": len(new), "duplicates": len(events) - len(new), **summary}
 
