@@ -210,3 +210,21 @@ def test_repr_hides_the_password() -> None:
     from opsradar.store import redact_url
 
     assert "s3cret" not in redact_url("postgresql+psycopg://u:s3cret@h/db")
+
+
+def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them() -> None:
+    import random
+    from datetime import UTC, datetime, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from opsradar.store import _sqlite_datetime
+
+    write = sqlite.DATETIME().bind_processor(sqlite.dialect())  # what SQLAlchemy's SQLite DateTime stores
+    assert write is not None
+    rng = random.Random(5)
+    stamps = [datetime(1, 1, 1, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+              datetime(2026, 3, 2, 9, 30, tzinfo=timezone(timedelta(hours=-5, minutes=-30)))]
+    stamps += [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(10**14)) for _ in range(200)]
+    for ts in stamps:
+        assert _sqlite_datetime(ts) == write(ts.astimezone(UTC).replace(tzinfo=None)), ts
