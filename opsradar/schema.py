@@ -75,6 +75,7 @@ events = Table(
     Index("ix_events_ts", "ts"),
     Index("ix_events_source_kind_ts", "source", "kind", "ts"),
     Index("ix_events_entity_ts", "entity", "ts"),
+    Index("ix_events_ingested_at", "ingested_at"),  # a restarted detector shard's replay
 )
 
 cursors = Table(

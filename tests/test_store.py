@@ -15,7 +15,7 @@ from .conftest import T0, make_event
 
 
 def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> None:
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
@@ -23,7 +23,7 @@ def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> No
 
 def test_migrating_twice_is_harmless(store: Store) -> None:
     store.migrate()
-    assert store.schema_revision() == "0001"
+    assert store.schema_revision() == "0002"
 
 
 def test_same_events_stored_twice_give_one_row(store: Store) -> None:
@@ -228,3 +228,25 @@ def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them() -> None:
     stamps += [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(10**14)) for _ in range(200)]
     for ts in stamps:
         assert _sqlite_datetime(ts) == write(ts.astimezone(UTC).replace(tzinfo=None)), ts
+
+
+def test_a_store_at_the_first_schema_is_migrated_with_its_events(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import inspect
+
+    from opsradar.store import _MIGRATIONS
+
+    old = Store(f"sqlite:///{tmp_path}/old.db", migrate=False)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    assert old.schema_revision() == "0001"
+    old.add_events([make_event(1)])
+    old.close()
+    store = Store(f"sqlite:///{tmp_path}/old.db")  # migrates
+    assert store.schema_revision() == "0002"
+    assert "ix_events_ingested_at" in {ix["name"] for ix in inspect(store.engine).get_indexes("events")}
+    assert store.get_event(make_event(1).id) == make_event(1)
