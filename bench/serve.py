@@ -517,13 +517,14 @@ def main() -> int:
             time.sleep(0.2)
         catch_up = time.monotonic() - t_end
         cpu_after, client_cpu = tree_cpu_s(proc.pid), time.process_time() - client_before
-        gc_us = {role: round((v - gc_before.get(role, 0.0)) / max(1, result["stored"]) * 1e6, 1)
-                 for role, v in sorted(gc_seconds(url).items())}
-        cpu_us = {role: round((cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) / max(1, result["stored"]) * 1e6, 1)
-                  for role in sorted(cpu_after)}
-        cpu_us["load client (bench)"] = round(client_cpu / max(1, result["stored"]) * 1e6, 1)
+        def per_event(seconds: float) -> float:  # µs per stored event
+            return round(seconds / max(1, result["stored"]) * 1e6, 1)
+
+        gc_us = {role: per_event(v - gc_before.get(role, 0.0)) for role, v in sorted(gc_seconds(url).items())}
+        cpu_us = {role: per_event(cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) for role in sorted(cpu_after)}
+        cpu_us["load client (bench)"] = per_event(client_cpu)
         if a.postgres:
-            cpu_us[PG_ROLE] = round((postgres_cpu_s() - pg_before) / max(1, result["stored"]) * 1e6, 1)
+            cpu_us[PG_ROLE] = per_event(postgres_cpu_s() - pg_before)
         if a.profile:
             th.join()
             tops = holder

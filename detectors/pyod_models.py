@@ -351,10 +351,8 @@ class Refitter:
 
     def __init__(self, algorithm: str = "ecod", params: dict[str, Any] | None = None, *, window: int = 1024,
                  min_rows: int = 64, holdout_fraction: float = 0.2, seed: int = 0) -> None:
-        if algorithm not in ALGORITHMS:
-            make_model(algorithm, params)  # the error names the known algorithms
-        if params:  # fail early on bad parameters (the defaults need no check, nor PyOD's import here)
-            make_model(algorithm, params)
+        if params or algorithm not in ALGORITHMS:  # fail early on an unknown algorithm or bad parameters
+            make_model(algorithm, params)  # (the defaults need no check, nor PyOD's import here)
         if min_rows < 8:
             raise ValueError(f"min_rows must be at least 8, got {min_rows!r}")
         if not 0 < holdout_fraction < 0.5:

@@ -83,6 +83,14 @@ def _sqlite_datetime(value: datetime) -> str:
     return v.isoformat(" ", "microseconds")[:26]  # "YYYY-MM-DD HH:MM:SS.ffffff", without the offset
 
 
+def _by_id(events: Sequence[Event]) -> dict[str, Event]:
+    """The first event of each id, in order (a batch may hold an event twice)."""
+    unique: dict[str, Event] = {}
+    for e in events:
+        unique.setdefault(e.id, e)
+    return unique
+
+
 class _Raced(Exception):
     """Another writer stored some of the ids being inserted after they were looked up."""
 
@@ -188,10 +196,7 @@ class Store:
         new: list[Event] = []
         if events:
             now = utcnow()
-            unique: dict[str, Event] = {}
-            for e in events:
-                unique.setdefault(e.id, e)
-            batch = list(unique.values())
+            batch = list(_by_id(events).values())
             inserted: set[str] = set()
             for i in range(0, len(batch), _INSERT_ROWS):
                 inserted.update(self._insert_events(conn, batch[i : i + _INSERT_ROWS], now))
@@ -210,9 +215,7 @@ class Store:
         its row count then falls short, and :class:`_Raced` rolls this transaction back for the exact
         path.
         """
-        unique: dict[str, Event] = {}
-        for e in events:
-            unique.setdefault(e.id, e)
+        unique = _by_id(events)
         ids = list(unique)
         have: set[str] = set()
         for i in range(0, len(ids), _INSERT_ROWS):

@@ -181,6 +181,7 @@ def create_app(
         responses={401: {"model": ApiError}, 403: {"model": ApiError}},
     )
     graph = graph or EntityGraph()
+    backtest_cfg = config or Config()  # rule paths and correlation settings of POST /v1/rules/backtest
     app.state.auth = auth
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
@@ -365,11 +366,9 @@ def create_app(
         if until - since > MAX_BACKTEST_WINDOW:
             raise HTTPException(422, f"the window is {until - since}; replay at most {MAX_BACKTEST_WINDOW.days} "
                                      "days per request")
-        cfg = config or Config()
-
         def run() -> dict[str, Any]:
-            texts = body.files if body.files is not None else read_texts(cfg.rules.paths)
-            report = run_backtest(store, texts, since=since, until=until, cfg=cfg)
+            texts = body.files if body.files is not None else read_texts(backtest_cfg.rules.paths)
+            report = run_backtest(store, texts, since=since, until=until, cfg=backtest_cfg)
             return {"since": since.isoformat(), "until": until.isoformat(), **report.as_dict()}
 
         try:
