@@ -357,6 +357,9 @@ class SlackConfig(_Section):
     storm_window: Duration = Field(default=timedelta(minutes=10))
     mention_on: list[str] = Field(default_factory=lambda: ["critical"])
     templates_dir: str | None = None
+    apply_group_wait: bool = Field(
+        default=True, description="hold an incident's first message for its route's group_wait (wall clock), so "
+        "that the alerts arriving meanwhile are in it; false: post at once")
 
 
 Role = Literal["reader", "operator", "rule-author", "admin"]

@@ -492,16 +492,19 @@ class Store:
     # ------------------------------------------------------------------ notification outbox
 
     def enqueue(self, *, dedup_key: str, channel: str, action: str, payload: dict[str, Any],
-                incident_id: str | None = None, conn: Connection | None = None) -> bool:
-        """Put a notification in the outbox, once per ``dedup_key``; False if it was there already."""
+                incident_id: str | None = None, not_before: datetime | None = None,
+                conn: Connection | None = None) -> bool:
+        """Put a notification in the outbox, once per ``dedup_key``; False if it was there already.
+        It is due at once, or at ``not_before`` when that is later."""
         if conn is None:
             with self.transaction() as c:
                 return self.enqueue(dedup_key=dedup_key, channel=channel, action=action, payload=payload,
-                                    incident_id=incident_id, conn=c)
+                                    incident_id=incident_id, not_before=not_before, conn=c)
         now = utcnow()
+        due = max(now, not_before) if not_before is not None else now
         stmt = self._insert_ignore(t.outbox).values(
             dedup_key=dedup_key, channel=channel, action=action, incident_id=incident_id, payload=payload,
-            status="pending", attempts=0, next_attempt_at=now, created_at=now,
+            status="pending", attempts=0, next_attempt_at=due, created_at=now,
         ).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(t.outbox.c.id)
         return conn.execute(stmt).first() is not None
 

@@ -379,8 +379,10 @@ class Owner:
             raise ValueError(f"unknown operation {method!r}")
         return getattr(self.pipeline, method)(*args)
 
-    def drain(self) -> int:
-        return self.pipeline.drain_outbox()
+    def drain(self, release_held: bool = False) -> int:
+        """Deliver what is due in the outbox (``release_held``: and the first messages waiting out
+        their ``group_wait``, as a clean shutdown does); returns how many were delivered."""
+        return self.pipeline.drain_outbox(release_held=release_held)
 
     def __del__(self) -> None:
         self._stop.set()

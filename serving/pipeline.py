@@ -214,7 +214,8 @@ class Pipeline:
         self.metrics = metrics or default_metrics()
         self.rules = RuleManager(list(rules_paths or cfg.rules.paths), store=store, graph=self.graph)
         self.correlator = Correlator(store, self.graph, cfg.correlation, metrics=self.metrics)
-        self.notifier = Notifier(store, cfg.slack, targets=self._targets(), metrics=self.metrics)
+        self.notifier = Notifier(store, cfg.slack, targets=self._targets(), metrics=self.metrics,
+                                 **({"clock": worker.clock} if worker is not None else {}))
         self.worker = worker
         self.notify = notify
         self.interaction_handler = interaction_handler
@@ -350,9 +351,11 @@ class Pipeline:
         self.stats.by_rule[rule] = self.stats.by_rule.get(rule, 0) + 1
         group_by = decision.routes[0].group_by if decision.routes else None
         update = self.correlator.add(final, now, group_by=group_by or None, receivers=decision.receivers)
-        self._after_update(update, now)
+        # a first message waits for the shortest group_wait of the routes the alert took
+        group_wait = min((r.group_wait for r in decision.routes if r.receiver), default=None)
+        self._after_update(update, now, group_wait=group_wait)
 
-    def _after_update(self, update: IncidentUpdate, now: datetime) -> None:
+    def _after_update(self, update: IncidentUpdate, now: datetime, *, group_wait: timedelta | None = None) -> None:
         if update.incident is None or not update.visible:
             return
         if Change.opened in update.changes:
@@ -370,7 +373,7 @@ class Pipeline:
             else:
                 update = self._attach_root_cause(update, now)
         if self.notify:
-            self.stats.notifications += len(self.notifier.notify(update, now))
+            self.stats.notifications += len(self.notifier.notify(update, now, group_wait=group_wait))
 
     def _attach_root_cause(self, update: IncidentUpdate, now: datetime) -> IncidentUpdate:
         """Rank the candidate changes and keep the top three on the incident."""
@@ -416,10 +419,13 @@ class Pipeline:
             if self.notify:
                 self.stats.notifications += len(self.notifier.notify(update, now))
 
-    def drain_outbox(self) -> int:
-        """Deliver what is due in the outbox; returns how many were delivered."""
+    def drain_outbox(self, *, release_held: bool = False) -> int:
+        """Deliver what is due in the outbox; returns how many were delivered. ``release_held``:
+        also the first messages still waiting out their ``group_wait`` (at shutdown)."""
         if self.worker is None:
             return 0
+        if release_held:
+            self.worker.release_held()
         return self.worker.drain().delivered
 
     def checkpoint(self) -> None:

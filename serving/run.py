@@ -57,8 +57,10 @@ def shutdown(*, drain_timeout: float = 30.0, checkpoint_timeout: float = 60.0) -
             if "Owner" in names:
                 owner = serve.get_deployment_handle("Owner", app_name=APP_NAME)
                 deadline = time.monotonic() + drain_timeout
-                while time.monotonic() < deadline and owner.drain.remote().result(timeout_s=drain_timeout):
-                    pass
+                # the first messages held for group_wait go out now: no more alerts will join them
+                delivered = owner.drain.remote(True).result(timeout_s=drain_timeout)
+                while delivered and time.monotonic() < deadline:
+                    delivered = owner.drain.remote().result(timeout_s=drain_timeout)
             done.set()
         except Exception:
             log.exception("clean shutdown was incomplete (checkpoint or outbox drain failed)")

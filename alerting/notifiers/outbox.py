@@ -21,6 +21,14 @@ their event ids in order), so a new ranking updates the message once, and an unc
 Messages render the incident's state **when they are sent**, so an old update replayed after a newer
 one cannot roll the message back, and several pending updates of one message collapse into one call.
 
+**group_wait**: an incident's first message waits for the ``group_wait`` of the route its opening
+alert took (Alertmanager's semantics, on the wall clock; the shortest when the alert took several
+routes), so that the alerts that join it meanwhile are in that message instead of in edits right
+after it. While the first message is held, no update or reply is queued for it: it renders the
+incident as it is when it goes out. ``slack.apply_group_wait: false`` posts at once; a clean
+shutdown sends the held messages (:meth:`OutboxWorker.release_held`). Later changes are not held:
+the message is edited in place as the incident evolves.
+
 **Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
 ``storm_window``, the next ones do not get their own message: one digest message lists them and is
 updated as the storm grows (and as its incidents change).
@@ -121,11 +129,13 @@ class Notifier:
 
     def __init__(self, store: Store, cfg: SlackConfig | None = None, *,
                  targets: Mapping[str, Destination | None] | None = None,
-                 metrics: NoiseMetrics | None = None) -> None:
+                 metrics: NoiseMetrics | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.cfg = cfg or SlackConfig()
         self.targets = dict(targets or {})
         self.metrics = metrics
+        #: the wall clock that ``group_wait`` is counted on (the outbox worker's)
+        self.clock = clock
         self._lock = threading.Lock()
 
     def destinations(self, incident: Incident) -> list[Destination]:
@@ -153,17 +163,31 @@ class Notifier:
         return list(dest.mentions) if incident.severity.value in self.cfg.mention_on else []
 
     def _exists(self, dedup_key: str) -> bool:
-        with self.store.engine.connect() as conn:
-            return conn.execute(select(t.outbox.c.id).where(t.outbox.c.dedup_key == dedup_key)).first() is not None
+        return self._row(dedup_key) is not None
 
-    def notify(self, update: IncidentUpdate, now: datetime | None = None) -> list[str]:
-        """Enqueue what people should see of ``update``; returns the dedup keys newly enqueued."""
+    def _row(self, dedup_key: str) -> Mapping[str, Any] | None:
+        q = select(t.outbox.c.status, t.outbox.c.attempts, t.outbox.c.next_attempt_at).where(
+            t.outbox.c.dedup_key == dedup_key)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return dict(row._mapping) if row is not None else None
+
+    def _held(self, post: Mapping[str, Any]) -> bool:
+        """Whether a first message is still waiting out its ``group_wait`` (never tried, not yet due)."""
+        return bool(post["status"] == "pending" and not post["attempts"] and post["next_attempt_at"] > self.clock())
+
+    def notify(self, update: IncidentUpdate, now: datetime | None = None, *,
+               group_wait: timedelta | None = None) -> list[str]:
+        """Enqueue what people should see of ``update``; returns the dedup keys newly enqueued.
+
+        ``group_wait``: how long a first message waits (the route's; see the module docstring)."""
         if update.incident is None or not update.visible:
             return []
         now = now or utcnow()
         inc = update.incident
         rev = update.revision
         keys: list[str] = []
+        hold = group_wait if group_wait and group_wait > timedelta(0) and self.cfg.apply_group_wait else None
         with self._lock:
             for dest in self.destinations(inc):
                 ch = dest.channel
@@ -171,14 +195,18 @@ class Notifier:
                 if digest_id is not None:
                     keys += self._enqueue_digest(ch, digest_id, inc.id, rev)
                     continue
-                if not self._exists(post_key(inc.id, ch)):
+                post = self._row(post_key(inc.id, ch))
+                if post is None:
                     payload = {"incident_id": inc.id, "mentions": list(dest.mentions),
                                "mention_on": list(self.cfg.mention_on)}
                     if self.store.enqueue(dedup_key=post_key(inc.id, ch), channel=ch, action="post",
-                                          payload=payload, incident_id=inc.id):
+                                          payload=payload, incident_id=inc.id,
+                                          not_before=self.clock() + hold if hold else None):
                         keys.append(post_key(inc.id, ch))
-                    if Change.opened in update.changes:
+                    if Change.opened in update.changes or hold:
                         continue
+                elif self._held(post):  # it goes out as the incident is then: nothing to add to it
+                    continue
                 key = f"inc:{inc.id}:update:{ch}:r{rev}{_ranking_tag(inc)}"
                 if self.store.enqueue(dedup_key=key, channel=ch, action="update",
                                       payload={"incident_id": inc.id, "rev": rev}, incident_id=inc.id):
@@ -476,6 +504,16 @@ class OutboxWorker:
                 self.metrics.record("slack_messages", source=result.get("source"), rule=result.get("rule"))
         stats.waiting = min(waits) if waits else 0.0
         return stats
+
+    def release_held(self) -> int:
+        """Make the first messages held for ``group_wait`` due now (a clean shutdown sends them);
+        returns how many there were."""
+        now = self.clock()
+        with self.store.transaction() as conn:
+            res = conn.execute(update(t.outbox).where(
+                t.outbox.c.status == "pending", t.outbox.c.action == "post", t.outbox.c.attempts == 0,
+                t.outbox.c.next_attempt_at > now).values(next_attempt_at=now))
+        return int(res.rowcount or 0)
 
     def pending(self) -> int:
         return len(self.store.outbox_rows(status="pending"))

@@ -54,8 +54,8 @@ class Pipeline:
         self.cfg = cfg or SlackConfig(default_channel="#opsradar", storm_threshold=5)
         self.metrics = NoiseMetrics(registry=CollectorRegistry())
         self.corr = Correlator(store, GRAPH, CorrelationConfig(), metrics=self.metrics)
-        self.notifier = Notifier(store, self.cfg, targets=targets, metrics=self.metrics)
         self.clock = FakeClock(datetime.now(UTC))
+        self.notifier = Notifier(store, self.cfg, targets=targets, metrics=self.metrics, clock=self.clock)
         client = WebClient(token=TOKEN, base_url=fake.url + "/api/")
         self.transport = SlackTransport(client, store, Renderer(templates_dir, public_url="https://ops.example"))
         self.worker = OutboxWorker(store, self.transport, clock=self.clock, sleep=self.clock.sleep,
@@ -470,3 +470,52 @@ def test_a_log_template_anomaly_names_its_lines_and_keeps_one_alert_per_stream(s
     # mrkdwn-escaped: Slack shows it as "GC pause <*> ms"
     assert ('duration of these log lines rising 5 %/h (at least doubling in a day: a slow leak?); '
             'lines like "GC pause &lt;*&gt; ms"') in text
+
+
+def test_the_first_message_waits_for_group_wait_and_holds_the_alerts_that_joined_meanwhile(
+        store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake)
+    wait = timedelta(seconds=30)
+    alerts = storm()
+    u = p.corr.add(alerts[0], T0)
+    assert p.notifier.notify(u, T0, group_wait=wait) == [f"inc:{u.incident_id}:post:#opsradar"]
+    for i, a in enumerate(alerts[1:3], 1):  # they join before the first message goes out
+        assert p.notifier.notify(p.corr.add(a, T0 + timedelta(seconds=i)), T0 + timedelta(seconds=i),
+                                 group_wait=wait) == [], "nothing to add to a message that is not sent yet"
+    p.clock.now += wait - timedelta(seconds=1)
+    assert p.worker.drain_once().delivered == 0
+    assert fake.channel_messages("opsradar") == []
+    p.clock.now += timedelta(seconds=1)
+    assert p.worker.drain_once().delivered == 1
+    (msg,) = fake.channel_messages("opsradar")
+    assert "Alerts:* 3" in msg["text"], "the one message shows every alert that arrived within group_wait"
+    assert not msg["edits"]
+    # once it is out, the message is edited in place as the incident grows: no wait again
+    p.notifier.notify(p.corr.add(alerts[3], T0 + timedelta(minutes=1)), T0 + timedelta(minutes=1), group_wait=wait)
+    p.clock.now += timedelta(seconds=1)  # the channel's pace
+    assert p.worker.drain_once().delivered == 1
+    (msg,) = fake.channel_messages("opsradar")
+    assert "Alerts:* 4" in msg["text"]
+    assert len(msg["edits"]) == 1
+
+
+def test_a_clean_shutdown_releases_the_messages_held_for_group_wait(store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake)
+    u = p.corr.add(alert("Timeouts", service="shop"), T0)
+    p.notifier.notify(u, T0, group_wait=timedelta(minutes=5))
+    assert p.worker.drain_once().delivered == 0
+    assert p.worker.release_held() == 1
+    assert p.worker.drain_once().delivered == 1
+    assert len(fake.channel_messages("opsradar")) == 1
+    assert p.worker.release_held() == 0, "a message that went out is not held"
+
+
+def test_group_wait_can_be_turned_off(store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake, cfg=SlackConfig(default_channel="#opsradar", apply_group_wait=False))
+    alerts = storm()
+    p.notifier.notify(p.corr.add(alerts[0], T0), T0, group_wait=timedelta(seconds=30))
+    p.clock.now += timedelta(seconds=1)  # (the fake clock started before the row was written)
+    assert p.worker.drain_once().delivered == 1
+    keys = p.notifier.notify(p.corr.add(alerts[1], T0 + timedelta(seconds=1)), T0, group_wait=timedelta(seconds=30))
+    assert keys
+    assert all(":update:" in k or ":reply:" in k for k in keys)

@@ -66,3 +66,28 @@ def test_local_detectors_restore_a_ray_shard_checkpoint(tmp_path: Path) -> None:
     cfg = parse_config("detectors: {shards: 1, warmup: 5}\n")
     local = LocalDetectors(cfg, store)
     assert local.engines[0].stream("jenkins|build|job:shop").n == 8
+
+
+def test_an_incident_s_first_message_waits_for_the_shortest_group_wait_of_its_alert_s_routes(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        'receivers: [{name: sre, slack: {channel: "#sre"}}, {name: page, slack: {channel: "#page"}}]\n'
+        "route:\n  receiver: sre\n  group_wait: 2m\n  routes:\n"
+        "    - {matchers: ['severity=\"critical\"'], receiver: page, group_wait: 10s, continue: true}\n"
+        "    - {receiver: sre}\n")
+    p = Pipeline(parse_config("slack: {enabled: false}\n"), Store(f"sqlite:///{tmp_path}/s.db"),
+                 rules_paths=[str(rules)])
+
+    def waits() -> list[tuple[str, float]]:  # (channel, seconds the first message waits), per incident
+        return sorted((r["channel"], round((r["next_attempt_at"] - r["created_at"]).total_seconds()))
+                      for r in p.store.outbox_rows() if r["action"] == "post")
+
+    p._on_alert(Alert.from_labels(title="build slow", labels={"service": "shop", "alertname": "y"}, starts_at=T0), T0)
+    assert waits() == [("#sre", 120)]
+    # a critical alert takes the page route (10 s) and, on through continue, the sre one (2 min)
+    p._on_alert(Alert.from_labels(title="crm down", labels={"service": "crm", "alertname": "z"}, starts_at=T0,
+                                  severity=Severity.critical), T0 + timedelta(hours=3))
+    assert waits() == [("#page", 10), ("#sre", 10), ("#sre", 120)]

@@ -36,7 +36,8 @@ def _pipeline(tmp_path: Path, **kw: Any) -> Pipeline:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yaml").write_text('receivers: [{name: sre, slack: {channel: "#sre"}}]\nroute: {receiver: sre}\n')
-    cfg = parse_config("slack: {enabled: false}\n")
+    # messages are posted at once: these tests are about the updates that a ranking makes
+    cfg = parse_config("slack: {enabled: false, apply_group_wait: false}\n")
     return Pipeline(cfg, Store(f"sqlite:///{tmp_path}/s.db"), rules_paths=[str(rules)], **kw)
 
 
@@ -193,7 +194,7 @@ def _graph_pipeline(tmp_path: Path, **kw: Any) -> Pipeline:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yaml").write_text('receivers: [{name: sre, slack: {channel: "#sre"}}]\nroute: {receiver: sre}\n')
-    cfg = parse_config("slack: {enabled: false}\nentities:\n  services:\n    shop: {repos: [shop-svc]}\n"
+    cfg = parse_config("slack: {enabled: false, apply_group_wait: false}\nentities:\n  services:\n    shop: {repos: [shop-svc]}\n"
                        "    crm: {repos: [crm-svc]}\n")
     return Pipeline(cfg, Store(f"sqlite:///{tmp_path}/s.db"), rules_paths=[str(rules)], **kw)
 
