@@ -171,8 +171,8 @@ def create_app(
     public_url: str | None = None,
     config: Config | None = None,
 ) -> FastAPI:
-    """The API app. ``ops`` performs owned-state operations; ``store`` serves reads (and backtests,
-    with ``config``'s rule paths and correlation settings; embedded defaults without it)."""
+    """The API app. ``ops`` performs owned-state operations and backtests; ``store`` serves reads;
+    a backtest with no files in its request reads ``config``'s rule paths (embedded defaults without it)."""
     app = FastAPI(
         title="opsradar API",
         version=__version__,
@@ -181,7 +181,7 @@ def create_app(
         responses={401: {"model": ApiError}, 403: {"model": ApiError}},
     )
     graph = graph or EntityGraph()
-    backtest_cfg = config or Config()  # rule paths and correlation settings of POST /v1/rules/backtest
+    backtest_cfg = config or Config()  # the rule paths of POST /v1/rules/backtest
     app.state.auth = auth
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
@@ -354,7 +354,6 @@ def create_app(
         merged or split. Invalid files get 422 with every problem (file, line, YAML path)."""
         from anyio import to_thread
 
-        from opsradar.alerting.rules.commands import run_backtest
         from opsradar.alerting.rules.loader import read_texts
         from opsradar.errors import RuleError
         from opsradar.models import utcnow
@@ -366,15 +365,15 @@ def create_app(
         if until - since > MAX_BACKTEST_WINDOW:
             raise HTTPException(422, f"the window is {until - since}; replay at most {MAX_BACKTEST_WINDOW.days} "
                                      "days per request")
-        def run() -> dict[str, Any]:
-            texts = body.files if body.files is not None else read_texts(backtest_cfg.rules.paths)
-            report = run_backtest(store, texts, since=since, until=until, cfg=backtest_cfg)
-            return {"since": since.isoformat(), "until": until.isoformat(), **report.as_dict()}
-
-        try:
-            return JSONResponse(await to_thread.run_sync(run))
+        try:  # the rule files of this node, read here; the replay runs where ops runs it (a Ray task on Serve)
+            texts = body.files if body.files is not None else await to_thread.run_sync(
+                read_texts, backtest_cfg.rules.paths)
         except RuleError as exc:
             return JSONResponse({"detail": "invalid rules", "errors": [str(p) for p in exc.problems]}, status_code=422)
+        doc = await ops.backtest(texts, since, until)
+        if "problems" in doc:
+            return JSONResponse({"detail": "invalid rules", "errors": doc["problems"]}, status_code=422)
+        return JSONResponse(doc)
 
     @app.get("/v1/models", tags=["models"])
     async def models(_p: Reader) -> dict[str, Any]:

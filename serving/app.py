@@ -30,7 +30,7 @@ import pickle
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -43,7 +43,7 @@ from opsradar.config import Config, load_config
 from opsradar.detectors.engine import DetectionEngine, shard_of
 from opsradar.models import Anomaly, Event, events_from_plain, events_to_plain, json_native
 from opsradar.serving import metrics as _metrics  # a module: Ray pickles it by name, not the metric objects
-from opsradar.serving.operations import Unavailable
+from opsradar.serving.operations import Unavailable, backtest_document
 from opsradar.serving.ownerfeed import OwnerFeed
 from opsradar.serving.storewriter import StoreWriter
 from opsradar.store import Store
@@ -517,6 +517,10 @@ class Ingress:
         self.feed = OwnerFeed(lambda blobs, anoms: owner.handle.remote(blobs, pack(anoms)), max_backlog=OWNER_BACKLOG)
         self.writer: StoreWriter[Event] = StoreWriter(self.store.add_events, key=attrgetter("id"),
                                                       on_commit=lambda _n: _metrics.INGEST_TRANSACTIONS.inc())
+        import ray
+
+        # a backtest replays up to a month of history: a Ray task, not the ingress's own CPU and GIL
+        self._backtest_task = ray.remote(num_cpus=1, max_retries=0)(backtest_document)
 
     def __serve_build_asgi_app__(self) -> Any:
         from opsradar.serving.api import create_app
@@ -537,6 +541,9 @@ class Ingress:
 
     async def _call(self, method: str, *args: Any) -> Any:
         return await self.owner.call.remote(method, *args)
+
+    async def backtest(self, texts: dict[str, str], since: datetime, until: datetime) -> dict[str, Any]:
+        return await self._backtest_task.remote(self.store.url, texts, since, until, self.cfg)  # type: ignore[no-any-return]
 
     async def incident_action(self, incident_id: str, action: str, actor: str) -> dict[str, Any]:
         return await self._call("incident_action", incident_id, action, actor)  # type: ignore[no-any-return]

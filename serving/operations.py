@@ -8,13 +8,18 @@ through their handles. Reads that need no owner (incidents, reports) go straight
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from opsradar.models import Event
 
-__all__ = ["LocalOperations", "Operations", "Unavailable"]
+if TYPE_CHECKING:
+    from opsradar.config import Config
+    from opsradar.store import Store
+
+__all__ = ["LocalOperations", "Operations", "Unavailable", "backtest_document"]
 
 
 class Unavailable(RuntimeError):
@@ -35,6 +40,28 @@ class Operations(Protocol):
     async def slack_interaction(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]: ...
     async def ready(self) -> dict[str, Any]: ...
     async def metrics_text(self) -> bytes: ...
+    async def backtest(self, texts: dict[str, str], since: datetime, until: datetime) -> dict[str, Any]: ...
+
+
+def backtest_document(store: Store | str, texts: dict[str, str], since: datetime, until: datetime,
+                      cfg: Config) -> dict[str, Any]:
+    """What ``POST /v1/rules/backtest`` answers: the report of the candidate rule files ``texts``
+    against the rules in force over ``since``–``until`` (the window, then the report's fields), or
+    ``{"problems": [...]}`` when the files are invalid. ``store``: a store, or its URL (in a Ray task)."""
+    from opsradar.alerting.rules.commands import run_backtest
+    from opsradar.errors import RuleError
+    from opsradar.store import Store
+
+    own = isinstance(store, str)
+    db = Store(store) if isinstance(store, str) else store
+    try:
+        report = run_backtest(db, texts, since=since, until=until, cfg=cfg)
+    except RuleError as exc:
+        return {"problems": [str(p) for p in exc.problems]}
+    finally:
+        if own:
+            db.close()
+    return {"since": since.isoformat(), "until": until.isoformat(), **report.as_dict()}
 
 
 class LocalOperations:
@@ -84,3 +111,7 @@ class LocalOperations:
 
     async def metrics_text(self) -> bytes:
         return await self._run("metrics_text")  # type: ignore[no-any-return]
+
+    async def backtest(self, texts: dict[str, str], since: datetime, until: datetime) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(backtest_document, self.pipeline.store, texts, since, until,
+                                              self.pipeline.cfg)

@@ -148,6 +148,24 @@ def test_pyod_refits_run_as_ray_tasks_and_are_hot_swapped(app: dict[str, Any]) -
     wait_for(swapped, 60, "a shard holding the champion")
 
 
+def test_a_backtest_replays_the_stored_history(app: dict[str, Any]) -> None:
+    """On Serve, the replay is a Ray task (``Ingress.backtest``); invalid files still get 422."""
+    c: httpx.Client = app["client"]
+    assert c.post("/v1/events", json=builds("shop-test", 0, 30), headers=h("operator")).status_code == 200
+    window = {"since": (T0 - timedelta(hours=1)).isoformat(), "until": (T0 + timedelta(days=30)).isoformat()}
+    r = c.post("/v1/rules/backtest", json=window, headers=h("rule-author"))  # the rule files on disk
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["events"] >= 30
+    assert doc["since"] == window["since"]
+    assert doc["changes_per_rule"] == {}, "the files on disk are the rules in force"
+    bad = c.post("/v1/rules/backtest", json={"files": {"x.yaml": "filters: [{name: 1}]"}, **window},
+                 headers=h("rule-author"))
+    assert bad.status_code == 422
+    assert bad.json()["errors"]
+    assert all(e.startswith("x.yaml") for e in bad.json()["errors"])
+
+
 def test_tokens_and_roles(app: dict[str, Any]) -> None:
     c: httpx.Client = app["client"]
     assert c.get("/healthz").status_code == 200
