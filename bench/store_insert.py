@@ -4,7 +4,10 @@ Stores ``--batches`` batches of ``--batch`` new build events (the shape ``bench/
 into a fresh SQLite file database (or ``--url``), each batch with a collector cursor as one
 transaction (events/s over wall time, and the CPU time of this process per event: the
 Ingress is CPU-bound), then re-adds the last ``--batches // 4`` batches (all duplicates). ``--profile``
-prints a cProfile of the new-event phase.
+prints a cProfile of the new-event phase. ``--slices N`` also prints the CPU per event, user and
+system (kernel) apart, for each of N equal slices of the new-event phase: how the cost of an insert
+grows with the table. ``--ids ordered`` gives the events ids that sort in insertion order
+(``jenkins-<counter>``) instead of opsradar's hashed ones: what the random ids cost the id index.
 
 Usage: ``python bench/store_insert.py`` (``--url postgresql+psycopg://…`` for PostgreSQL; the
 events table of that database is emptied first). The last line is one JSON object.
@@ -17,6 +20,7 @@ import cProfile
 import json
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -31,16 +35,17 @@ from opsradar.store import Store
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def batches(n: int, size: int, jobs: int = 200) -> list[list[Event]]:
+def batches(n: int, size: int, jobs: int = 200, *, ordered_ids: bool = False) -> list[list[Event]]:
     out = []
     for b in range(n):
         batch = []
         for k in range(size):
             i = b * size + k
             job = f"job-{i % jobs}"
-            batch.append(Event.new(source="jenkins", native_id=f"{job}#{i}", kind="build", ts=T0 + timedelta(seconds=i),
-                                   entity=f"job:{job}", labels={"result": "SUCCESS"},
-                                   values={"duration_s": 300.0 + i % 7, "queue_s": 2.0}))
+            e = Event.new(source="jenkins", native_id=f"{job}#{i}", kind="build", ts=T0 + timedelta(seconds=i),
+                          entity=f"job:{job}", labels={"result": "SUCCESS"},
+                          values={"duration_s": 300.0 + i % 7, "queue_s": 2.0})
+            batch.append(e.model_copy(update={"id": f"jenkins-{i:024d}"}) if ordered_ids else e)
         out.append(batch)
     return out
 
@@ -51,8 +56,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--url", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--slices", type=int, default=0, help="print user/system CPU per event for N slices")
+    ap.add_argument("--ids", choices=("hashed", "ordered"), default="hashed",
+                    help="opsradar's ids, or ids in insertion order (what the random ids cost)")
     args = ap.parse_args()
-    data = batches(args.batches, args.batch)
+    data = batches(args.batches, args.batch, ordered_ids=args.ids == "ordered")
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{tmp}/state.db"
         store = Store(url)
@@ -66,8 +74,19 @@ def main() -> None:
         if prof:
             prof.enable()
         stored = 0
+        slices: list[dict[str, float]] = []
+        every = max(1, args.batches // args.slices) if args.slices else 0
+        mark = resource.getrusage(resource.RUSAGE_SELF)
         for i, batch in enumerate(data):
             stored += len(store.add_events(batch, cursor=("jenkins", {"i": i})))
+            if every and (i + 1) % every == 0:
+                now = resource.getrusage(resource.RUSAGE_SELF)
+                n = every * args.batch
+                slices.append({"rows": stored, "user_us": round((now.ru_utime - mark.ru_utime) / n * 1e6, 1),
+                               "system_us": round((now.ru_stime - mark.ru_stime) / n * 1e6, 1)})
+                print(f"events {stored - n:,}-{stored:,}: {slices[-1]['user_us']} µs user + "
+                      f"{slices[-1]['system_us']} µs system CPU per event", flush=True)
+                mark = now
         if prof:
             prof.disable()
         new_s, new_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -84,6 +103,7 @@ def main() -> None:
     print(json.dumps({"events_per_s": round(total / new_s, 1), "cpu_us_per_event": round(new_cpu / total * 1e6, 1),
                       "dup_events_per_s": round(len(dup) * args.batch / dup_s, 1),
                       "events": total, "batch": args.batch, "store": "postgresql" if args.url else "sqlite-file",
+                      "ids": args.ids, **({"slices": slices} if slices else {}),
                       "load_avg_1m": round(os.getloadavg()[0], 1)}))
 
 
