@@ -27,7 +27,7 @@ routes), so that the alerts that join it meanwhile are in that message instead o
 after it. While the first message is held, no update or reply is queued for it: it renders the
 incident as it is when it goes out. ``slack.apply_group_wait: false`` posts at once; a clean
 shutdown sends the held messages (:meth:`OutboxWorker.release_held`). Later changes are not held:
-the message is edited in place as the incident evolves.
+the message is edited in place as the incident evolves. A storm's digest is not held either.
 
 **Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
 ``storm_window``, the next ones do not get their own message: one digest message lists them and is
