@@ -19,7 +19,7 @@ What it measures, in one run:
    ``ts`` minus the send time, minus the ``group_wait`` that the incident's first message waits
    (the rules' routes; ``slack_p50_ms``/``slack_p99_ms``: the latency beyond ``group_wait``).
 5. **Memory**: RSS summed over the process tree of ``opsradar run`` (Ray's GCS, raylet, workers,
-   replicas), after the load.
+   replicas), after the load; and PSS, which counts each shared page once (``pss_mb``).
 6. **CPU per event**: user + system CPU seconds of each process of ``opsradar run`` (by role:
    ingress, shards, owner, proxy, collectors, other Ray workers, Ray's own processes) over the load
    and the owner's catch-up, divided by the events stored; and the load client's own. Of that, the
@@ -230,8 +230,23 @@ def _cmdline(pid: int) -> str | None:
 
 
 def tree_rss_mb(root: int) -> float:
-    """RSS of ``root`` and all its descendants (from /proc)."""
+    """RSS of ``root`` and all its descendants (from /proc): pages shared between them (the Python
+    runtime, Ray's libraries) count once per process."""
     return sum(_rss_kib(p) for p in _tree(root)) / 1024
+
+
+def _pss_kib(pid: int) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_pss_mb(root: int) -> float:
+    """PSS of ``root`` and all its descendants: each shared page split between its sharers, so the
+    sum is the memory the tree holds (``smaps_rollup``; 0 where the kernel does not give it)."""
+    return sum(_pss_kib(p) for p in _tree(root)) / 1024
 
 
 def _role(pid: int) -> str:
@@ -545,7 +560,7 @@ def main() -> int:
         if a.profile:
             th.join()
             tops = holder
-        rss = tree_rss_mb(proc.pid)
+        rss, pss = tree_rss_mb(proc.pid), tree_pss_mb(proc.pid)
 
         # Slack: the first message mentioning each probe's service, by the fake's epoch ts (the
         # last probes' first messages leave group_wait after their incidents opened)
@@ -580,7 +595,7 @@ def main() -> int:
         "owner_catch_up_s": round(catch_up, 1),
         "p50_ms": pct(result["stored_ms"], 0.5), "p99_ms": pct(result["stored_ms"], 0.99),
         "detected_p50_ms": pct(result["probe_ms"], 0.5), "detected_p99_ms": pct(result["probe_ms"], 0.99),
-        "cold_start_s": round(cold, 1), "rss_mb": round(rss, 1),
+        "cold_start_s": round(cold, 1), "rss_mb": round(rss, 1), "pss_mb": round(pss, 1),
         "hst_events_per_s": round(hst, 1), "events": result["stored"], "elapsed_s": round(result["elapsed_s"], 1),
         "batch": a.batch, "concurrency": a.concurrency, "shards": a.shards, "streams": a.jobs, "noise": a.noise,
         "batch_p50_ms": pct(result["batch_ms"], 0.5), "batch_p99_ms": pct(result["batch_ms"], 0.99),
@@ -604,7 +619,8 @@ def main() -> int:
     print(f"ingest -> Slack post, beyond the {group_wait:g} s group_wait: p50 {figures['slack_p50_ms']} ms, "
           f"p99 {figures['slack_p99_ms']} ms over {len(slack_ms)} probes")
     print(f"POST of a {a.batch}-event batch: p50 {figures['batch_p50_ms']} ms, p99 {figures['batch_p99_ms']} ms")
-    print(f"RSS of the opsradar run process tree: {rss:,.0f} MB")
+    print(f"memory of the opsradar run process tree: RSS {rss:,.0f} MB summed over its processes "
+          f"(shared pages counted in each), PSS {pss:,.0f} MB (shared pages split between them)")
     print(f"shutdown on SIGINT: exit {proc.returncode}; checkpoints {sorted(checkpoints)}")
     served = sum(v for k, v in cpu_us.items() if k not in ("load client (bench)", PG_ROLE))
     print(f"CPU per event (load and catch-up, /proc user+system), {served:.0f} µs in opsradar run: "
