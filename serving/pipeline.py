@@ -23,7 +23,7 @@ import logging
 import pickle
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -351,11 +351,15 @@ class Pipeline:
         self.stats.by_rule[rule] = self.stats.by_rule.get(rule, 0) + 1
         group_by = decision.routes[0].group_by if decision.routes else None
         update = self.correlator.add(final, now, group_by=group_by or None, receivers=decision.receivers)
-        # a first message waits for the shortest group_wait of the routes the alert took
-        group_wait = min((r.group_wait for r in decision.routes if r.receiver), default=None)
+        # a first message waits for the group_wait of the route that led to its channel
+        group_wait: dict[str, timedelta] = {}
+        for r in decision.routes:
+            if r.receiver:
+                group_wait[r.receiver] = min(r.group_wait, group_wait.get(r.receiver, r.group_wait))
         self._after_update(update, now, group_wait=group_wait)
 
-    def _after_update(self, update: IncidentUpdate, now: datetime, *, group_wait: timedelta | None = None) -> None:
+    def _after_update(self, update: IncidentUpdate, now: datetime, *,
+                      group_wait: Mapping[str, timedelta] | None = None) -> None:
         if update.incident is None or not update.visible:
             return
         if Change.opened in update.changes:

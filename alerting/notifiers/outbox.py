@@ -21,9 +21,9 @@ their event ids in order), so a new ranking updates the message once, and an unc
 Messages render the incident's state **when they are sent**, so an old update replayed after a newer
 one cannot roll the message back, and several pending updates of one message collapse into one call.
 
-**group_wait**: an incident's first message waits for the ``group_wait`` of the route its opening
-alert took (Alertmanager's semantics, on the wall clock; the shortest when the alert took several
-routes), so that the alerts that join it meanwhile are in that message instead of in edits right
+**group_wait**: an incident's first message in a channel waits for the ``group_wait`` of the route
+that sent its opening alert there (Alertmanager's semantics, on the wall clock; the shortest when
+several of the alert's routes lead to that channel), so that the alerts that join it meanwhile are in that message instead of in edits right
 after it. While the first message is held, no update or reply is queued for it: it renders the
 incident as it is when it goes out. ``slack.apply_group_wait: false`` posts at once; a clean
 shutdown sends the held messages (:meth:`OutboxWorker.release_held`). Later changes are not held:
@@ -159,6 +159,25 @@ class Notifier:
             seen[d.channel] = Destination(d.channel, tuple(dict.fromkeys((*(prev.mentions if prev else ()), *d.mentions))))
         return list(seen.values())
 
+    def _channel_of(self, receiver: str) -> str | None:
+        """The channel a receiver posts to ("" when it has none; None when it is not routed)."""
+        if receiver in self.targets:
+            dest = self.targets[receiver]
+            return dest.channel if dest is not None else ""
+        return receiver if _looks_like_channel(receiver) else None
+
+    def _wait(self, channel: str, group_wait: timedelta | Mapping[str, timedelta] | None) -> timedelta | None:
+        """How long a first message in ``channel`` waits: the shortest ``group_wait`` of the receivers
+        that lead there (of all of them when none does: the default channel), None for no wait."""
+        if not group_wait or not self.cfg.apply_group_wait:
+            return None
+        if isinstance(group_wait, timedelta):
+            wait = group_wait
+        else:
+            here = [w for r, w in group_wait.items() if self._channel_of(r) == channel]
+            wait = min(here or group_wait.values())
+        return wait if wait > timedelta(0) else None
+
     def _mentions(self, incident: Incident, dest: Destination) -> list[str]:
         return list(dest.mentions) if incident.severity.value in self.cfg.mention_on else []
 
@@ -177,17 +196,17 @@ class Notifier:
         return bool(post["status"] == "pending" and not post["attempts"] and post["next_attempt_at"] > self.clock())
 
     def notify(self, update: IncidentUpdate, now: datetime | None = None, *,
-               group_wait: timedelta | None = None) -> list[str]:
+               group_wait: timedelta | Mapping[str, timedelta] | None = None) -> list[str]:
         """Enqueue what people should see of ``update``; returns the dedup keys newly enqueued.
 
-        ``group_wait``: how long a first message waits (the route's; see the module docstring)."""
+        ``group_wait``: how long a first message waits, in every channel or per receiver (the
+        routes'; see the module docstring)."""
         if update.incident is None or not update.visible:
             return []
         now = now or utcnow()
         inc = update.incident
         rev = update.revision
         keys: list[str] = []
-        hold = group_wait if group_wait and group_wait > timedelta(0) and self.cfg.apply_group_wait else None
         with self._lock:
             for dest in self.destinations(inc):
                 ch = dest.channel
@@ -197,6 +216,7 @@ class Notifier:
                     continue
                 post = self._row(post_key(inc.id, ch))
                 if post is None:
+                    hold = self._wait(ch, group_wait)
                     payload = {"incident_id": inc.id, "mentions": list(dest.mentions),
                                "mention_on": list(self.cfg.mention_on)}
                     if self.store.enqueue(dedup_key=post_key(inc.id, ch), channel=ch, action="post",

@@ -519,3 +519,24 @@ def test_group_wait_can_be_turned_off(store: Store, fake: SlackFake) -> None:
     keys = p.notifier.notify(p.corr.add(alerts[1], T0 + timedelta(seconds=1)), T0, group_wait=timedelta(seconds=30))
     assert keys
     assert all(":update:" in k or ":reply:" in k for k in keys)
+
+
+def test_each_channel_waits_for_the_group_wait_of_the_receivers_that_lead_there(store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake, targets={"sre": Destination("#opsradar"), "page": Destination("#payments")})
+    u = p.corr.add(alert("Timeouts", service="shop"), T0, receivers=["sre", "page"])
+    p.notifier.notify(u, T0, group_wait={"sre": timedelta(seconds=30), "page": timedelta(seconds=5)})
+    p.clock.now += timedelta(seconds=5)
+    assert p.worker.drain_once().delivered == 1
+    assert len(fake.channel_messages("payments")) == 1
+    assert fake.channel_messages("opsradar") == []
+    p.clock.now += timedelta(seconds=25)
+    assert p.worker.drain_once().delivered == 1
+    assert len(fake.channel_messages("opsradar")) == 1
+
+
+def test_the_default_channel_waits_for_the_shortest_group_wait(store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake)  # no receiver leads to a channel: the incident goes to #opsradar
+    u = p.corr.add(alert("Timeouts", service="shop"), T0, receivers=["sre", "db"])
+    p.notifier.notify(u, T0, group_wait={"sre": timedelta(seconds=30), "db": timedelta(seconds=10)})
+    (row,) = p.store.outbox_rows()
+    assert (row["channel"], round((row["next_attempt_at"] - p.clock.now).total_seconds())) == ("#opsradar", 10)
