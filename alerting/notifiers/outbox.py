@@ -23,9 +23,9 @@ one cannot roll the message back, and several pending updates of one message col
 
 **group_wait**: an incident's first message in a channel waits for the ``group_wait`` of the route
 that sent its opening alert there (Alertmanager's semantics, on the wall clock; the shortest when
-several of the alert's routes lead to that channel), so that the alerts that join it meanwhile are in that message instead of in edits right
-after it. While the first message is held, no update or reply is queued for it: it renders the
-incident as it is when it goes out. ``slack.apply_group_wait: false`` posts at once; a clean
+several of the alert's routes lead to that channel), so that the alerts that join it meanwhile are
+in that message instead of in edits right after it. While the first message is held, no update or
+reply is queued for it: it renders the incident as it is when it goes out. ``slack.apply_group_wait: false`` posts at once; a clean
 shutdown sends the held messages (:meth:`OutboxWorker.release_held`). Later changes are not held:
 the message is edited in place as the incident evolves. A storm's digest is not held either.
 
