@@ -345,7 +345,7 @@ def create_app(
         result = await ops.reload_rules(f"api:{p.name}")
         return JSONResponse(result, status_code=200 if result.get("ok") else 422)
 
-    @app.post("/v1/rules/backtest", tags=["rules"], responses={422: {"model": ApiError}},
+    @app.post("/v1/rules/backtest", tags=["rules"], responses={422: {"model": ApiError}, 503: {"model": ApiError}},
               summary="Replay stored history through candidate rules and the rules in force")
     async def backtest_rules(body: BacktestBody, _p: RuleAuthor) -> JSONResponse:
         """What the candidate rules (``files``, or the rule files on disk) would have done with the
@@ -370,7 +370,11 @@ def create_app(
                 read_texts, backtest_cfg.rules.paths)
         except RuleError as exc:
             return JSONResponse({"detail": "invalid rules", "errors": [str(p) for p in exc.problems]}, status_code=422)
-        doc = await ops.backtest(texts, since, until)
+        try:
+            doc = await ops.backtest(texts, since, until)
+        except Unavailable as exc:
+            raise HTTPException(503, f"{exc}: try again, or replay a shorter window",
+                                headers={"Retry-After": "30"}) from None
         if "problems" in doc:
             return JSONResponse({"detail": "invalid rules", "errors": doc["problems"]}, status_code=422)
         return JSONResponse(doc)

@@ -543,7 +543,12 @@ class Ingress:
         return await self.owner.call.remote(method, *args)
 
     async def backtest(self, texts: dict[str, str], since: datetime, until: datetime) -> dict[str, Any]:
-        return await self._backtest_task.remote(self.store.url, texts, since, until, self.cfg)  # type: ignore[no-any-return]
+        from ray.exceptions import OutOfMemoryError, TaskUnschedulableError, WorkerCrashedError
+
+        try:
+            return await self._backtest_task.remote(self.store.url, texts, since, until, self.cfg)  # type: ignore[no-any-return]
+        except (OutOfMemoryError, WorkerCrashedError, TaskUnschedulableError) as exc:  # not the request's fault
+            raise Unavailable(f"the backtest's Ray worker failed ({type(exc).__name__})") from exc
 
     async def incident_action(self, incident_id: str, action: str, actor: str) -> dict[str, Any]:
         return await self._call("incident_action", incident_id, action, actor)  # type: ignore[no-any-return]

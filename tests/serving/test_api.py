@@ -185,6 +185,24 @@ def test_a_rule_author_backtests_candidate_rules_over_the_stored_history(client:
     assert default.json()["events"] == 0  # the history is in March 2026
 
 
+def test_a_backtest_whose_worker_failed_is_503_not_500(tmp_path: Path) -> None:
+    from opsradar.serving.operations import Unavailable
+
+    class WorkerGone(LocalOperations):
+        async def backtest(self, texts: dict[str, str], since: datetime, until: datetime) -> dict[str, object]:
+            raise Unavailable("the backtest's Ray worker failed (OutOfMemoryError)")
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    pipeline = Pipeline(parse_config("slack: {enabled: false}\n"), store, rules_paths=[str(ROOT / "rules")])
+    auth = TokenAuth([("ra", "rule-author", hashlib.sha256(b"ra-token-123").hexdigest())])
+    with TestClient(create_app(WorkerGone(pipeline), store, auth)) as c:
+        r = c.post("/v1/rules/backtest", json={}, headers=h("rule-author"))
+    store.close()
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "30"
+    assert "OutOfMemoryError" in r.json()["detail"]
+
+
 def test_slack_interactions_without_secret_say_so(client: TestClient) -> None:
     r = client.post("/v1/slack/interactions", content=b"payload=%7B%7D")
     assert r.status_code == 503
