@@ -175,6 +175,7 @@ outbox = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("delivered_at", UtcDateTime(), nullable=True),
     Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    Index("ix_outbox_incident_id", "incident_id"),  # an incident's messages, for the API
 )
 
 feedback = Table(

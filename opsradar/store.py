@@ -538,6 +538,13 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def first_messages(self, incident_id: str) -> list[dict[str, Any]]:
+        """The outbox rows of an incident's first message in each channel, oldest first."""
+        q = (select(t.outbox).where(t.outbox.c.incident_id == incident_id, t.outbox.c.action == "post")
+             .order_by(t.outbox.c.id))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
     # ------------------------------------------------------------------ feedback and audit
 
     def add_feedback(self, *, target_type: str, target_id: str, verdict: str, actor: str, reason: str = "") -> None:

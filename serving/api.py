@@ -283,8 +283,16 @@ def create_app(
 
     @app.get("/v1/incidents/{incident_id}", tags=["incidents"], responses={404: {"model": ApiError}})
     async def get_incident(incident_id: str, _p: Reader) -> dict[str, Any]:
+        """The incident, its alerts, and its Slack messages: in each channel, the state of its first
+        message (``held`` for ``group_wait`` until ``due_at``, ``queued``, ``retrying``, ``sent``
+        or ``failed``)."""
+        from opsradar.alerting.notifiers.outbox import message_state
+        from opsradar.models import utcnow
+
         doc = _incident(incident_id)
-        return {**doc, "alerts": store.alerts_of(incident_id)}
+        now = utcnow()
+        return {**doc, "alerts": store.alerts_of(incident_id),
+                "slack_messages": [message_state(r, now) for r in store.first_messages(incident_id)]}
 
     @app.post("/v1/incidents/{incident_id}/ack", tags=["incidents"], responses={404: {"model": ApiError}, 409: {"model": ApiError}})
     async def ack(incident_id: str, p: Operator) -> dict[str, Any]:

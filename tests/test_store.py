@@ -15,7 +15,7 @@ from .conftest import T0, make_event
 
 
 def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> None:
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
@@ -23,7 +23,7 @@ def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> No
 
 def test_migrating_twice_is_harmless(store: Store) -> None:
     store.migrate()
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
 
 
 def test_same_events_stored_twice_give_one_row(store: Store) -> None:
@@ -247,6 +247,7 @@ def test_a_store_at_the_first_schema_is_migrated_with_its_events(tmp_path) -> No
     old.add_events([make_event(1)])
     old.close()
     store = Store(f"sqlite:///{tmp_path}/old.db")  # migrates
-    assert store.schema_revision() == "0002"
+    assert store.schema_revision() == "0003"
     assert "ix_events_ingested_at" in {ix["name"] for ix in inspect(store.engine).get_indexes("events")}
+    assert "ix_outbox_incident_id" in {ix["name"] for ix in inspect(store.engine).get_indexes("outbox")}
     assert store.get_event(make_event(1).id) == make_event(1)

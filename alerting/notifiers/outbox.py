@@ -77,6 +77,7 @@ __all__ = [
     "OutboxWorker",
     "Transport",
     "handle_decision",
+    "message_state",
     "post_key",
 ]
 
@@ -305,6 +306,31 @@ def _ranking_tag(incident: Incident) -> str:
     if not ids:
         return ""
     return ":rc" + hashlib.sha1("|".join(ids).encode(), usedforsecurity=False).hexdigest()[:8]
+
+
+def message_state(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """What became of one first message (an outbox ``post`` row), for people asking the API why an
+    incident is, or is not yet, in Slack: ``held`` (waiting out ``group_wait`` until ``due_at``),
+    ``queued`` (due, waiting for the worker or the channel's pace), ``retrying`` (an attempt failed
+    or may have been cut short: ``last_error``, next at ``due_at``), ``sent`` (at ``sent_at``) or
+    ``failed`` (given up: ``last_error``)."""
+    attempts = int(row["attempts"] or 0)
+    if row["status"] == "done":
+        state = "sent"
+    elif row["status"] == "dead":
+        state = "failed"
+    elif attempts:
+        state = "retrying"
+    else:
+        state = "held" if row["next_attempt_at"] > now else "queued"
+    out: dict[str, Any] = {"channel": row["channel"], "state": state, "attempts": attempts}
+    if state in ("held", "queued", "retrying"):
+        out["due_at"] = row["next_attempt_at"].isoformat()
+    if state == "sent" and row["delivered_at"] is not None:
+        out["sent_at"] = row["delivered_at"].isoformat()
+    if state in ("retrying", "failed") and row["last_error"]:
+        out["last_error"] = row["last_error"]
+    return out
 
 
 def handle_decision(decision: Any, correlator: Correlator, notifier: Notifier,

@@ -540,3 +540,32 @@ def test_the_default_channel_waits_for_the_shortest_group_wait(store: Store, fak
     p.notifier.notify(u, T0, group_wait={"sre": timedelta(seconds=30), "db": timedelta(seconds=10)})
     (row,) = p.store.outbox_rows()
     assert (row["channel"], round((row["next_attempt_at"] - p.clock.now).total_seconds())) == ("#opsradar", 10)
+
+
+def test_the_api_can_tell_what_became_of_each_first_message(store: Store, fake: SlackFake) -> None:
+    from opsradar.alerting.notifiers.outbox import message_state
+
+    p = Pipeline(store, fake)
+    u = p.corr.add(alert("Timeouts", service="shop"), T0)
+    p.notifier.notify(u, T0, group_wait=timedelta(seconds=30))
+
+    def states() -> list[str]:
+        return [message_state(r, p.clock.now)["state"] for r in store.first_messages(u.incident_id or "")]
+
+    assert states() == ["held"]
+    (held,) = [message_state(r, p.clock.now) for r in store.first_messages(u.incident_id or "")]
+    assert held["channel"] == "#opsradar"
+    assert datetime.fromisoformat(held["due_at"]) - p.clock.now == timedelta(seconds=30)
+    p.clock.now += timedelta(seconds=30)
+    assert states() == ["queued"]
+    assert p.worker.drain_once().delivered == 1
+    assert states() == ["sent"]
+    (sent,) = [message_state(r, p.clock.now) for r in store.first_messages(u.incident_id or "")]
+    assert "sent_at" in sent
+    assert store.first_messages("inc-unknown") == []
+    # an attempt that failed, then one given up
+    row = {"channel": "#x", "status": "pending", "attempts": 2, "next_attempt_at": T0, "delivered_at": None,
+           "last_error": "slack: ratelimited"}
+    assert message_state(row, T0) == {"channel": "#x", "state": "retrying", "attempts": 2,
+                                      "due_at": T0.isoformat(), "last_error": "slack: ratelimited"}
+    assert message_state({**row, "status": "dead"}, T0)["state"] == "failed"

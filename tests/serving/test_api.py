@@ -90,6 +90,10 @@ def test_events_to_incident_through_the_api(client: TestClient) -> None:
     assert "shop" in inc["services"]
     detail = client.get(f"/v1/incidents/{inc['id']}", headers=h("reader")).json()
     assert detail["alerts"]
+    # its Slack message waits out the route's group_wait (30 s in rules/routing.yaml; no worker here)
+    (msg,) = detail["slack_messages"]
+    assert (msg["channel"], msg["state"], msg["attempts"]) == ("#ci-health", "held", 0)  # builds' route
+    assert datetime.fromisoformat(msg["due_at"]) > datetime.now(UTC)
     rep = client.get(f"/v1/incidents/{inc['id']}/report?format=md", headers=h("reader"))
     assert rep.status_code == 200
     assert rep.headers["content-type"].startswith("text/markdown")
