@@ -204,12 +204,17 @@ def postgres_cpu_s() -> float:
     return total
 
 
-def _rss_kib(pid: int) -> int:
+def _proc_kib(pid: int, name: str, key: str) -> int:
+    """The kB figure ``key`` of ``/proc/<pid>/<name>`` (0 if the process ended or has none)."""
     with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1])
     return 0
+
+
+def _rss_kib(pid: int) -> int:
+    return _proc_kib(pid, "status", "VmRSS:")
 
 
 def _cpu_s(pid: int) -> float:
@@ -236,11 +241,7 @@ def tree_rss_mb(root: int) -> float:
 
 
 def _pss_kib(pid: int) -> int:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
+    return _proc_kib(pid, "smaps_rollup", "Pss:")
 
 
 def tree_pss_mb(root: int) -> float:
