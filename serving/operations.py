@@ -52,14 +52,13 @@ def backtest_document(store: Store | str, texts: dict[str, str], since: datetime
     from opsradar.errors import RuleError
     from opsradar.store import Store
 
-    own = isinstance(store, str)
     db = Store(store) if isinstance(store, str) else store
     try:
         report = run_backtest(db, texts, since=since, until=until, cfg=cfg)
     except RuleError as exc:
         return {"problems": [str(p) for p in exc.problems]}
     finally:
-        if own:
+        if db is not store:  # opened here
             db.close()
     return {"since": since.isoformat(), "until": until.isoformat(), **report.as_dict()}
 

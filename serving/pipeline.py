@@ -38,7 +38,7 @@ from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
 from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Severity
+from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Severity, utcnow
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats", "Ranker"]
@@ -215,7 +215,7 @@ class Pipeline:
         self.rules = RuleManager(list(rules_paths or cfg.rules.paths), store=store, graph=self.graph)
         self.correlator = Correlator(store, self.graph, cfg.correlation, metrics=self.metrics)
         self.notifier = Notifier(store, cfg.slack, targets=self._targets(), metrics=self.metrics,
-                                 **({"clock": worker.clock} if worker is not None else {}))
+                                 clock=worker.clock if worker is not None else utcnow)
         self.worker = worker
         self.notify = notify
         self.interaction_handler = interaction_handler
@@ -461,7 +461,6 @@ class Pipeline:
 
     def add_silence(self, spec: dict[str, Any], actor: str) -> dict[str, Any]:
         from opsradar.config import parse_duration
-        from opsradar.models import utcnow
 
         starts = datetime.fromisoformat(spec["starts_at"]) if spec.get("starts_at") else utcnow()
         if spec.get("ends_at"):

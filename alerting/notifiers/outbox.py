@@ -25,9 +25,10 @@ one cannot roll the message back, and several pending updates of one message col
 that sent its opening alert there (Alertmanager's semantics, on the wall clock; the shortest when
 several of the alert's routes lead to that channel), so that the alerts that join it meanwhile are
 in that message instead of in edits right after it. While the first message is held, no update or
-reply is queued for it: it renders the incident as it is when it goes out. ``slack.apply_group_wait: false`` posts at once; a clean
-shutdown sends the held messages (:meth:`OutboxWorker.release_held`). Later changes are not held:
-the message is edited in place as the incident evolves. A storm's digest is not held either.
+reply is queued for it: it renders the incident as it is when it goes out.
+``slack.apply_group_wait: false`` posts at once; a clean shutdown sends the held messages
+(:meth:`OutboxWorker.release_held`). Later changes are not held: the message is edited in place as
+the incident evolves. A storm's digest is not held either.
 
 **Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
 ``storm_window``, the next ones do not get their own message: one digest message lists them and is
@@ -192,10 +193,6 @@ class Notifier:
             row = conn.execute(q).first()
         return dict(row._mapping) if row is not None else None
 
-    def _held(self, post: Mapping[str, Any]) -> bool:
-        """Whether a first message is still waiting out its ``group_wait`` (never tried, not yet due)."""
-        return bool(post["status"] == "pending" and not post["attempts"] and post["next_attempt_at"] > self.clock())
-
     def notify(self, update: IncidentUpdate, now: datetime | None = None, *,
                group_wait: timedelta | Mapping[str, timedelta] | None = None) -> list[str]:
         """Enqueue what people should see of ``update``; returns the dedup keys newly enqueued.
@@ -226,7 +223,7 @@ class Notifier:
                         keys.append(post_key(inc.id, ch))
                     if Change.opened in update.changes or hold:
                         continue
-                elif self._held(post):  # it goes out as the incident is then: nothing to add to it
+                elif _held(post, self.clock()):  # it goes out as the incident is then: nothing to add to it
                     continue
                 key = f"inc:{inc.id}:update:{ch}:r{rev}{_ranking_tag(inc)}"
                 if self.store.enqueue(dedup_key=key, channel=ch, action="update",
@@ -308,6 +305,12 @@ def _ranking_tag(incident: Incident) -> str:
     return ":rc" + hashlib.sha1("|".join(ids).encode(), usedforsecurity=False).hexdigest()[:8]
 
 
+def _held(row: Mapping[str, Any], now: datetime) -> bool:
+    """Whether an outbox row is a message still waiting out its ``group_wait``: pending, never
+    tried, not yet due (:meth:`OutboxWorker.release_held` selects the same rows in SQL)."""
+    return bool(row["status"] == "pending" and not row["attempts"] and row["next_attempt_at"] > now)
+
+
 def message_state(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """What became of one first message (an outbox ``post`` row), for people asking the API why an
     incident is, or is not yet, in Slack: ``held`` (waiting out ``group_wait`` until ``due_at``),
@@ -322,7 +325,7 @@ def message_state(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     elif attempts:
         state = "retrying"
     else:
-        state = "held" if row["next_attempt_at"] > now else "queued"
+        state = "held" if _held(row, now) else "queued"
     out: dict[str, Any] = {"channel": row["channel"], "state": state, "attempts": attempts}
     if state in ("held", "queued", "retrying"):
         out["due_at"] = row["next_attempt_at"].isoformat()
