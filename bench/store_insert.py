@@ -6,8 +6,10 @@ transaction (events/s over wall time, and the CPU time of this process per event
 Ingress is CPU-bound), then re-adds the last ``--batches // 4`` batches (all duplicates). ``--profile``
 prints a cProfile of the new-event phase. ``--slices N`` also prints the CPU per event, user and
 system (kernel) apart, for each of N equal slices of the new-event phase: how the cost of an insert
-grows with the table. ``--ids ordered`` gives the events ids that sort in insertion order
-(``jenkins-<counter>``) instead of opsradar's hashed ones: what the random ids cost the id index.
+grows with the table. ``--ids`` chooses the event ids: ``opsradar`` (default; ``Event.make_id``, time
+first, so they sort by event time), ``hashed`` (``Event.record_id``, the time-free digests opsradar
+gave before schema 0004: each insert lands on a random page of the id index) or ``ordered``
+(``jenkins-<counter>``, in insertion order: the floor).
 
 Usage: ``python bench/store_insert.py`` (``--url postgresql+psycopg://…`` for PostgreSQL; the
 events table of that database is emptied first). The last line is one JSON object.
@@ -35,7 +37,7 @@ from opsradar.store import Store
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def batches(n: int, size: int, jobs: int = 200, *, ordered_ids: bool = False) -> list[list[Event]]:
+def batches(n: int, size: int, jobs: int = 200, *, ids: str = "opsradar") -> list[list[Event]]:
     out = []
     for b in range(n):
         batch = []
@@ -45,7 +47,11 @@ def batches(n: int, size: int, jobs: int = 200, *, ordered_ids: bool = False) ->
             e = Event.new(source="jenkins", native_id=f"{job}#{i}", kind="build", ts=T0 + timedelta(seconds=i),
                           entity=f"job:{job}", labels={"result": "SUCCESS"},
                           values={"duration_s": 300.0 + i % 7, "queue_s": 2.0})
-            batch.append(e.model_copy(update={"id": f"jenkins-{i:024d}"}) if ordered_ids else e)
+            if ids == "hashed":
+                e = e.model_copy(update={"id": Event.record_id("jenkins", f"{job}#{i}")})
+            elif ids == "ordered":
+                e = e.model_copy(update={"id": f"jenkins-{i:024d}"})
+            batch.append(e)
         out.append(batch)
     return out
 
@@ -57,10 +63,10 @@ def main() -> None:
     ap.add_argument("--url", default=None, help="store URL (default: a fresh SQLite file in a temp dir)")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--slices", type=int, default=0, help="print user/system CPU per event for N slices")
-    ap.add_argument("--ids", choices=("hashed", "ordered"), default="hashed",
-                    help="opsradar's ids, or ids in insertion order (what the random ids cost)")
+    ap.add_argument("--ids", choices=("opsradar", "hashed", "ordered"), default="opsradar",
+                    help="opsradar's ids (time first), the time-free digests of schema < 0004, or a counter")
     args = ap.parse_args()
-    data = batches(args.batches, args.batch, ordered_ids=args.ids == "ordered")
+    data = batches(args.batches, args.batch, ids=args.ids)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.url or f"sqlite:///{tmp}/state.db"
         store = Store(url)

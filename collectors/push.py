@@ -7,7 +7,9 @@ a batch of one) or NDJSON, one object per line (``application/x-ndjson``). Each 
       "source":    "deploybot",                  required; letters, digits, _ . -  (≤ 64)
       "native_id": "deploy-8812",                required unless "id" is given: the sender's own
                                                  id for the record; the event id derives from
-                                                 (source, native_id), so a resend is stored once
+                                                 (source, native_id, ts), so a resend is stored
+                                                 once (the same record at another time is
+                                                 another event)
       "id":        "…",                          optional: a ready-made stable event id (≤ 128)
       "kind":      "deploy",                     required; lower case, [a-z][a-z0-9_]* (≤ 32)
       "ts":        "2026-03-02T09:30:00Z",       required; ISO-8601 with a timezone
@@ -135,7 +137,9 @@ class PushEvent(BaseModel):
 
     source: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     native_id: str | None = Field(default=None, min_length=1, max_length=512,
-                                  description="the sender's own id for the record; required unless id is given")
+                                  description="the sender's own id for the record; required unless id is given. "
+                                              "The event id derives from source, native_id and ts: a "
+                                              "resend is stored once")
     id: str | None = Field(default=None, min_length=1, max_length=128, description="a ready-made stable event id")
     kind: str = Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")
     ts: UtcDatetime = Field(description="ISO-8601 with a timezone")
@@ -322,15 +326,15 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
                     return None
             if pe.attrs and attrs_too_deep(pe.attrs):  # Event refuses them with a message the slow path gives
                 return None
-            if pe.id is not None:
-                eid = pe.id
-            elif pe.native_id is not None:
-                eid = make_id(source, pe.native_id)
-            else:
-                return None
             ts = parse_ts(pe.ts)
             if ts.tzinfo is not utc:
                 ts = ts.astimezone(utc)
+            if pe.id is not None:
+                eid = pe.id
+            elif pe.native_id is not None:
+                eid = make_id(source, pe.native_id, ts)
+            else:
+                return None
             events.append(trusted(eid, source, kind, ts, entity, pe.labels, values, pe.attrs))
     except ValueError:  # a time that matches the pattern but is not one (month 13, offset 24:00)
         return None

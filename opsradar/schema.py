@@ -86,6 +86,18 @@ cursors = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+#: Facts about the store itself, by key. ``legacy_event_ids_until``: the time of the newest event
+#: stored before schema 0004 gave event ids a time prefix (``Event.make_id``); a record at or before
+#: it may already be stored under its time-free id (``Event.record_id``), and is looked up that way
+#: too. Absent in a store that never held such ids.
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
 source_health = Table(
     "source_health",
     metadata,

@@ -124,6 +124,8 @@ class Store:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._lock = threading.RLock()
+        self._legacy_ids_until: datetime | None = None  # see _legacy_ids
+        self._legacy_read = False
         if migrate:
             self.migrate()
 
@@ -197,6 +199,8 @@ class Store:
         if events:
             now = utcnow()
             batch = list(_by_id(events).values())
+            if legacy := self._legacy_ids(conn, batch):
+                batch = [e for e in batch if e.id not in legacy]
             inserted: set[str] = set()
             for i in range(0, len(batch), _INSERT_ROWS):
                 inserted.update(self._insert_events(conn, batch[i : i + _INSERT_ROWS], now))
@@ -223,6 +227,8 @@ class Store:
             have.update(r[0] for r in conn.exec_driver_sql(
                 f"SELECT id FROM events WHERE id IN ({', '.join(['?'] * len(part))})", part))
         new = [e for e in unique.values() if e.id not in have]
+        if legacy := self._legacy_ids(conn, new):
+            new = [e for e in new if e.id not in legacy]
         if new:
             at = _sqlite_datetime(utcnow())
             rows = [(e.id, e.source, e.kind, _sqlite_datetime(e.ts), e.entity, event_json(e), at) for e in new]
@@ -231,6 +237,27 @@ class Store:
             if done.rowcount != len(new):
                 raise _Raced
         return new
+
+    def _legacy_ids(self, conn: Connection, events: Sequence[Event]) -> set[str]:
+        """The ids of those ``events`` that a store older than schema 0004 holds under their
+        time-free id (``Event.record_id``): records pulled or pushed again after the upgrade.
+
+        Only events no newer than ``meta.legacy_event_ids_until`` are looked up; in a store that
+        never held such ids there is nothing to look up.
+        """
+        if not self._legacy_read:  # written once, by the migration
+            value = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "legacy_event_ids_until")).scalar()
+            self._legacy_ids_until, self._legacy_read = (datetime.fromisoformat(value) if value else None), True
+        until = self._legacy_ids_until
+        if until is None or not events:
+            return set()
+        record_id_of = Event.record_id_of
+        old = {r: e.id for e in events if e.ts <= until and (r := record_id_of(e.id)) != e.id}
+        found: set[str] = set()
+        ids = list(old)
+        for i in range(0, len(ids), _INSERT_ROWS):
+            found.update(conn.execute(select(t.events.c.id).where(t.events.c.id.in_(ids[i : i + _INSERT_ROWS]))).scalars())
+        return {old[r] for r in found}
 
     def _insert_events(self, conn: Connection, batch: Sequence[Event], now: datetime) -> list[str]:
         """One ``INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`` of many rows; the ids stored.

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from opsradar.errors import StoreError
-from opsradar.models import Alert, Incident, fingerprint
+from opsradar.models import Alert, Event, Incident, fingerprint
 from opsradar.schema import metadata
 from opsradar.store import Store
 
@@ -15,7 +16,7 @@ from .conftest import T0, make_event
 
 
 def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> None:
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
@@ -23,7 +24,7 @@ def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> No
 
 def test_migrating_twice_is_harmless(store: Store) -> None:
     store.migrate()
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"
 
 
 def test_same_events_stored_twice_give_one_row(store: Store) -> None:
@@ -244,10 +245,94 @@ def test_a_store_at_the_first_schema_is_migrated_with_its_events(tmp_path) -> No
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
     assert old.schema_revision() == "0001"
-    old.add_events([make_event(1)])
+    _store_as_before_0004(old, [make_event(1)])
     old.close()
     store = Store(f"sqlite:///{tmp_path}/old.db")  # migrates
-    assert store.schema_revision() == "0003"
+    assert store.schema_revision() == "0004"
     assert "ix_events_ingested_at" in {ix["name"] for ix in inspect(store.engine).get_indexes("events")}
     assert "ix_outbox_incident_id" in {ix["name"] for ix in inspect(store.engine).get_indexes("outbox")}
-    assert store.get_event(make_event(1).id) == make_event(1)
+    assert store.get_event(Event.record_id("jenkins", "n1")) == _as_before_0004(make_event(1))
+    assert store.add_events([make_event(1)]) == []  # not stored again under its new id
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_at_0003(request: pytest.FixtureRequest, tmp_path) -> Iterator[Store]:  # type: ignore[no-untyped-def]
+    """A store at schema 0003, before event ids had a time prefix."""
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    from opsradar.store import _MIGRATIONS
+
+    url = f"sqlite:///{tmp_path}/old.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    old = Store(url, migrate=False)
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    with old.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003")
+    yield old
+    old.close()
+
+
+def _as_before_0004(event: Event) -> Event:
+    """``event`` with the time-free id opsradar gave it before schema 0004."""
+    return event.model_copy(update={"id": Event.record_id_of(event.id)})
+
+
+def _store_as_before_0004(store: Store, events: list[Event]) -> None:
+    """Store ``events`` under their time-free ids, as opsradar did before schema 0004."""
+    from sqlalchemy import insert
+
+    from opsradar import schema as t
+
+    with store.transaction() as conn:
+        conn.execute(insert(t.events), [
+            {"id": e.id, "source": e.source, "kind": e.kind, "ts": e.ts, "entity": e.entity,
+             "doc": e.model_dump(mode="json"), "ingested_at": e.ts} for e in map(_as_before_0004, events)])
+
+
+def test_event_ids_sort_by_event_time_and_name_one_record_at_one_time() -> None:
+    ids = [make_event(1, ts=T0 + timedelta(milliseconds=ms)).id for ms in (0, 1, 999, 60_000, 86_400_000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    shifted = make_event(1, ts=(T0 + timedelta(milliseconds=999)).astimezone(timezone(timedelta(hours=-5))))
+    assert shifted.id == ids[2]  # the same instant in another zone: the same event
+    assert make_event(1, ts=T0 + timedelta(microseconds=999)).id == ids[0]  # milliseconds
+    assert Event.record_id_of(ids[3]) == Event.record_id("jenkins", "n1") == Event.record_id_of(ids[4])
+    assert Event.record_id_of("a-hand-made-id") == "a-hand-made-id"
+
+
+def test_records_stored_before_0004_are_not_stored_again_under_their_new_ids(store_at_0003: Store) -> None:
+    old = [make_event(i) for i in range(4)]  # T0 .. T0 + 3 min
+    _store_as_before_0004(store_at_0003, old)
+    store = Store(store_at_0003.url)  # migrates to 0004: the newest legacy event is at T0 + 3 min
+    try:
+        assert store.schema_revision() == "0004"
+        assert store.add_events(old[:2]) == []  # a re-pull after the upgrade: the SQLite fast path
+        with store.transaction() as conn:  # the exact path (PostgreSQL's, and SQLite's after a race)
+            assert store.add_events(old[2:], conn=conn) == []
+        assert store.count_events() == 4
+        fresh = [make_event(9, ts=T0 + timedelta(minutes=1)), make_event(10, ts=T0 + timedelta(hours=1))]
+        assert store.add_events([old[0], *fresh]) == fresh  # records not stored before are new
+        later = make_event(3, ts=T0 + timedelta(hours=2))  # the same record at another time: another event
+        assert store.add_events([later]) == [later]
+        assert store.count_events() == 7
+        assert store.get_event(Event.record_id("jenkins", "n0")) == _as_before_0004(old[0])  # old ids resolve
+    finally:
+        store.close()
+
+
+def test_a_store_with_no_events_before_0004_looks_nothing_up_the_old_way(store_at_0003: Store) -> None:
+    from sqlalchemy import select
+
+    from opsradar import schema as t
+
+    store = Store(store_at_0003.url)
+    try:
+        with store.engine.connect() as conn:
+            assert conn.execute(select(t.meta.c.key)).all() == []
+        # a row under a record's time-free id, written after the upgrade, is not taken for this record
+        _store_as_before_0004(store, [make_event(0)])
+        assert store.add_events([make_event(0)]) == [make_event(0)]
+    finally:
+        store.close()

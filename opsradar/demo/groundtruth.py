@@ -74,12 +74,14 @@ class ChangeRef(_Model):
             return [self.key]
         return []
 
-    def event_ids(self) -> set[str]:
-        return {Event.make_id(self.source, n) for n in self.native_ids()}
+    def record_ids(self) -> set[str]:
+        """The time-free ids (``Event.record_id``) of the records the collectors may give this change;
+        ``Event.record_id_of`` maps an event id to one."""
+        return {Event.record_id(self.source, n) for n in self.native_ids()}
 
     def matches_event(self, event: Event) -> bool:
         """Whether ``event`` (from any collector) is this change."""
-        if event.id in self.event_ids():
+        if Event.record_id_of(event.id) in self.record_ids():
             return True
         fields = _scalars(event)
         if self.sha:
@@ -100,9 +102,8 @@ class ChangeRef(_Model):
 
         Matches its ``event_id`` (resolved through ``events`` when given), else its text.
         """
-        ids = self.event_ids()
         event_id = candidate.get("event_id")
-        if event_id in ids:
+        if isinstance(event_id, str) and Event.record_id_of(event_id) in self.record_ids():
             return True
         if events is not None and isinstance(event_id, str) and event_id in events:
             return self.matches_event(events[event_id])

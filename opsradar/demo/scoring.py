@@ -24,13 +24,14 @@ A metric with nothing to measure is ``None``. Extra keys give the counts and a p
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from opsradar.demo.groundtruth import ChangeRef, GroundTruth, InjectedIncident
+>>> from opsradar.models import Event
 >>> t0 = datetime(2026, 3, 6, 10, tzinfo=timezone.utc)
 >>> ref = ChangeRef(source="jenkins", kind="deploy", entity="job:shop-deploy", job="shop-deploy", number=7)
 >>> gt = GroundTruth(scenario="x", seed=1, start=t0, end=t0 + timedelta(days=1), incidents=[
 ...     InjectedIncident(id="bad", type="bad_deploy", title="t", start=t0, end=t0 + timedelta(hours=1),
 ...                      services=["shop"], root_cause=[ref])])
 >>> found = [{"id": "i1", "services": ["shop"], "first_seen": t0 + timedelta(minutes=3), "alert_count": 4,
-...           "notified_at": t0 + timedelta(minutes=5), "root_cause": [{"event_id": ref.event_ids().pop()}]}]
+...           "notified_at": t0 + timedelta(minutes=5), "root_cause": [{"event_id": Event.make_id("jenkins", "shop-deploy#7", t0)}]}]
 >>> s = score(gt, found, anomalies_count=10, alerts_count=4, slack_messages=1)
 >>> s["recall"], s["precision"], s["compression"], s["ttd_median_s"], s["rca_top1"]
 (1.0, 1.0, 14.0, 300.0, 1.0)

@@ -70,7 +70,7 @@ def populate(store: Store) -> dict[str, str]:
     anomalies = []
     for i in range(0, 3):
         a = Anomaly(id=f"an{i}", stream="elasticsearch|access|service:shop", detector="hst", detector_version="1",
-                    ts=_t(i), event_id=Event.make_id("elasticsearch", f"acc{i}"), source="elasticsearch", kind="access",
+                    ts=_t(i), event_id=Event.make_id("elasticsearch", f"acc{i}", _t(i)), source="elasticsearch", kind="access",
                     entity="service:shop", score=0.999, threshold=0.99, raw_score=0.9,
                     features={"latency_ms": 900.0}, explanation=[
                         Contribution(feature="latency_ms", value=900.0 + 10 * i, expected=122.0, low=110.0, high=140.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -58,7 +59,7 @@ def test_a_json_array_with_malformed_items_keeps_the_rest() -> None:
 
 def test_events_are_normalised_and_ids_stable() -> None:
     (ev,) = parse(json.dumps([item(3)]).encode()).events
-    assert ev.id == Event.make_id("deploybot", "d-3")
+    assert ev.id == Event.make_id("deploybot", "d-3", datetime(2026, 3, 2, 8, 3, tzinfo=UTC))
     assert ev.ts.isoformat() == "2026-03-02T08:03:00+00:00"  # UTC
     assert ev.values == {"duration_s": 13.0}
     (given,) = parse(json.dumps(item(1, native_id=None, id="custom-1")).encode()).events  # one object: a batch of one
@@ -170,7 +171,7 @@ def test_a_batch_with_one_bad_item_still_reports_it_and_keeps_the_rest(bad: dict
     body = json.dumps([good, item]).encode()
     assert _all_valid(body, "application/json", 100) is None
     result = parse_batch(body, "application/json", max_bytes=10_000, max_items=100)
-    assert [e.id for e in result.events] == [Event.make_id("s", "1")]
+    assert [e.id for e in result.events] == [Event.make_id("s", "1", datetime(2026, 3, 2, 9, 30, tzinfo=UTC))]
     assert {err.index for err in result.errors} == {1}
 
 
@@ -315,7 +316,7 @@ def test_json_nested_too_deeply_is_a_clear_error_not_a_crash() -> None:
         parse_batch(f"[{item}]".encode(), "application/json", max_bytes=10**7, max_items=10)
     good = '{"source": "s", "native_id": "2", "kind": "build", "ts": "2026-03-02T09:30:00Z", "entity": "job:x"}'
     result = parse_batch(f"{item}\n{good}".encode(), "application/x-ndjson", max_bytes=10**7, max_items=10)
-    assert [e.id for e in result.events] == [Event.make_id("s", "2")]  # the other line is still accepted
+    assert [e.id for e in result.events] == [Event.make_id("s", "2", datetime(2026, 3, 2, 9, 30, tzinfo=UTC))]  # the other line is still accepted
     assert [str(e) for e in result.errors] == ["[0] line 1: the JSON is nested too deeply (keep attrs to a few levels)"]
 
 

@@ -117,5 +117,5 @@ def test_events_committed_before_a_failure_still_reach_the_pipeline() -> None:
     sched.add(FailsOnSecondPage("es"), interval=timedelta(minutes=1))
     out = sched.run_due(T0)
     assert isinstance(out["es"], SourceUnavailable)
-    assert got == [Event.make_id("es", "p0")]
+    assert got == [Event.make_id("es", "p0", T0)]
     assert store.get_cursor("es") == 1

@@ -59,7 +59,7 @@ def test_change_refs_match_the_collectors_events() -> None:
 def test_candidates_match_by_event_id_by_lookup_or_by_text() -> None:
     inc = _gt().incident("bad-deploy")
     ev = _event("git", "whatever", "commit", "repo:checkout-svc", sha=SHA)
-    assert inc.candidate_is_root_cause({"event_id": Event.make_id("jenkins", "checkout-deploy#104")})
+    assert inc.candidate_is_root_cause({"event_id": Event.make_id("jenkins", "checkout-deploy#104", T0)})
     assert inc.candidate_is_root_cause({"event_id": ev.id}, {ev.id: ev})
     assert inc.candidate_is_root_cause({"entity": "repo:checkout-svc", "summary": f"{SHA[:7]} Switch pricing"})
     assert not inc.candidate_is_root_cause({"entity": "job:checkout-deploy", "summary": "checkout-deploy #1040"})
@@ -75,7 +75,7 @@ def _det(id: str, services: list[str], first: timedelta, *, notified: timedelta 
 def test_score_on_a_hand_built_run() -> None:
     m = timedelta(minutes=1)
     h = timedelta(hours=1)
-    deploy_id = Event.make_id("jenkins", "checkout-deploy#104")
+    deploy_id = Event.make_id("jenkins", "checkout-deploy#104", T0)
     detected = [
         # the bad deploy, found twice (split), the bigger one ranks the deploy second
         _det("a", ["checkout"], 4 * m, notified=6 * m, alerts=5,
@@ -85,7 +85,7 @@ def test_score_on_a_hand_built_run() -> None:
         _det("c", ["gateway"], 5 * h + 20 * m, notified=5 * h + 40 * m, alerts=3),
         # the storm, one incident, the right cause first
         _det("d", ["auth", "gateway"], 20 * h + 2 * m, notified=20 * h + 3 * m, alerts=9,
-             causes=[Event.make_id("jenkins", "auth-deploy#9")]),  # type: ignore[list-item]  # a bare id
+             causes=[Event.make_id("jenkins", "auth-deploy#9", T0 + timedelta(hours=20))]),  # type: ignore[list-item]  # a bare id
         # noise: a service with nothing injected, and the right service long after
         _det("e", ["inventory"], 10 * h, notified=10 * h),
         _det("f", ["checkout"], 12 * h, notified=12 * h),

@@ -114,14 +114,14 @@ def test_running_builds_show_as_building_until_they_finish() -> None:
         w.advance(b.start + (b.end - b.start) / 2)
         assert w.jenkins.get_build(b.job, b.number)["building"] is True
         col = JenkinsCollector("jenkins", w.config().sources["jenkins"])  # type: ignore[arg-type]
-        seen = {e.id for batch in col.pull(None, until=w.clock()) for e in batch.events}
-        build_id = Event.make_id("jenkins", f"{b.job}#{b.number}")
+        seen = {Event.record_id_of(e.id) for batch in col.pull(None, until=w.clock()) for e in batch.events}
+        build_id = Event.record_id("jenkins", f"{b.job}#{b.number}")
         assert build_id not in seen
         w.advance(b.end)
         doc = w.jenkins.get_build(b.job, b.number)
         assert doc["building"] is False
         assert doc["result"] == b.result
-        assert build_id in {e.id for batch in col.pull(None, until=w.clock()) for e in batch.events}
+        assert build_id in {Event.record_id_of(e.id) for batch in col.pull(None, until=w.clock()) for e in batch.events}
 
 
 def test_the_held_out_seed_has_its_own_root_causes_found_by_the_collectors() -> None:
