@@ -57,10 +57,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA cache_size=-16384")  # KiB: 16 MiB of pages per connection (default 2 MiB); see RESULTS
-    # Copy the WAL into the database every 10,000 pages (~40 MB) instead of 1,000: random event ids
-    # dirty a page per insert, and a page rewritten by several transactions between checkpoints is
-    # copied once. bench/store_insert.py at 400,000 events: 41 -> 29 µs of CPU per event (RESULTS).
-    # The WAL file is cut back to 64 MiB after a checkpoint.
+    # Copy the WAL into the database every 10,000 pages (~40 MB) instead of 1,000: a page rewritten by
+    # several transactions between checkpoints is copied once. Measured when event ids were random
+    # digests (a page per insert): bench/store_insert.py at 400,000 events, 41 -> 29 µs of CPU per
+    # event (RESULTS); ids have sorted by time since schema 0004. The WAL is cut back to 64 MiB after
+    # a checkpoint.
     cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.execute("PRAGMA journal_size_limit=67108864")
     cur.execute("PRAGMA foreign_keys=ON")
