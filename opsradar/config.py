@@ -360,6 +360,9 @@ class SlackConfig(_Section):
     apply_group_wait: bool = Field(
         default=True, description="hold an incident's first message for its route's group_wait (wall clock), so "
         "that the alerts arriving meanwhile are in it; false: post at once")
+    apply_repeat_interval: bool = Field(
+        default=True, description="remind the channel in the message's thread every repeat_interval of its route "
+        "(wall clock) while the incident stays open and unacknowledged; false: no reminders")
 
 
 Role = Literal["reader", "operator", "rule-author", "admin"]

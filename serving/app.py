@@ -346,6 +346,7 @@ class Owner:
         while not self._stop.wait(self.outbox_interval):
             try:
                 self.pipeline.rules.reload_if_changed()
+                self.pipeline.remind()  # every REMIND_CHECK_EVERY
                 if self.pipeline.worker is not None:
                     self.pipeline.worker.drain_once()
             except Exception:

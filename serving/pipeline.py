@@ -38,7 +38,7 @@ from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
 from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Severity, utcnow
+from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, IncidentStatus, Severity, utcnow
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats", "Ranker"]
@@ -51,6 +51,11 @@ RANK_EVERY = timedelta(minutes=10)
 #: a change that arrives after its incident was ranked is a candidate if it is this much older than the
 #: incident at most (the report looks 24 h back from an onset, which a drift may move earlier)
 LATE_CHANGE_LOOKBACK = timedelta(hours=48)
+
+#: How often (wall clock) :meth:`Pipeline.remind` looks for incidents due a reminder, and how many
+#: open incidents, newest first, it looks at.
+REMIND_CHECK_EVERY = timedelta(seconds=30)
+REMIND_MAX_INCIDENTS = 1000
 #: candidate changes that rank an open incident again when they arrive late; builds are candidates
 #: too, but they follow their commits, and every CI run would otherwise rank again
 _LATE_CHANGE_KINDS = CHANGE_KINDS - {"build"}
@@ -222,6 +227,7 @@ class Pipeline:
         self._sources = sources
         self.watermark: datetime | None = None
         self._ranked_at: dict[str, datetime] = {}
+        self._reminded_at: datetime | None = None  # wall clock (see remind)
         self.stats = PipelineStats()
         self._lock = threading.RLock()
         #: ranks root causes off the alerting path when ``rank_async`` (see the module docstring)
@@ -351,15 +357,19 @@ class Pipeline:
         self.stats.by_rule[rule] = self.stats.by_rule.get(rule, 0) + 1
         group_by = decision.routes[0].group_by if decision.routes else None
         update = self.correlator.add(final, now, group_by=group_by or None, receivers=decision.receivers)
-        # a first message waits for the group_wait of the route that led to its channel
+        # a first message waits for the group_wait of the route that led to its channel, and reminds
+        # it every repeat_interval of that route
         group_wait: dict[str, timedelta] = {}
+        repeat: dict[str, timedelta] = {}
         for r in decision.routes:
             if r.receiver:
                 group_wait[r.receiver] = min(r.group_wait, group_wait.get(r.receiver, r.group_wait))
-        self._after_update(update, now, group_wait=group_wait)
+                repeat[r.receiver] = min(r.repeat_interval, repeat.get(r.receiver, r.repeat_interval))
+        self._after_update(update, now, group_wait=group_wait, repeat_interval=repeat)
 
     def _after_update(self, update: IncidentUpdate, now: datetime, *,
-                      group_wait: Mapping[str, timedelta] | None = None) -> None:
+                      group_wait: Mapping[str, timedelta] | None = None,
+                      repeat_interval: Mapping[str, timedelta] | None = None) -> None:
         if update.incident is None or not update.visible:
             return
         if Change.opened in update.changes:
@@ -377,7 +387,8 @@ class Pipeline:
             else:
                 update = self._attach_root_cause(update, now)
         if self.notify:
-            self.stats.notifications += len(self.notifier.notify(update, now, group_wait=group_wait))
+            self.stats.notifications += len(self.notifier.notify(update, now, group_wait=group_wait,
+                                                                 repeat_interval=repeat_interval))
 
     def _attach_root_cause(self, update: IncidentUpdate, now: datetime) -> IncidentUpdate:
         """Rank the candidate changes and keep the top three on the incident."""
@@ -422,6 +433,23 @@ class Pipeline:
         for update in self.correlator.tick(now):
             if self.notify:
                 self.stats.notifications += len(self.notifier.notify(update, now))
+
+    def remind(self, *, force: bool = False) -> int:
+        """Reminders for the open, unacknowledged incidents whose message went out a
+        ``repeat_interval`` ago or more (:meth:`Notifier.remind`, wall clock); at most every
+        ``REMIND_CHECK_EVERY`` unless ``force``. Returns how many were enqueued."""
+        if not self.notify:
+            return 0
+        wall = self.notifier.clock()
+        if not force and self._reminded_at is not None and wall - self._reminded_at < REMIND_CHECK_EVERY:
+            return 0
+        self._reminded_at = wall
+        n = 0
+        with self._lock:
+            for doc in self.store.list_incidents(status=IncidentStatus.open.value, limit=REMIND_MAX_INCIDENTS):
+                n += len(self.notifier.remind(Incident.model_validate(doc), wall))
+        self.stats.notifications += n
+        return n
 
     def drain_outbox(self, *, release_held: bool = False) -> int:
         """Deliver what is due in the outbox; returns how many were delivered. ``release_held``:

@@ -10,6 +10,7 @@ action              dedup key                             effect
 ``post``            ``inc:{id}:post:{channel}``           the parent message (Block Kit)
 ``update``          ``inc:{id}:update:{channel}:r{rev}…``  ``chat.update`` of the parent (``…``: see below)
 ``reply``           ``inc:{id}:reply:{channel}:r{rev}:…``  a thread reply about a notable change
+``reply``           ``inc:{id}:remind:{channel}:{n}``      the n-th reminder (``repeat_interval``)
 ``digest``          ``digest:{channel}:{d}:post``         storm mode: one message for many incidents
 ``digest_update``   ``digest:{channel}:{d}:update:{n}``   the digest, re-rendered
 ==================  ====================================  =======================================
@@ -29,6 +30,13 @@ reply is queued for it: it renders the incident as it is when it goes out.
 ``slack.apply_group_wait: false`` posts at once; a clean shutdown sends the held messages
 (:meth:`OutboxWorker.release_held`). Later changes are not held: the message is edited in place as
 the incident evolves. A storm's digest is not held either.
+
+**repeat_interval**: while an incident stays open and unacknowledged, :meth:`Notifier.remind` posts a
+reminder in its message's thread every ``repeat_interval`` (of the route that sent the first message
+to that channel, on the wall clock, counted from when that message was sent), mentioning the
+channel's people for the severities in ``mention_on``. Acknowledging or resolving the incident
+stops them. ``slack.apply_repeat_interval: false`` sends none. ``group_interval`` does not pace the
+edits and replies: an edit notifies nobody, and an escalation should not wait.
 
 **Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
 ``storm_window``, the next ones do not get their own message: one digest message lists them and is
@@ -66,7 +74,7 @@ from opsradar.alerting.correlation import Change, Correlator, IncidentUpdate
 from opsradar.alerting.noise import NoiseMetrics
 from opsradar.config import SlackConfig
 from opsradar.errors import NotifyError
-from opsradar.models import Incident, utcnow
+from opsradar.models import Incident, IncidentStatus, utcnow
 from opsradar.store import Store
 
 __all__ = [
@@ -168,17 +176,21 @@ class Notifier:
             return dest.channel if dest is not None else ""
         return receiver if _looks_like_channel(receiver) else None
 
-    def _wait(self, channel: str, group_wait: timedelta | Mapping[str, timedelta] | None) -> timedelta | None:
-        """How long a first message in ``channel`` waits: the shortest ``group_wait`` of the receivers
-        that lead there (of all of them when none does: the default channel), None for no wait."""
-        if not group_wait or not self.cfg.apply_group_wait:
+    def _for_channel(self, channel: str, per_receiver: timedelta | Mapping[str, timedelta] | None) -> timedelta | None:
+        """The shortest of the durations of the receivers that lead to ``channel`` (of all of them when
+        none does: the default channel); None when there is none or it is zero."""
+        if not per_receiver:
             return None
-        if isinstance(group_wait, timedelta):
-            wait = group_wait
+        if isinstance(per_receiver, timedelta):
+            d = per_receiver
         else:
-            here = [w for r, w in group_wait.items() if self._channel_of(r) == channel]
-            wait = min(here or group_wait.values())
-        return wait if wait > timedelta(0) else None
+            here = [w for r, w in per_receiver.items() if self._channel_of(r) == channel]
+            d = min(here or per_receiver.values())
+        return d if d > timedelta(0) else None
+
+    def _wait(self, channel: str, group_wait: timedelta | Mapping[str, timedelta] | None) -> timedelta | None:
+        """How long a first message in ``channel`` waits (its routes' ``group_wait``), None for no wait."""
+        return self._for_channel(channel, group_wait) if self.cfg.apply_group_wait else None
 
     def _mentions(self, incident: Incident, dest: Destination) -> list[str]:
         return list(dest.mentions) if incident.severity.value in self.cfg.mention_on else []
@@ -194,11 +206,13 @@ class Notifier:
         return dict(row._mapping) if row is not None else None
 
     def notify(self, update: IncidentUpdate, now: datetime | None = None, *,
-               group_wait: timedelta | Mapping[str, timedelta] | None = None) -> list[str]:
+               group_wait: timedelta | Mapping[str, timedelta] | None = None,
+               repeat_interval: timedelta | Mapping[str, timedelta] | None = None) -> list[str]:
         """Enqueue what people should see of ``update``; returns the dedup keys newly enqueued.
 
         ``group_wait``: how long a first message waits, in every channel or per receiver (the
-        routes'; see the module docstring)."""
+        routes'; see the module docstring). ``repeat_interval``: how often :meth:`remind` reminds
+        the channel of the incident while it is open (kept with the first message)."""
         if update.incident is None or not update.visible:
             return []
         now = now or utcnow()
@@ -215,8 +229,10 @@ class Notifier:
                 post = self._row(post_key(inc.id, ch))
                 if post is None:
                     hold = self._wait(ch, group_wait)
-                    payload = {"incident_id": inc.id, "mentions": list(dest.mentions),
-                               "mention_on": list(self.cfg.mention_on)}
+                    payload: dict[str, Any] = {"incident_id": inc.id, "mentions": list(dest.mentions),
+                                               "mention_on": list(self.cfg.mention_on)}
+                    if every := self._for_channel(ch, repeat_interval):
+                        payload["repeat_interval_s"] = every.total_seconds()
                     if self.store.enqueue(dedup_key=post_key(inc.id, ch), channel=ch, action="post",
                                           payload=payload, incident_id=inc.id,
                                           not_before=self.clock() + hold if hold else None):
@@ -243,6 +259,41 @@ class Notifier:
                     if self.store.enqueue(dedup_key=key, channel=ch, action="reply", payload=payload,
                                           incident_id=inc.id):
                         keys.append(key)
+        return keys
+
+    def remind(self, incident: Incident, now: datetime | None = None) -> list[str]:
+        """Remind each channel of an open, unacknowledged incident, in its message's thread, every
+        ``repeat_interval`` (of the route that sent the first message there) since that message was
+        sent, on the wall clock; returns the dedup keys newly enqueued.
+
+        The ``n``-th reminder has the dedup key ``inc:{id}:remind:{channel}:{n}``, so calling this
+        again (every few seconds, or after a restart) enqueues nothing twice, and reminders missed
+        while opsradar was down collapse into one. A reminder still queued when the incident is
+        acknowledged or resolved is not sent (the transport checks). Incidents in a storm digest
+        have no message of their own and are not reminded.
+        """
+        if incident.status != IncidentStatus.open or not self.cfg.apply_repeat_interval:
+            return []
+        now = now or self.clock()
+        keys: list[str] = []
+        with self._lock:
+            posts = {r["channel"]: r for r in self.store.first_messages(incident.id)}
+            for dest in self.destinations(incident):
+                ch = dest.channel
+                post = posts.get(ch)
+                every_s = (post["payload"] or {}).get("repeat_interval_s") if post is not None else None
+                if post is None or post["status"] != "done" or post["delivered_at"] is None or not every_s:
+                    continue  # not sent yet (or never: failed), or its route has no repeat_interval
+                every = timedelta(seconds=float(every_s))
+                n = int((now - post["delivered_at"]) / every)
+                if n < 1:
+                    continue
+                key = f"inc:{incident.id}:remind:{ch}:{n}"
+                payload = {"incident_id": incident.id, "change": "reminder", "detail": _duration(n * every),
+                           "mentions": self._mentions(incident, dest)}
+                if self.store.enqueue(dedup_key=key, channel=ch, action="reply", payload=payload,
+                                      incident_id=incident.id):
+                    keys.append(key)
         return keys
 
     # ------------------------------------------------------------------ storm mode
@@ -295,6 +346,18 @@ class Notifier:
         if self.store.enqueue(dedup_key=key, channel=channel, action="digest_update", payload=payload):
             return [key]
         return []
+
+
+def _duration(d: timedelta) -> str:
+    """``d`` as people say it: ``4h``, ``1h 30m``, ``2d 4h``, ``45m``, ``30s``.
+
+    >>> _duration(timedelta(hours=4)), _duration(timedelta(minutes=90)), _duration(timedelta(days=2, hours=4))
+    ('4h', '1h 30m', '2d 4h')
+    """
+    s = int(d.total_seconds())
+    parts = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m")]
+    text = " ".join(f"{v}{u}" for v, u in parts if v)
+    return text or f"{s}s"
 
 
 def _ranking_tag(incident: Incident) -> str:
@@ -545,11 +608,13 @@ class OutboxWorker:
                 continue
             self.store.mark_delivered(row["id"], result)
             stats.delivered += 1
-            if not result.get("superseded"):
+            sent = not (result.get("superseded") or result.get("skipped"))
+            if sent:
                 self._next_ok[ch] = self.clock() + timedelta(seconds=self.pace)
             if self.on_delivered is not None:
                 self.on_delivered(row, result)
-            if self.metrics is not None and row["action"] in ("post", "reply", "digest") and not result.get("recovered"):
+            if (self.metrics is not None and sent and row["action"] in ("post", "reply", "digest")
+                    and not result.get("recovered")):
                 self.metrics.record("slack_messages", source=result.get("source"), rule=result.get("rule"))
         stats.waiting = min(waits) if waits else 0.0
         return stats

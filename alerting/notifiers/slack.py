@@ -49,7 +49,7 @@ from opsradar.alerting.notifiers.outbox import Deferred, Destination, Notifier, 
 from opsradar.alerting.notifiers.render import Renderer, evidence_lines
 from opsradar.config import SlackConfig, resolve_secret
 from opsradar.errors import NotifyError, OpsradarError
-from opsradar.models import Incident
+from opsradar.models import Incident, IncidentStatus
 from opsradar.store import Store
 
 __all__ = [
@@ -207,6 +207,8 @@ class SlackTransport:
         if action == "reply":
             parent = self._parent(post_key(row["incident_id"], row["channel"]))
             inc = self._incident(row["incident_id"])
+            if payload.get("change") == "reminder" and inc.status != IncidentStatus.open:
+                return {"skipped": f"the incident is {inc.status.value}: no reminder"}
             text = self.renderer.reply_text(payload["change"], detail=payload.get("detail", ""),
                                             actor=payload.get("actor"), mentions=payload.get("mentions") or [])
             result = self._post(row, maybe_sent, before_send, text=text, thread_ts=parent["ts"],

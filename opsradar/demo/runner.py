@@ -123,8 +123,9 @@ class DemoRunner:
             "rules": cfg.rules.model_copy(update={"paths": self.rules, "watch": False}),
             # the demo plays days in minutes: group models refit at most every 10 s, not 30 min
             "detectors": cfg.detectors.model_copy(update={"refit_interval": timedelta(seconds=10)}),
-            # group_wait is wall-clock time: 30 s held here would be hours of demo time, so post at once
-            "slack": cfg.slack.model_copy(update={"apply_group_wait": False}),
+            # group_wait and repeat_interval are wall-clock time: 30 s held here would be hours of demo
+            # time, so post at once, and send no reminders
+            "slack": cfg.slack.model_copy(update={"apply_group_wait": False, "apply_repeat_interval": False}),
         })
 
     def _create_channels(self, cfg: Config) -> None:

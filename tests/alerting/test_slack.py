@@ -569,3 +569,80 @@ def test_the_api_can_tell_what_became_of_each_first_message(store: Store, fake: 
     assert message_state(row, T0) == {"channel": "#x", "state": "retrying", "attempts": 2,
                                       "due_at": T0.isoformat(), "last_error": "slack: ratelimited"}
     assert message_state({**row, "status": "dead"}, T0)["state"] == "failed"
+
+
+def _thread(fake: SlackFake, channel: str = "opsradar") -> list[str]:
+    (msg,) = fake.channel_messages(channel)
+    return [r["text"] for r in msg["replies"]]
+
+
+def test_an_open_incident_is_reminded_in_its_thread_every_repeat_interval_until_acknowledged(
+        store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake)
+    every = timedelta(hours=4)
+    u = p.corr.add(alert("Timeouts", service="shop"), T0)
+    p.notifier.notify(u, T0, repeat_interval=every)
+    p.clock.now += timedelta(seconds=1)  # (the fake clock started before the row was written)
+    assert p.worker.drain_once().delivered == 1
+    inc = p.corr.get(u.incident_id or "")
+    p.clock.now += timedelta(hours=1)
+    assert p.notifier.remind(inc) == [], "not before repeat_interval has passed since the message went out"
+    p.clock.now += timedelta(hours=3, seconds=1)
+    assert p.notifier.remind(inc) == [f"inc:{inc.id}:remind:#opsradar:1"]
+    assert p.notifier.remind(inc) == [], "asking again enqueues nothing twice"
+    p.worker.drain()
+    assert _thread(fake) == [":bell: Still open and not acknowledged, 4h after its first message. "
+                             "Acknowledge or resolve it to stop these reminders."]
+    p.clock.now += every  # after a restart too: the dedup key names the reminder's number
+    assert Notifier(store, p.cfg, clock=p.clock).remind(inc) == [f"inc:{inc.id}:remind:#opsradar:2"]
+    p.worker.drain()
+    assert "8h after its first message" in _thread(fake)[-1]
+    p.notifier.notify(p.corr.ack(inc.id, "ana", T0 + timedelta(hours=8)))
+    p.worker.drain()
+    p.clock.now += every * 3
+    assert p.notifier.remind(p.corr.get(inc.id)) == [], "acknowledged: no more reminders"
+    assert [t.split(",")[0] for t in _thread(fake)] == [":bell: Still open and not acknowledged"] * 2 + [
+        ":eyes: Acknowledged by ana"]
+
+
+def test_a_reminder_still_queued_when_the_incident_is_acknowledged_is_not_sent(store: Store, fake: SlackFake) -> None:
+    p = Pipeline(store, fake)
+    u = p.corr.add(alert("Timeouts", service="shop"), T0)
+    p.notifier.notify(u, T0, repeat_interval=timedelta(minutes=30))
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    p.clock.now += timedelta(minutes=31)
+    assert p.notifier.remind(p.corr.get(u.incident_id or ""))
+    p.corr.ack(u.incident_id or "", "ana", T0 + timedelta(minutes=31))  # acked in the API before the worker ran
+    delivered = p.worker.drain().delivered
+    assert delivered == 1
+    assert _thread(fake) == [], "the reminder was dropped, not sent"
+    (row,) = [r for r in store.outbox_rows() if ":remind:" in r["dedup_key"]]
+    assert row["status"] == "done"
+    assert row["result"] == {"skipped": "the incident is acknowledged: no reminder"}
+
+
+def test_reminders_follow_each_channel_s_route_mention_its_people_and_can_be_turned_off(
+        store: Store, fake: SlackFake) -> None:
+    targets = {"sre": Destination("#opsradar"), "page": Destination("#payments", ("<!subteam^S1>",))}
+    p = Pipeline(store, fake, targets=targets)
+    u = p.corr.add(alert("Down", service="shop", severity=Severity.critical), T0, receivers=["sre", "page"])
+    p.notifier.notify(u, T0, repeat_interval={"sre": timedelta(hours=4), "page": timedelta(minutes=15)})
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    inc = p.corr.get(u.incident_id or "")
+    p.clock.now += timedelta(minutes=16)
+    assert p.notifier.remind(inc) == [f"inc:{inc.id}:remind:#payments:1"]
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    assert _thread(fake, "payments")[-1].startswith("<!subteam^S1> :bell: Still open")
+    off = Notifier(store, SlackConfig(default_channel="#opsradar", apply_repeat_interval=False), targets=targets,
+                   clock=p.clock)
+    p.clock.now += timedelta(hours=5)
+    assert off.remind(inc) == []
+    v = p.corr.add(alert("Slow", service="payments"), T0)  # a route with no repeat_interval: never reminded
+    p.notifier.notify(v, T0)
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    p.clock.now += timedelta(days=3)
+    assert p.notifier.remind(p.corr.get(v.incident_id or "")) == []

@@ -91,3 +91,36 @@ def test_an_incident_s_first_message_in_each_channel_waits_for_that_route_s_grou
     p._on_alert(Alert.from_labels(title="crm down", labels={"service": "crm", "alertname": "z"}, starts_at=T0,
                                   severity=Severity.critical), T0 + timedelta(hours=3))
     assert waits() == [("#page", 10), ("#sre", 120), ("#sre", 120)]
+
+
+def test_an_open_incident_is_reminded_every_repeat_interval_of_the_route_to_each_channel(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yaml").write_text(
+        'receivers: [{name: sre, slack: {channel: "#sre"}}, {name: page, slack: {channel: "#page"}}]\n'
+        "route:\n  receiver: sre\n  repeat_interval: 1h\n  routes:\n"
+        "    - {matchers: ['severity=\"critical\"'], receiver: page, repeat_interval: 10m, continue: true}\n"
+        "    - {receiver: sre}\n")
+    p = Pipeline(parse_config("slack: {enabled: false}\n"), Store(f"sqlite:///{tmp_path}/s.db"),
+                 rules_paths=[str(rules)])
+    p._on_alert(Alert.from_labels(title="crm down", labels={"service": "crm", "alertname": "z"}, starts_at=T0,
+                                  severity=Severity.critical), T0)
+    posts = [r for r in p.store.outbox_rows() if r["action"] == "post"]
+    assert {r["channel"]: r["payload"]["repeat_interval_s"] for r in posts} == {"#page": 600.0, "#sre": 3600.0}
+    assert p.remind(force=True) == 0, "no reminder for a message that has not gone out"
+    for r in posts:  # as the outbox worker records a sent message
+        p.store.mark_delivered(r["id"], {"channel": r["channel"], "ts": "1.0"})
+    sent = max(r["delivered_at"] for r in p.store.outbox_rows() if r["action"] == "post")
+    p.notifier.clock = lambda: sent + timedelta(minutes=11)
+    assert p.remind() == 1  # #page, after its route's 10 minutes
+    assert p.remind() == 0  # looked again within REMIND_CHECK_EVERY: not at all
+    p.notifier.clock = lambda: sent + timedelta(hours=1, minutes=1)
+    assert p.remind(force=True) == 2  # #page's sixth, #sre's first
+    (inc,) = p.store.list_incidents()
+    p.incident_action(inc["id"], "ack", "ana")
+    p.notifier.clock = lambda: sent + timedelta(hours=9)
+    assert p.remind(force=True) == 0
+    reminders = sorted(r["dedup_key"].split(":remind:")[1] for r in p.store.outbox_rows() if ":remind:" in r["dedup_key"])
+    assert reminders == ["#page:1", "#page:6", "#sre:1"]
