@@ -285,14 +285,17 @@ def create_app(
     async def get_incident(incident_id: str, _p: Reader) -> dict[str, Any]:
         """The incident, its alerts, and its Slack messages: in each channel, the state of its first
         message (``held`` for ``group_wait`` until ``due_at``, ``queued``, ``retrying``, ``sent``
-        or ``failed``)."""
+        or ``failed``), its route's ``repeat_interval_s`` and, while the incident is open, when the
+        next reminder is due (``next_reminder_at``)."""
         from opsradar.alerting.notifiers.outbox import message_state
         from opsradar.models import utcnow
 
         doc = _incident(incident_id)
         now = utcnow()
+        reminders = doc.get("status") == "open" and (config is None or config.slack.apply_repeat_interval)
         return {**doc, "alerts": store.alerts_of(incident_id),
-                "slack_messages": [message_state(r, now) for r in store.first_messages(incident_id)]}
+                "slack_messages": [message_state(r, now, reminders=reminders)
+                                   for r in store.first_messages(incident_id)]}
 
     @app.post("/v1/incidents/{incident_id}/ack", tags=["incidents"], responses={404: {"model": ApiError}, 409: {"model": ApiError}})
     async def ack(incident_id: str, p: Operator) -> dict[str, Any]:

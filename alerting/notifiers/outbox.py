@@ -374,12 +374,14 @@ def _held(row: Mapping[str, Any], now: datetime) -> bool:
     return bool(row["status"] == "pending" and not row["attempts"] and row["next_attempt_at"] > now)
 
 
-def message_state(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def message_state(row: Mapping[str, Any], now: datetime, *, reminders: bool = False) -> dict[str, Any]:
     """What became of one first message (an outbox ``post`` row), for people asking the API why an
     incident is, or is not yet, in Slack: ``held`` (waiting out ``group_wait`` until ``due_at``),
     ``queued`` (due, waiting for the worker or the channel's pace), ``retrying`` (an attempt failed
     or may have been cut short: ``last_error``, next at ``due_at``), ``sent`` (at ``sent_at``) or
-    ``failed`` (given up: ``last_error``)."""
+    ``failed`` (given up: ``last_error``). With its route's ``repeat_interval_s``; ``reminders``
+    (the incident is open and reminders are on): when a sent message's next reminder is due
+    (``next_reminder_at``, as :meth:`Notifier.remind` counts)."""
     attempts = int(row["attempts"] or 0)
     if row["status"] == "done":
         state = "sent"
@@ -394,6 +396,12 @@ def message_state(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         out["due_at"] = row["next_attempt_at"].isoformat()
     if state == "sent" and row["delivered_at"] is not None:
         out["sent_at"] = row["delivered_at"].isoformat()
+    if every_s := (row.get("payload") or {}).get("repeat_interval_s"):
+        out["repeat_interval_s"] = every_s
+        if reminders and state == "sent" and row["delivered_at"] is not None:
+            every = timedelta(seconds=float(every_s))
+            n = int((now - row["delivered_at"]) / every) + 1
+            out["next_reminder_at"] = (row["delivered_at"] + n * every).isoformat()
     if state in ("retrying", "failed") and row["last_error"]:
         out["last_error"] = row["last_error"]
     return out

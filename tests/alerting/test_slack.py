@@ -562,6 +562,7 @@ def test_the_api_can_tell_what_became_of_each_first_message(store: Store, fake: 
     assert states() == ["sent"]
     (sent,) = [message_state(r, p.clock.now) for r in store.first_messages(u.incident_id or "")]
     assert "sent_at" in sent
+    assert "repeat_interval_s" not in sent, "notified with no repeat_interval"
     assert store.first_messages("inc-unknown") == []
     # an attempt that failed, then one given up
     row = {"channel": "#x", "status": "pending", "attempts": 2, "next_attempt_at": T0, "delivered_at": None,
@@ -593,6 +594,13 @@ def test_an_open_incident_is_reminded_in_its_thread_every_repeat_interval_until_
     p.worker.drain()
     assert _thread(fake) == [":bell: Still open and not acknowledged, 4h after its first message. "
                              "Acknowledge or resolve it to stop these reminders."]
+    from opsradar.alerting.notifiers.outbox import message_state
+
+    (post,) = store.first_messages(inc.id)
+    state = message_state(post, p.clock.now, reminders=True)  # what GET /v1/incidents/{id} shows
+    assert state["repeat_interval_s"] == every.total_seconds()
+    assert datetime.fromisoformat(state["next_reminder_at"]) == post["delivered_at"] + 2 * every
+    assert "next_reminder_at" not in message_state(post, p.clock.now), "not when the incident is not open"
     p.clock.now += every  # after a restart too: the dedup key names the reminder's number
     assert Notifier(store, p.cfg, clock=p.clock).remind(inc) == [f"inc:{inc.id}:remind:#opsradar:2"]
     p.worker.drain()

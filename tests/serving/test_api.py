@@ -94,6 +94,8 @@ def test_events_to_incident_through_the_api(client: TestClient) -> None:
     (msg,) = detail["slack_messages"]
     assert (msg["channel"], msg["state"], msg["attempts"]) == ("#ci-health", "held", 0)  # builds' route
     assert datetime.fromisoformat(msg["due_at"]) > datetime.now(UTC)
+    assert msg["repeat_interval_s"] == 4 * 3600  # routing.yaml's: reminders every 4h once it is sent
+    assert "next_reminder_at" not in msg, "no reminder is due for a message not sent yet"
     rep = client.get(f"/v1/incidents/{inc['id']}/report?format=md", headers=h("reader"))
     assert rep.status_code == 200
     assert rep.headers["content-type"].startswith("text/markdown")
