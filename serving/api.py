@@ -347,6 +347,18 @@ def create_app(
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
 
+    @app.delete("/v1/silences/{silence_id}", tags=["silences"], summary="Expire a silence now",
+                responses={404: {"model": ApiError}})
+    async def expire_silence(silence_id: str, p: Operator) -> dict[str, Any]:
+        """End an API or Slack silence now (it stays listed until it is older than the retention);
+        a silence from a rule file is removed by editing the file (404 here)."""
+        if len(silence_id) > 64:
+            raise HTTPException(404, f"no silence {silence_id[:40]!r}…")
+        try:
+            return await ops.expire_silence(silence_id, f"api:{p.name}")
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+
     @app.get("/v1/rules", tags=["rules"])
     async def rules(_p: Reader) -> dict[str, Any]:
         return await ops.rules_status()

@@ -374,7 +374,7 @@ class Owner:
         _set_log_level(user_config)
 
     def call(self, method: str, *args: Any) -> Any:
-        allowed = {"incident_action", "feedback", "list_silences", "add_silence", "rules_status", "reload_rules",
+        allowed = {"incident_action", "feedback", "list_silences", "add_silence", "expire_silence", "rules_status", "reload_rules",
                    "list_models", "model_action", "sources", "slack_interaction", "ready", "metrics_text"}
         if method not in allowed:
             raise ValueError(f"unknown operation {method!r}")
@@ -541,7 +541,16 @@ class Ingress:
         return {"stored": len(new), "duplicates": len(events) - len(new), **summary}
 
     async def _call(self, method: str, *args: Any) -> Any:
-        return await self.owner.call.remote(method, *args)
+        from ray.exceptions import RayTaskError
+
+        try:
+            return await self.owner.call.remote(method, *args)
+        except RayTaskError as exc:
+            # the request's fault (the API answers 4xx with the message): the owner's own exception,
+            # not Ray's wrapper, whose text is the remote traceback (pids, addresses, paths)
+            if isinstance(exc.cause, ValueError | LookupError):
+                raise exc.cause from None
+            raise
 
     async def backtest(self, texts: dict[str, str], since: datetime, until: datetime) -> dict[str, Any]:
         from ray.exceptions import OutOfMemoryError, TaskUnschedulableError, WorkerCrashedError
@@ -562,6 +571,9 @@ class Ingress:
 
     async def add_silence(self, spec: dict[str, Any], actor: str) -> dict[str, Any]:
         return await self._call("add_silence", spec, actor)  # type: ignore[no-any-return]
+
+    async def expire_silence(self, silence_id: str, actor: str) -> dict[str, Any]:
+        return await self._call("expire_silence", silence_id, actor)  # type: ignore[no-any-return]
 
     async def rules_status(self) -> dict[str, Any]:
         return await self._call("rules_status")  # type: ignore[no-any-return]

@@ -505,6 +505,13 @@ class Pipeline:
                                           comment=spec.get("comment", ""))
         return silence.to_json()
 
+    def expire_silence(self, silence_id: str, actor: str) -> dict[str, Any]:
+        """End an API or Slack silence now; ``LookupError`` for an unknown id or a rule-file silence."""
+        try:
+            return self.rules.silences.expire(silence_id, actor=actor).to_json()
+        except KeyError as exc:
+            raise LookupError(str(exc.args[0]) if exc.args else f"no silence {silence_id!r}") from None
+
     def rules_status(self) -> dict[str, Any]:
         return {**self.rules.status(), "stats": self.rules.stats.snapshot(self.rules.engine.rule_names)}
 

@@ -219,7 +219,8 @@ def test_openapi_is_complete(client: TestClient) -> None:
     paths = set(spec["paths"])
     for p in ("/v1/events", "/v1/incidents", "/v1/incidents/{incident_id}", "/v1/incidents/{incident_id}/ack",
               "/v1/incidents/{incident_id}/resolve", "/v1/incidents/{incident_id}/feedback",
-              "/v1/incidents/{incident_id}/report", "/v1/silences", "/v1/rules", "/v1/rules/reload",
+              "/v1/incidents/{incident_id}/report", "/v1/silences", "/v1/silences/{silence_id}", "/v1/rules",
+              "/v1/rules/reload",
               "/v1/rules/backtest", "/v1/models",
               "/v1/models/{model_id}/promote", "/v1/models/{model_id}/rollback", "/v1/sources",
               "/v1/slack/interactions", "/healthz", "/readyz", "/metrics"):
@@ -239,3 +240,17 @@ def test_every_body_is_capped(client: TestClient) -> None:
 
     r = client.post("/v1/incidents/x/feedback", content=chunks(), headers={**h("operator"), "Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+def test_an_operator_expires_a_silence_early(client: TestClient) -> None:
+    made = client.post("/v1/silences", json={"matchers": ['service="shop"'], "duration": "4h", "comment": "deploy"},
+                       headers=h("operator")).json()
+    assert client.delete(f"/v1/silences/{made['id']}", headers=h("reader")).status_code == 403
+    gone = client.delete(f"/v1/silences/{made['id']}", headers=h("operator"))
+    assert gone.status_code == 200, gone.text
+    assert datetime.fromisoformat(gone.json()["ends_at"]) <= datetime.now(UTC)
+    assert made["id"] not in [x["id"] for x in client.get("/v1/silences", headers=h("reader")).json()["silences"]]
+    assert client.delete(f"/v1/silences/{made['id']}", headers=h("operator")).status_code == 200  # again: harmless
+    unknown = client.delete("/v1/silences/nope", headers=h("operator"))
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == "no silence 'nope' (rule-file silences are removed by editing the file)"
