@@ -214,6 +214,16 @@ class Renderer:
             blocks.append({"type": "actions", "block_id": f"opsradar:{incident.id}", "elements": buttons})
         return blocks
 
+    def reminder_blocks(self, incident: Incident, text: str) -> list[dict[str, Any]]:
+        """A reminder in the thread: its text, and Acknowledge and Resolve buttons, so that whoever
+        the reminder reaches can stop it from there (the same actions as the message's buttons)."""
+        buttons = [{"type": "button", "action_id": action_id, "value": incident.id,
+                    "text": {"type": "plain_text", "text": ACTIONS[action_id]}}
+                   for action_id in ("opsradar_ack", "opsradar_resolve")]
+        buttons[1]["style"] = "primary"
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, 3000)}},
+                {"type": "actions", "block_id": f"opsradar:{incident.id}:reminder", "elements": buttons}]
+
     def reply_text(self, change: str, *, detail: str = "", actor: str | None = None,
                    mentions: list[str] | None = None) -> str:
         return self.env.get_template("slack_reply.j2").render(

@@ -211,7 +211,8 @@ class SlackTransport:
                 return {"skipped": f"the incident is {inc.status.value}: no reminder"}
             text = self.renderer.reply_text(payload["change"], detail=payload.get("detail", ""),
                                             actor=payload.get("actor"), mentions=payload.get("mentions") or [])
-            result = self._post(row, maybe_sent, before_send, text=text, thread_ts=parent["ts"],
+            blocks = self.renderer.reminder_blocks(inc, text) if payload.get("change") == "reminder" else None
+            result = self._post(row, maybe_sent, before_send, text=text, blocks=blocks, thread_ts=parent["ts"],
                                 channel_id=parent["channel"])
             return {**result, "source": (inc.sources or [""])[0], "rule": inc.title[:64]}
         if action in ("digest", "digest_update"):

@@ -601,6 +601,10 @@ def test_an_open_incident_is_reminded_in_its_thread_every_repeat_interval_until_
     assert state["repeat_interval_s"] == every.total_seconds()
     assert datetime.fromisoformat(state["next_reminder_at"]) == post["delivered_at"] + 2 * every
     assert "next_reminder_at" not in message_state(post, p.clock.now), "not when the incident is not open"
+    (msg,) = fake.channel_messages("opsradar")
+    (buttons,) = [b for b in msg["replies"][0]["blocks"] if b["type"] == "actions"]  # stop it from the thread
+    assert [(e["action_id"], e["value"]) for e in buttons["elements"]] == [("opsradar_ack", inc.id),
+                                                                          ("opsradar_resolve", inc.id)]
     p.clock.now += every  # after a restart too: the dedup key names the reminder's number
     assert Notifier(store, p.cfg, clock=p.clock).remind(inc) == [f"inc:{inc.id}:remind:#opsradar:2"]
     p.worker.drain()
