@@ -224,8 +224,8 @@ class Event(BaseModel):
         True
         """
         head, sep, tail = event_id.rpartition("-")
-        if sep and len(tail) == 35 and _HEX.fullmatch(tail):
-            return f"{head}-{tail[11:]}"
+        if sep and len(tail) >= 35 and _HEX.fullmatch(tail):  # 11 digits of time (more after 2527), 24 of digest
+            return f"{head}-{tail[-24:]}"
         return event_id
 
     @classmethod

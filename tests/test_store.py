@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -300,6 +300,8 @@ def test_event_ids_sort_by_event_time_and_name_one_record_at_one_time() -> None:
     assert make_event(1, ts=T0 + timedelta(microseconds=999)).id == ids[0]  # milliseconds
     assert Event.record_id_of(ids[3]) == Event.record_id("jenkins", "n1") == Event.record_id_of(ids[4])
     assert Event.record_id_of("a-hand-made-id") == "a-hand-made-id"
+    far = make_event(1, ts=datetime(3000, 1, 1, tzinfo=UTC))  # after 2527: 12 digits of time, still parsed
+    assert Event.record_id_of(far.id) == Event.record_id("jenkins", "n1")
 
 
 def test_records_stored_before_0004_are_not_stored_again_under_their_new_ids(store_at_0003: Store) -> None:
