@@ -12,7 +12,8 @@ a batch of one) or NDJSON, one object per line (``application/x-ndjson``). Each 
                                                  another event)
       "id":        "…",                          optional: a ready-made stable event id (≤ 128)
       "kind":      "deploy",                     required; lower case, [a-z][a-z0-9_]* (≤ 32)
-      "ts":        "2026-03-02T09:30:00Z",       required; ISO-8601 with a timezone
+      "ts":        "2026-03-02T09:30:00Z",       required; ISO-8601 with a timezone; at most
+                                                 api.max_clock_skew (1h) ahead of the server
       "entity":    "service:shop",               required; <type>:<name>, type one of service,
                                                  repo, job, project, index, host, user
       "labels":    {"env": "prod"},              optional; string → string
@@ -174,7 +175,13 @@ def _path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _validate(index: int, item: Any) -> tuple[Event | None, list[ItemError]]:
+def _ahead(index: int, ts: datetime, not_after: datetime) -> ItemError:
+    return ItemError(index, "ts", f"{ts.isoformat()} is later than the server's clock allows "
+                                  f"({not_after.isoformat(timespec='seconds')}, api.max_clock_skew ahead of it): "
+                                  "check the sender's clock and time zone")
+
+
+def _validate(index: int, item: Any, not_after: datetime | None = None) -> tuple[Event | None, list[ItemError]]:
     if not isinstance(item, dict):
         return None, [ItemError(index, "", f"an event must be a JSON object, got {type(item).__name__}")]
     errors: list[ItemError] = []
@@ -196,6 +203,8 @@ def _validate(index: int, item: Any) -> tuple[Event | None, list[ItemError]]:
     except ValidationError as exc:
         return None, [ItemError(index, _path(tuple(e["loc"])), str(e["msg"]).removeprefix("Value error, "))
                       for e in exc.errors()]
+    if not_after is not None and event.ts > not_after:
+        return None, [_ahead(index, event.ts, not_after)]
     return event, []
 
 
@@ -273,7 +282,7 @@ _FAST_BATCH = msgspec.json.Decoder(list[_FastItem])
 _FAST_ITEM = msgspec.json.Decoder(_FastItem)
 
 
-def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | None:
+def _all_valid(body: bytes, content_type: str, max_items: int, not_after: datetime | None = None) -> list[Event] | None:
     """The events of a body whose items are all valid, decoded in one pass (msgspec, straight into
     :class:`_FastItem`: the whole array at once, or NDJSON line by line, split as the item-by-item
     path splits them), then events without validating the same fields again.
@@ -329,6 +338,8 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
             ts = parse_ts(pe.ts)
             if ts.tzinfo is not utc:
                 ts = ts.astimezone(utc)
+            if not_after is not None and ts > not_after:  # the item-by-item path says why
+                return None
             if pe.id is not None:
                 eid = pe.id
             elif pe.native_id is not None:
@@ -341,15 +352,18 @@ def _all_valid(body: bytes, content_type: str, max_items: int) -> list[Event] | 
     return events
 
 
-def parse_batch(body: bytes, content_type: str, *, max_bytes: int, max_items: int) -> PushResult:
+def parse_batch(body: bytes, content_type: str, *, max_bytes: int, max_items: int,
+                not_after: datetime | None = None) -> PushResult:
     """Validate a pushed batch item by item. See the module docstring for the format.
 
-    Raises :class:`PayloadTooLarge` (413) or :class:`PushFormatError` (400) for the whole body.
+    ``not_after``: the latest event time accepted (the API gives its clock plus
+    ``api.max_clock_skew``); a later item gets an error of its own. Raises :class:`PayloadTooLarge`
+    (413) or :class:`PushFormatError` (400) for the whole body.
     """
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {max_bytes} (api.max_body_bytes): "
                               "split the batch", size=len(body), limit=max_bytes)
-    fast = _all_valid(body, content_type, max_items)
+    fast = _all_valid(body, content_type, max_items, not_after)
     if fast is not None:
         return PushResult(events=fast, items=len(fast))
     items = _items(body, content_type)
@@ -361,7 +375,7 @@ def parse_batch(body: bytes, content_type: str, *, max_bytes: int, max_items: in
         if parse_error is not None:
             result.errors.append(ItemError(index, "", parse_error))
             continue
-        event, errors = _validate(index, item)
+        event, errors = _validate(index, item, not_after)
         if event is not None:
             result.events.append(event)
         result.errors += errors

@@ -388,6 +388,9 @@ class ApiConfig(_Section):
     tokens: list[ApiToken] = Field(default_factory=list)
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=10_000, ge=1)
+    max_clock_skew: Duration = Field(
+        default=timedelta(hours=1), description="how far ahead of the server's clock a pushed event's ts may be; "
+        "a later event is refused with its own error (event time drives incidents, timers and auto-resolve)")
 
 
 class RulesConfig(_Section):

@@ -168,6 +168,7 @@ def create_app(
     graph: EntityGraph | None = None,
     max_body_bytes: int = 5 * 1024 * 1024,
     max_batch_items: int = 10_000,
+    max_clock_skew: timedelta | None = timedelta(hours=1),
     public_url: str | None = None,
     config: Config | None = None,
 ) -> FastAPI:
@@ -227,12 +228,14 @@ def create_app(
                   "application/x-ndjson": {"schema": {"type": "string"}}}}})
     async def post_events(request: Request, _p: Operator) -> JSONResponse:
         from opsradar.collectors.push import PayloadTooLarge, PushFormatError, parse_batch
+        from opsradar.models import utcnow
 
         started = time.perf_counter()
         body = await _body(request)
         ctype = request.headers.get("content-type", "application/json")
         try:
-            parsed = parse_batch(body, ctype, max_bytes=max_body_bytes, max_items=max_batch_items)
+            parsed = parse_batch(body, ctype, max_bytes=max_body_bytes, max_items=max_batch_items,
+                                 not_after=utcnow() + max_clock_skew if max_clock_skew is not None else None)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except PushFormatError as exc:

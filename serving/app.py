@@ -528,7 +528,8 @@ class Ingress:
 
         api = self.cfg.api
         return create_app(self, self.store, self.auth, graph=self.cfg.entities, max_body_bytes=api.max_body_bytes,
-                          max_batch_items=api.max_batch_items, public_url=api.public_url, config=self.cfg)
+                          max_batch_items=api.max_batch_items, max_clock_skew=api.max_clock_skew,
+                          public_url=api.public_url, config=self.cfg)
 
     # -- the Operations protocol (serving/operations.py) --
     async def ingest(self, events: list[Event]) -> dict[str, Any]:

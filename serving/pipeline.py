@@ -55,6 +55,9 @@ LATE_CHANGE_LOOKBACK = timedelta(hours=48)
 #: How often (wall clock) :meth:`Pipeline.remind` looks for incidents due a reminder, and how many
 #: open incidents, newest first, it looks at.
 REMIND_CHECK_EVERY = timedelta(seconds=30)
+#: Event time (the watermark that timers and auto-resolve run on) never moves further ahead of the
+#: wall clock than this; later events are still handled, at the watermark's time.
+WATERMARK_MAX_AHEAD = timedelta(hours=1)
 REMIND_MAX_INCIDENTS = 1000
 #: candidate changes that rank an open incident again when they arrive late; builds are candidates
 #: too, but they follow their commits, and every CI run would otherwise rank again
@@ -116,6 +119,7 @@ class PipelineStats:
     below_severity: int = 0
     incidents_opened: int = 0
     notifications: int = 0
+    future_events: int = 0  # later than the wall clock allows: event time did not advance to them
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
@@ -228,6 +232,7 @@ class Pipeline:
         self.watermark: datetime | None = None
         self._ranked_at: dict[str, datetime] = {}
         self._reminded_at: datetime | None = None  # wall clock (see remind)
+        self._ahead_limit = utcnow() + WATERMARK_MAX_AHEAD  # see _advance; refreshed when passed
         self.stats = PipelineStats()
         self._lock = threading.RLock()
         #: ranks root causes off the alerting path when ``rank_async`` (see the module docstring)
@@ -325,6 +330,17 @@ class Pipeline:
 
     def _advance(self, ts: datetime) -> None:
         if self.watermark is None or ts > self.watermark:
+            if ts > self._ahead_limit:  # the clock is read only when an event passes the last limit
+                self._ahead_limit = utcnow() + WATERMARK_MAX_AHEAD
+            if ts > self._ahead_limit:
+                # a clock gone wrong (a collector's source, a sender the API's check did not cover):
+                # event time would jump ahead, and with it timers and the auto-resolve of every incident
+                self.stats.future_events += 1
+                if self.stats.future_events == 1 or self.stats.future_events % 10_000 == 0:
+                    log.warning("event time %s is more than %s ahead of this clock; event time does not advance "
+                                "to it (%d such events so far)", ts.isoformat(), WATERMARK_MAX_AHEAD,
+                                self.stats.future_events)
+                return
             self.watermark = ts
 
     def _on_anomaly(self, anomaly: Anomaly) -> None:

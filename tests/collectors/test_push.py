@@ -342,3 +342,20 @@ def test_attrs_nested_deeper_than_the_store_can_write_are_refused_by_both_paths(
     result = parse_batch(too_deep, "application/json", max_bytes=100_000, max_items=10)
     assert result.events == []
     assert [str(e) for e in result.errors] == [f"[0] attrs: nested more than {MAX_ATTRS_DEPTH} levels deep; flatten them"]
+
+
+def test_an_event_later_than_the_server_s_clock_allows_gets_its_own_error() -> None:
+    from datetime import timedelta
+
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    late = {**item(1), "native_id": "late", "ts": "2099-01-01T00:00:00Z"}
+    soon = {**item(2), "native_id": "soon", "ts": "2026-03-02T10:30:00Z"}  # within the allowed skew
+    body = json.dumps([item(3), late, soon]).encode()
+    result = parse_batch(body, "application/json", max_bytes=100_000, max_items=10, not_after=now + timedelta(hours=1))
+    assert [e.ts.isoformat() for e in result.events] == ["2026-03-02T08:03:00+00:00", "2026-03-02T10:30:00+00:00"]
+    (err,) = result.errors
+    assert (err.index, err.path) == (1, "ts")
+    assert err.message == ("2099-01-01T00:00:00+00:00 is later than the server's clock allows "
+                           "(2026-03-02T11:00:00+00:00, api.max_clock_skew ahead of it): check the sender's clock "
+                           "and time zone")
+    assert parse_batch(body, "application/json", max_bytes=100_000, max_items=10).errors == [], "no limit given"

@@ -254,3 +254,14 @@ def test_an_operator_expires_a_silence_early(client: TestClient) -> None:
     unknown = client.delete("/v1/silences/nope", headers=h("operator"))
     assert unknown.status_code == 404
     assert unknown.json()["detail"] == "no silence 'nope' (rule-file silences are removed by editing the file)"
+
+
+def test_an_event_ahead_of_the_server_s_clock_is_refused_with_its_own_error(client: TestClient) -> None:
+    ahead = {**builds(1)[0], "native_id": "ahead", "ts": (datetime.now(UTC) + timedelta(hours=3)).isoformat()}
+    r = client.post("/v1/events", json=[ahead, builds(2)[1]], headers=h("operator"))
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (1, 1)
+    (err,) = body["errors"]
+    assert (err["index"], err["path"]) == (0, "ts")
+    assert "api.max_clock_skew" in err["message"]

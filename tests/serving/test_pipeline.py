@@ -124,3 +124,23 @@ def test_an_open_incident_is_reminded_every_repeat_interval_of_the_route_to_each
     assert p.remind(force=True) == 0
     reminders = sorted(r["dedup_key"].split(":remind:")[1] for r in p.store.outbox_rows() if ":remind:" in r["dedup_key"])
     assert reminders == ["#page:1", "#page:6", "#sre:1"]
+
+
+def test_an_event_from_a_clock_gone_wrong_does_not_move_event_time(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from opsradar.models import Event
+
+    p = Pipeline(parse_config("slack: {enabled: false}\n"), Store(f"sqlite:///{tmp_path}/s.db"))
+    now = datetime.now(UTC)
+    ok = Event.new(source="ci", native_id="a", kind="build", ts=now - timedelta(minutes=5), entity="job:shop")
+    p.handle([ok], [])
+    assert p.watermark == ok.ts
+    wrong = Event.new(source="ci", native_id="b", kind="build", ts=now + timedelta(days=400), entity="job:shop")
+    p.handle([wrong], [])
+    assert p.watermark == ok.ts, "timers and auto-resolve would have run 400 days ahead"
+    assert p.stats.future_events == 1
+    assert p.stats.events == 2, "the event itself is still handled"
+    skewed = Event.new(source="ci", native_id="c", kind="build", ts=now + timedelta(minutes=20), entity="job:shop")
+    p.handle([skewed], [])
+    assert p.watermark == skewed.ts, "a clock a little ahead is allowed"
