@@ -339,7 +339,9 @@ class EntityGraph(_Section):
 class StoreConfig(_Section):
     url: str = Field(default=DEFAULT_STORE_URL, description="SQLAlchemy URL")
     url_env: EnvName | None = Field(default=None, description="take the URL from this variable")
-    event_retention: Duration = Field(default=timedelta(days=30))
+    event_retention: Duration = Field(
+        default=timedelta(days=30), description="events older than this, counted back from the newest event time "
+        "seen (not the wall clock, so that a replay of old history keeps it), are deleted; checked every 10 minutes")
     echo: bool = False
 
     def resolved_url(self) -> str:

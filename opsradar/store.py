@@ -340,10 +340,21 @@ class Store:
         return Event.model_validate(doc) if doc is not None else None
 
     def prune_events(self, older_than: timedelta) -> int:
-        """Delete events older than the retention period; returns how many."""
-        cutoff = utcnow() - older_than
-        with self.transaction() as conn:
-            return int(conn.execute(delete(t.events).where(t.events.c.ts < cutoff)).rowcount or 0)
+        """Delete events older than ``older_than`` by the wall clock; returns how many."""
+        return self.prune_events_before(utcnow() - older_than)
+
+    def prune_events_before(self, cutoff: datetime, *, batch: int = 5_000) -> int:
+        """Delete the events whose time is before ``cutoff``, ``batch`` rows per transaction (so that
+        the writers that store new events wait for one short transaction at a time); returns how many."""
+        total = 0
+        while True:
+            with self.transaction() as conn:
+                ids = list(conn.execute(select(t.events.c.id).where(t.events.c.ts < cutoff).limit(batch)).scalars())
+                if ids:
+                    conn.execute(delete(t.events).where(t.events.c.id.in_(ids)))
+            total += len(ids)
+            if len(ids) < batch:
+                return total
 
     # ------------------------------------------------------------------ source health
 

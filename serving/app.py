@@ -347,6 +347,7 @@ class Owner:
             try:
                 self.pipeline.rules.reload_if_changed()
                 self.pipeline.remind()  # every REMIND_CHECK_EVERY
+                self.pipeline.prune()  # every PRUNE_EVERY
                 if self.pipeline.worker is not None:
                     self.pipeline.worker.drain_once()
             except Exception:

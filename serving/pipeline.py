@@ -58,6 +58,8 @@ REMIND_CHECK_EVERY = timedelta(seconds=30)
 #: Event time (the watermark that timers and auto-resolve run on) never moves further ahead of the
 #: wall clock than this; later events are still handled, at the watermark's time.
 WATERMARK_MAX_AHEAD = timedelta(hours=1)
+#: How often (wall clock) :meth:`Pipeline.prune` deletes the events past ``store.event_retention``.
+PRUNE_EVERY = timedelta(minutes=10)
 REMIND_MAX_INCIDENTS = 1000
 #: candidate changes that rank an open incident again when they arrive late; builds are candidates
 #: too, but they follow their commits, and every CI run would otherwise rank again
@@ -120,6 +122,7 @@ class PipelineStats:
     incidents_opened: int = 0
     notifications: int = 0
     future_events: int = 0  # later than the wall clock allows: event time did not advance to them
+    pruned: int = 0  # events deleted past store.event_retention
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
@@ -233,6 +236,7 @@ class Pipeline:
         self._ranked_at: dict[str, datetime] = {}
         self._reminded_at: datetime | None = None  # wall clock (see remind)
         self._ahead_limit = utcnow() + WATERMARK_MAX_AHEAD  # see _advance; refreshed when passed
+        self._pruned_at: datetime | None = None  # wall clock (see prune)
         self.stats = PipelineStats()
         self._lock = threading.RLock()
         #: ranks root causes off the alerting path when ``rank_async`` (see the module docstring)
@@ -465,6 +469,22 @@ class Pipeline:
             for doc in self.store.list_incidents(status=IncidentStatus.open.value, limit=REMIND_MAX_INCIDENTS):
                 n += len(self.notifier.remind(Incident.model_validate(doc), wall))
         self.stats.notifications += n
+        return n
+
+    def prune(self, *, force: bool = False) -> int:
+        """Delete the events older than ``store.event_retention`` behind event time (the watermark);
+        at most every ``PRUNE_EVERY`` of wall-clock time unless ``force``. Returns how many."""
+        wall = utcnow()
+        if self.watermark is None or (not force and self._pruned_at is not None
+                                      and wall - self._pruned_at < PRUNE_EVERY):
+            return 0
+        self._pruned_at = wall
+        cutoff = self.watermark - self.cfg.store.event_retention
+        n = self.store.prune_events_before(cutoff)  # short transactions, outside the pipeline's lock
+        if n:
+            log.info("deleted %d events from before %s (store.event_retention %s behind event time)",
+                     n, cutoff.isoformat(), self.cfg.store.event_retention)
+        self.stats.pruned += n
         return n
 
     def drain_outbox(self, *, release_held: bool = False) -> int:

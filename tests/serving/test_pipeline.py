@@ -144,3 +144,37 @@ def test_an_event_from_a_clock_gone_wrong_does_not_move_event_time(tmp_path: Pat
     skewed = Event.new(source="ci", native_id="c", kind="build", ts=now + timedelta(minutes=20), entity="job:shop")
     p.handle([skewed], [])
     assert p.watermark == skewed.ts, "a clock a little ahead is allowed"
+
+
+def test_events_past_the_retention_behind_event_time_are_deleted(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from opsradar.models import Event
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    p = Pipeline(parse_config("slack: {enabled: false}\nstore: {event_retention: 30d}\n"), store)
+    events = [Event.new(source="ci", native_id=f"b{d}", kind="build", ts=T0 + timedelta(days=d), entity="job:shop")
+              for d in range(0, 41, 5)]  # 45 days of history, replayed long after it happened
+    store.add_events(events)
+    p.handle(events, [])
+    assert p.prune() == 2, "the two events more than 30 days behind the newest (T0 + 40 d)"
+    assert store.count_events() == 7
+    assert min(e.ts for e in store.iter_events()) == T0 + timedelta(days=10)
+    later = Event.new(source="ci", native_id="b45", kind="build", ts=T0 + timedelta(days=45), entity="job:shop")
+    store.add_events([later])
+    p.handle([later], [])
+    assert p.prune() == 0, "looked again within PRUNE_EVERY: not at all"
+    assert p.prune(force=True) == 1
+    assert p.stats.pruned == 3
+
+
+def test_pruning_deletes_in_short_transactions(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from opsradar.models import Event
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.add_events([Event.new(source="ci", native_id=f"b{i}", kind="build", ts=T0 + timedelta(minutes=i),
+                                entity="job:shop") for i in range(10)])
+    assert store.prune_events_before(T0 + timedelta(minutes=7), batch=3) == 7
+    assert store.count_events() == 3
