@@ -30,6 +30,8 @@ __all__ = [
     "CHECKPOINTS",
     "DETECT_EVENTS",
     "DETECT_SECONDS",
+    "EVENTS_AHEAD",
+    "EVENTS_PRUNED",
     "GC_SECONDS",
     "GC_THRESHOLDS",
     "INGEST_EVENTS",
@@ -55,6 +57,10 @@ DETECT_SECONDS = Histogram("opsradar_detect_batch_seconds", "Time a detector sha
 STREAMS = Gauge("opsradar_detector_streams", "Streams a detector shard holds", ["shard"])
 CHECKPOINTS = Counter("opsradar_detector_checkpoints", "Checkpoints a detector shard wrote", ["shard"])
 REPLAYED = Counter("opsradar_detector_replayed_events", "Events a restarted shard replayed from the store", ["shard"])
+EVENTS_PRUNED = Counter("opsradar_events_pruned", "Stored events deleted past store.event_retention")
+EVENTS_AHEAD = Counter("opsradar_events_ahead_of_clock",
+                       "Events later than the wall clock allows (a source's clock gone wrong): handled, but event "
+                       "time did not advance to them")
 
 GC_SECONDS = Counter("opsradar_gc_seconds", "Time this deployment's process spent in CPython's cyclic garbage "
                      "collector, by generation", ["deployment", "generation"])

@@ -39,6 +39,7 @@ from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
 from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, IncidentStatus, Severity, utcnow
+from opsradar.serving.metrics import EVENTS_AHEAD, EVENTS_PRUNED
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats", "Ranker"]
@@ -340,6 +341,7 @@ class Pipeline:
                 # a clock gone wrong (a collector's source, a sender the API's check did not cover):
                 # event time would jump ahead, and with it timers and the auto-resolve of every incident
                 self.stats.future_events += 1
+                EVENTS_AHEAD.inc()
                 if self.stats.future_events == 1 or self.stats.future_events % 10_000 == 0:
                     log.warning("event time %s is more than %s ahead of this clock; event time does not advance "
                                 "to it (%d such events so far)", ts.isoformat(), WATERMARK_MAX_AHEAD,
@@ -485,6 +487,7 @@ class Pipeline:
             log.info("deleted %d events from before %s (store.event_retention %s behind event time)",
                      n, cutoff.isoformat(), self.cfg.store.event_retention)
         self.stats.pruned += n
+        EVENTS_PRUNED.inc(n)
         return n
 
     def drain_outbox(self, *, release_held: bool = False) -> int:

@@ -137,7 +137,11 @@ def test_an_event_from_a_clock_gone_wrong_does_not_move_event_time(tmp_path: Pat
     p.handle([ok], [])
     assert p.watermark == ok.ts
     wrong = Event.new(source="ci", native_id="b", kind="build", ts=now + timedelta(days=400), entity="job:shop")
+    from opsradar.serving.metrics import EVENTS_AHEAD
+
+    before = EVENTS_AHEAD._value.get()
     p.handle([wrong], [])
+    assert EVENTS_AHEAD._value.get() == before + 1  # opsradar_events_ahead_of_clock_total
     assert p.watermark == ok.ts, "timers and auto-resolve would have run 400 days ahead"
     assert p.stats.future_events == 1
     assert p.stats.events == 2, "the event itself is still handled"
@@ -157,7 +161,11 @@ def test_events_past_the_retention_behind_event_time_are_deleted(tmp_path: Path)
               for d in range(0, 41, 5)]  # 45 days of history, replayed long after it happened
     store.add_events(events)
     p.handle(events, [])
+    from opsradar.serving.metrics import EVENTS_PRUNED
+
+    before = EVENTS_PRUNED._value.get()
     assert p.prune() == 2, "the two events more than 30 days behind the newest (T0 + 40 d)"
+    assert EVENTS_PRUNED._value.get() == before + 2  # opsradar_events_pruned_total
     assert store.count_events() == 7
     assert min(e.ts for e in store.iter_events()) == T0 + timedelta(days=10)
     later = Event.new(source="ci", native_id="b45", kind="build", ts=T0 + timedelta(days=45), entity="job:shop")
