@@ -262,14 +262,22 @@ def create_app(
         _p: Reader,
         status: Literal["open", "acknowledged", "resolved"] | None = None,
         service: str | None = Query(default=None, max_length=256),
+        min_severity: Literal["info", "warning", "error", "critical"] | None = Query(
+            default=None, description="this severity or a higher one (error: error and critical)"),
         since: datetime | None = None,
         limit: int = Query(default=50, ge=1, le=500),
         offset: int = Query(default=0, ge=0, le=1_000_000),
     ) -> dict[str, Any]:
+        from opsradar.models import Severity
+
         if since is not None and since.tzinfo is None:
             raise HTTPException(422, "since must have a time zone, e.g. 2026-01-05T09:00:00Z")
-        if service:  # filter in Python: the service list lives in the document
-            docs = [d for d in store.list_incidents(status=status, since=since, limit=5000) if service in d.get("services", [])]
+        if service or min_severity:  # filter in Python: services and severity live in the document
+            floor = Severity(min_severity).rank if min_severity else 0
+            ranks = {s.value: s.rank for s in Severity}
+            docs = [d for d in store.list_incidents(status=status, since=since, limit=5000)
+                    if (not service or service in d.get("services", []))
+                    and ranks.get(d.get("severity", ""), 0) >= floor]
             page = docs[offset: offset + limit]
         else:
             page = store.list_incidents(status=status, since=since, limit=limit, offset=offset)

@@ -265,3 +265,28 @@ def test_an_event_ahead_of_the_server_s_clock_is_refused_with_its_own_error(clie
     (err,) = body["errors"]
     assert (err["index"], err["path"]) == (0, "ts")
     assert "api.max_clock_skew" in err["message"]
+
+
+def test_incidents_filter_by_service_and_minimum_severity(tmp_path: Path) -> None:
+    from opsradar.models import Alert, Severity
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    pipeline = Pipeline(parse_config("slack: {enabled: false}\n"), store, rules_paths=[str(ROOT / "rules")])
+    for i, (service, sev) in enumerate([("crm", Severity.warning), ("erp", Severity.error), ("hr", Severity.critical)]):
+        at = T0 + timedelta(hours=3 * i)
+        pipeline._on_alert(Alert.from_labels(title=f"{service} down", labels={"service": service, "alertname": "x"},
+                                             starts_at=at, severity=sev), at)
+    auth = TokenAuth([(role, role, hashlib.sha256(tok.encode()).hexdigest()) for role, tok in TOKENS.items()])
+    with TestClient(create_app(LocalOperations(pipeline), store, auth)) as c:
+        def services(query: str) -> list[str]:
+            r = c.get(f"/v1/incidents?{query}", headers=h("reader"))
+            assert r.status_code == 200, r.text
+            return sorted(s for d in r.json()["incidents"] for s in d["services"])
+
+        assert services("") == ["crm", "erp", "hr"]
+        assert services("min_severity=error") == ["erp", "hr"]
+        assert services("min_severity=critical") == ["hr"]
+        assert services("min_severity=error&service=erp") == ["erp"]
+        assert services("min_severity=critical&service=erp") == []
+        assert c.get("/v1/incidents?min_severity=loud", headers=h("reader")).status_code == 422
+    store.close()
