@@ -68,18 +68,24 @@ def test_local_detectors_restore_a_ray_shard_checkpoint(tmp_path: Path) -> None:
     assert local.engines[0].stream("jenkins|build|job:shop").n == 8
 
 
-def test_an_incident_s_first_message_in_each_channel_waits_for_that_route_s_group_wait(tmp_path: Path) -> None:
-    from datetime import timedelta
-
+def _sre_and_page(tmp_path: Path, setting: str, sre: str, page: str) -> Pipeline:
+    """A pipeline whose routes lead to #sre and, for critical alerts (and on through ``continue``),
+    to #page, each with its own value of a route ``setting``."""
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yaml").write_text(
         'receivers: [{name: sre, slack: {channel: "#sre"}}, {name: page, slack: {channel: "#page"}}]\n'
-        "route:\n  receiver: sre\n  group_wait: 2m\n  routes:\n"
-        "    - {matchers: ['severity=\"critical\"'], receiver: page, group_wait: 10s, continue: true}\n"
+        f"route:\n  receiver: sre\n  {setting}: {sre}\n  routes:\n"
+        f"    - {{matchers: ['severity=\"critical\"'], receiver: page, {setting}: {page}, continue: true}}\n"
         "    - {receiver: sre}\n")
-    p = Pipeline(parse_config("slack: {enabled: false}\n"), Store(f"sqlite:///{tmp_path}/s.db"),
-                 rules_paths=[str(rules)])
+    return Pipeline(parse_config("slack: {enabled: false}\n"), Store(f"sqlite:///{tmp_path}/s.db"),
+                    rules_paths=[str(rules)])
+
+
+def test_an_incident_s_first_message_in_each_channel_waits_for_that_route_s_group_wait(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    p = _sre_and_page(tmp_path, "group_wait", "2m", "10s")
 
     def waits() -> list[tuple[str, float]]:  # (channel, seconds the first message waits), per incident
         return sorted((r["channel"], round((r["next_attempt_at"] - r["created_at"]).total_seconds()))
@@ -96,15 +102,7 @@ def test_an_incident_s_first_message_in_each_channel_waits_for_that_route_s_grou
 def test_an_open_incident_is_reminded_every_repeat_interval_of_the_route_to_each_channel(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "r.yaml").write_text(
-        'receivers: [{name: sre, slack: {channel: "#sre"}}, {name: page, slack: {channel: "#page"}}]\n'
-        "route:\n  receiver: sre\n  repeat_interval: 1h\n  routes:\n"
-        "    - {matchers: ['severity=\"critical\"'], receiver: page, repeat_interval: 10m, continue: true}\n"
-        "    - {receiver: sre}\n")
-    p = Pipeline(parse_config("slack: {enabled: false}\n"), Store(f"sqlite:///{tmp_path}/s.db"),
-                 rules_paths=[str(rules)])
+    p = _sre_and_page(tmp_path, "repeat_interval", "1h", "10m")
     p._on_alert(Alert.from_labels(title="crm down", labels={"service": "crm", "alertname": "z"}, starts_at=T0,
                                   severity=Severity.critical), T0)
     posts = [r for r in p.store.outbox_rows() if r["action"] == "post"]
