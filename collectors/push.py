@@ -22,6 +22,17 @@ a batch of one) or NDJSON, one object per line (``application/x-ndjson``). Each 
                                                  levels deep (MAX_ATTRS_DEPTH)
     }
 
+The id of an event sent with ``native_id`` (``Event.make_id``), for tools that need it without
+opsradar's code: the source, ``-``, the event time in whole milliseconds since the Unix epoch (UTC)
+as 11 lower-case hex digits, then the first 24 hex digits of the SHA-256 of
+``source + "\\x00" + native_id`` (UTF-8):
+
+>>> import hashlib
+>>> source, native_id, ms = "deploybot", "d-1", 1772443800000  # 2026-03-02T09:30:00Z
+>>> digest = hashlib.sha256((source + "\\x00" + native_id).encode()).hexdigest()[:24]
+>>> f"{source}-{ms:011x}{digest}" == Event.make_id(source, native_id, datetime(2026, 3, 2, 9, 30, tzinfo=UTC))
+True
+
 :func:`parse_batch` validates every item on its own: a malformed item gets its own error (its
 index in the batch, the path of the bad field, the message) and the others are still accepted.
 A body larger than ``max_bytes`` or with more than ``max_items`` items raises
