@@ -21,7 +21,7 @@ from typing import Any
 
 from opsradar.collectors.base import Collector, PullResult, run_once
 from opsradar.errors import CollectorError
-from opsradar.models import Event, utcnow
+from opsradar.models import MAX_AHEAD_OF_CLOCK, Event, utcnow
 from opsradar.store import Store
 
 __all__ = ["Scheduler", "SourceHealth", "backoff_delay"]
@@ -51,6 +51,7 @@ class SourceHealth:
     next_run: datetime | None = None
     last_event_ts: datetime | None = None
     events_total: int = 0
+    events_ahead_of_clock: int = 0  # new events dated more than MAX_AHEAD_OF_CLOCK after the pull
 
     def lag_seconds(self, now: datetime) -> float | None:
         """How far behind now the newest event we hold is."""
@@ -64,6 +65,7 @@ class SourceHealth:
             "last_error_at": _iso(self.last_error_at), "consecutive_failures": self.consecutive_failures,
             "next_run": _iso(self.next_run), "last_event_ts": _iso(self.last_event_ts),
             "lag_seconds": self.lag_seconds(now), "events_total": self.events_total,
+            "events_ahead_of_clock": self.events_ahead_of_clock,
         }
 
 
@@ -122,13 +124,13 @@ class Scheduler:
             # New events are handed on batch by batch, right after each commit: a run that fails on a
             # later page must not strand the pages it already stored (the next run would see them as
             # already stored, and never report them as new).
-            on_batch = None
-            if self.on_events is not None:
-                name, sink = entry.collector.name, self.on_events
+            name, sink, limit = entry.collector.name, self.on_events, now + MAX_AHEAD_OF_CLOCK
+            ahead: list[Event] = []  # a source whose clock is wrong: its events are kept, and shown
 
-                def on_batch(_batch: Any, new: list[Event], name: str = name, sink: Any = sink) -> None:
-                    if new:
-                        sink(name, new)
+            def on_batch(_batch: Any, new: list[Event], name: str = name, sink: Any = sink) -> None:
+                ahead.extend(e for e in new if e.ts > limit)
+                if new and sink is not None:
+                    sink(name, new)
 
             result = run_once(entry.collector, self.store, on_batch=on_batch)
         except CollectorError as exc:
@@ -161,6 +163,11 @@ class Scheduler:
         h.status, h.consecutive_failures, h.last_success = "ok", 0, now
         h.next_run = now + entry.interval
         h.events_total += result.new
+        if ahead:
+            h.events_ahead_of_clock += len(ahead)
+            log.warning("source %r: %d new event(s) dated more than %s after this clock (the latest %s): check the "
+                        "source's clock and time zone; they are stored, but event time does not advance to them",
+                        entry.collector.name, len(ahead), MAX_AHEAD_OF_CLOCK, max(e.ts for e in ahead).isoformat())
         if result.last_event_ts and (h.last_event_ts is None or result.last_event_ts > h.last_event_ts):
             h.last_event_ts = result.last_event_ts
         self._save_health(h, now)

@@ -29,6 +29,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
     "CHANGE_KINDS",
+    "MAX_AHEAD_OF_CLOCK",
     "Alert",
     "AlertStatus",
     "Anomaly",
@@ -50,6 +51,11 @@ def _to_utc(value: datetime) -> datetime:
 
 #: A timezone-aware datetime, normalised to UTC. Naive datetimes are rejected.
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+#: How far ahead of the wall clock an event's time may be before opsradar treats that clock as wrong:
+#: event time (timers, auto-resolve) does not advance to such an event, and a source that sends them
+#: shows it in its health (``events_ahead_of_clock``).
+MAX_AHEAD_OF_CLOCK = timedelta(hours=1)
 
 #: Event kinds that are changes: candidates for root cause.
 CHANGE_KINDS = frozenset({"commit", "deploy", "build", "issue", "config", "release"})

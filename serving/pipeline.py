@@ -38,7 +38,17 @@ from opsradar.alerting.notifiers.outbox import Notifier, OutboxWorker
 from opsradar.alerting.rules.reload import RuleManager
 from opsradar.config import Config
 from opsradar.detectors.engine import DetectionEngine, shard_of
-from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, IncidentStatus, Severity, utcnow
+from opsradar.models import (
+    CHANGE_KINDS,
+    MAX_AHEAD_OF_CLOCK,
+    Alert,
+    Anomaly,
+    Event,
+    Incident,
+    IncidentStatus,
+    Severity,
+    utcnow,
+)
 from opsradar.serving.metrics import EVENTS_AHEAD, EVENTS_PRUNED
 from opsradar.store import Store
 
@@ -58,7 +68,7 @@ LATE_CHANGE_LOOKBACK = timedelta(hours=48)
 REMIND_CHECK_EVERY = timedelta(seconds=30)
 #: Event time (the watermark that timers and auto-resolve run on) never moves further ahead of the
 #: wall clock than this; later events are still handled, at the watermark's time.
-WATERMARK_MAX_AHEAD = timedelta(hours=1)
+WATERMARK_MAX_AHEAD = MAX_AHEAD_OF_CLOCK
 #: How often (wall clock) :meth:`Pipeline.prune` deletes the events past ``store.event_retention``.
 PRUNE_EVERY = timedelta(minutes=10)
 REMIND_MAX_INCIDENTS = 1000

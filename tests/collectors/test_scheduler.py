@@ -119,3 +119,27 @@ def test_events_committed_before_a_failure_still_reach_the_pipeline() -> None:
     assert isinstance(out["es"], SourceUnavailable)
     assert got == [Event.make_id("es", "p0", T0)]
     assert store.get_cursor("es") == 1
+
+
+class ClockAhead(Collector):
+    """A source whose clock runs a day ahead, for one of its two events."""
+
+    kind = "test"
+
+    def pull(self, cursor: Any, *, until: datetime | None = None) -> Iterator[Batch]:
+        if cursor is None:
+            yield Batch(events=[Event.new(source=self.name, native_id=n, kind="build", entity="job:j", ts=ts)
+                                for n, ts in (("ok", T0), ("ahead", T0 + timedelta(days=1)))], cursor=1)
+
+
+def test_a_source_whose_clock_is_ahead_shows_it_in_its_health_and_loses_nothing() -> None:
+    store = Store("sqlite://")
+    got: list[str] = []
+    sched = Scheduler(store, on_events=lambda name, evs: got.extend(e.id for e in evs), clock=lambda: T0)
+    sched.add(ClockAhead("ci"), interval=timedelta(minutes=1))
+    sched.run_due(T0)
+    assert len(got) == 2, "both events are stored and handed on"
+    health = sched.health()["ci"].as_dict(T0)
+    assert health["events_ahead_of_clock"] == 1
+    assert health["status"] == "ok"
+    assert store.source_health()["ci"]["events_ahead_of_clock"] == 1  # what GET /v1/sources shows
