@@ -280,14 +280,10 @@ class Notifier:
             posts = {r["channel"]: r for r in self.store.first_messages(incident.id)}
             for dest in self.destinations(incident):
                 ch = dest.channel
-                post = posts.get(ch)
-                every_s = (post["payload"] or {}).get("repeat_interval_s") if post is not None else None
-                if post is None or post["status"] != "done" or post["delivered_at"] is None or not every_s:
-                    continue  # not sent yet (or never: failed), or its route has no repeat_interval
-                every = timedelta(seconds=float(every_s))
-                n = int((now - post["delivered_at"]) / every)
-                if n < 1:
+                due = _reminders_due(posts[ch], now) if ch in posts else None
+                if due is None or due[1] < 1:
                     continue
+                every, n = due
                 key = f"inc:{incident.id}:remind:{ch}:{n}"
                 payload = {"incident_id": incident.id, "change": "reminder", "detail": _duration(n * every),
                            "mentions": self._mentions(incident, dest)}
@@ -374,6 +370,22 @@ def _held(row: Mapping[str, Any], now: datetime) -> bool:
     return bool(row["status"] == "pending" and not row["attempts"] and row["next_attempt_at"] > now)
 
 
+def _repeat_interval(row: Mapping[str, Any]) -> timedelta | None:
+    """The ``repeat_interval`` kept with a first message (``post`` row), None when its route had none."""
+    every_s = (row.get("payload") or {}).get("repeat_interval_s")
+    return timedelta(seconds=float(every_s)) if every_s else None
+
+
+def _reminders_due(row: Mapping[str, Any], now: datetime) -> tuple[timedelta, int] | None:
+    """For a first message that was sent and has a ``repeat_interval``: that interval, and how many
+    reminders are due by ``now`` (whole intervals since it was sent); None otherwise (not sent yet,
+    or never: failed; or no ``repeat_interval``)."""
+    every = _repeat_interval(row)
+    if every is None or row["status"] != "done" or row["delivered_at"] is None:
+        return None
+    return every, int((now - row["delivered_at"]) / every)
+
+
 def message_state(row: Mapping[str, Any], now: datetime, *, reminders: bool = False) -> dict[str, Any]:
     """What became of one first message (an outbox ``post`` row), for people asking the API why an
     incident is, or is not yet, in Slack: ``held`` (waiting out ``group_wait`` until ``due_at``),
@@ -396,12 +408,10 @@ def message_state(row: Mapping[str, Any], now: datetime, *, reminders: bool = Fa
         out["due_at"] = row["next_attempt_at"].isoformat()
     if state == "sent" and row["delivered_at"] is not None:
         out["sent_at"] = row["delivered_at"].isoformat()
-    if every_s := (row.get("payload") or {}).get("repeat_interval_s"):
-        out["repeat_interval_s"] = every_s
-        if reminders and state == "sent" and row["delivered_at"] is not None:
-            every = timedelta(seconds=float(every_s))
-            n = int((now - row["delivered_at"]) / every) + 1
-            out["next_reminder_at"] = (row["delivered_at"] + n * every).isoformat()
+    if (every := _repeat_interval(row)) is not None:
+        out["repeat_interval_s"] = every.total_seconds()
+        if reminders and (due := _reminders_due(row, now)) is not None:
+            out["next_reminder_at"] = (row["delivered_at"] + (due[1] + 1) * every).isoformat()
     if state in ("retrying", "failed") and row["last_error"]:
         out["last_error"] = row["last_error"]
     return out

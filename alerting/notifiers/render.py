@@ -140,6 +140,20 @@ def root_cause_line(candidates: Sequence[Mapping[str, Any]]) -> str | None:
     return None
 
 
+_BUTTON_STYLES = {"opsradar_resolve": "primary", "opsradar_false_positive": "danger"}
+
+
+def _button(action_id: str, incident_id: str) -> dict[str, Any]:
+    """One of the :data:`ACTIONS` as a Block Kit button for ``incident_id`` (the interaction handler
+    reads the action and the incident from it)."""
+    button: dict[str, Any] = {"type": "button", "action_id": action_id, "value": incident_id,
+                              "text": {"type": "plain_text", "text": ACTIONS[action_id]}}
+    style = _BUTTON_STYLES.get(action_id)
+    if style:
+        button["style"] = style
+    return button
+
+
 class Renderer:
     """Renders incidents into text and blocks with the (possibly overridden) templates."""
 
@@ -198,18 +212,12 @@ class Renderer:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": escape_mrkdwn(f"opsradar incident {incident.id}")}]},
         ]
         buttons = []
-        for action_id, label in ACTIONS.items():
+        for action_id in ACTIONS:
             if incident.status == IncidentStatus.resolved and action_id in ("opsradar_ack", "opsradar_resolve"):
                 continue
             if incident.status == IncidentStatus.acknowledged and action_id == "opsradar_ack":
                 continue
-            button: dict[str, Any] = {"type": "button", "action_id": action_id, "value": incident.id,
-                                      "text": {"type": "plain_text", "text": label}}
-            if action_id == "opsradar_resolve":
-                button["style"] = "primary"
-            if action_id == "opsradar_false_positive":
-                button["style"] = "danger"
-            buttons.append(button)
+            buttons.append(_button(action_id, incident.id))
         if buttons:
             blocks.append({"type": "actions", "block_id": f"opsradar:{incident.id}", "elements": buttons})
         return blocks
@@ -217,10 +225,7 @@ class Renderer:
     def reminder_blocks(self, incident: Incident, text: str) -> list[dict[str, Any]]:
         """A reminder in the thread: its text, and Acknowledge and Resolve buttons, so that whoever
         the reminder reaches can stop it from there (the same actions as the message's buttons)."""
-        buttons = [{"type": "button", "action_id": action_id, "value": incident.id,
-                    "text": {"type": "plain_text", "text": ACTIONS[action_id]}}
-                   for action_id in ("opsradar_ack", "opsradar_resolve")]
-        buttons[1]["style"] = "primary"
+        buttons = [_button(action_id, incident.id) for action_id in ("opsradar_ack", "opsradar_resolve")]
         return [{"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, 3000)}},
                 {"type": "actions", "block_id": f"opsradar:{incident.id}:reminder", "elements": buttons}]
 
