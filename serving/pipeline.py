@@ -62,16 +62,12 @@ RANK_EVERY = timedelta(minutes=10)
 #: a change that arrives after its incident was ranked is a candidate if it is this much older than the
 #: incident at most (the report looks 24 h back from an onset, which a drift may move earlier)
 LATE_CHANGE_LOOKBACK = timedelta(hours=48)
-
 #: How often (wall clock) :meth:`Pipeline.remind` looks for incidents due a reminder, and how many
 #: open incidents, newest first, it looks at.
 REMIND_CHECK_EVERY = timedelta(seconds=30)
-#: Event time (the watermark that timers and auto-resolve run on) never moves further ahead of the
-#: wall clock than this; later events are still handled, at the watermark's time.
-WATERMARK_MAX_AHEAD = MAX_AHEAD_OF_CLOCK
+REMIND_MAX_INCIDENTS = 1000
 #: How often (wall clock) :meth:`Pipeline.prune` deletes the events past ``store.event_retention``.
 PRUNE_EVERY = timedelta(minutes=10)
-REMIND_MAX_INCIDENTS = 1000
 #: candidate changes that rank an open incident again when they arrive late; builds are candidates
 #: too, but they follow their commits, and every CI run would otherwise rank again
 _LATE_CHANGE_KINDS = CHANGE_KINDS - {"build"}
@@ -246,7 +242,7 @@ class Pipeline:
         self.watermark: datetime | None = None
         self._ranked_at: dict[str, datetime] = {}
         self._reminded_at: datetime | None = None  # wall clock (see remind)
-        self._ahead_limit = utcnow() + WATERMARK_MAX_AHEAD  # see _advance; refreshed when passed
+        self._ahead_limit = utcnow() + MAX_AHEAD_OF_CLOCK  # see _advance; refreshed when passed
         self._pruned_at: datetime | None = None  # wall clock (see prune)
         self.stats = PipelineStats()
         self._lock = threading.RLock()
@@ -346,15 +342,16 @@ class Pipeline:
     def _advance(self, ts: datetime) -> None:
         if self.watermark is None or ts > self.watermark:
             if ts > self._ahead_limit:  # the clock is read only when an event passes the last limit
-                self._ahead_limit = utcnow() + WATERMARK_MAX_AHEAD
+                self._ahead_limit = utcnow() + MAX_AHEAD_OF_CLOCK
             if ts > self._ahead_limit:
                 # a clock gone wrong (a collector's source, a sender the API's check did not cover):
-                # event time would jump ahead, and with it timers and the auto-resolve of every incident
+                # event time would jump ahead, and with it timers and the auto-resolve of every incident;
+                # the event is still handled, at the watermark's time
                 self.stats.future_events += 1
                 EVENTS_AHEAD.inc()
                 if self.stats.future_events == 1 or self.stats.future_events % 10_000 == 0:
                     log.warning("event time %s is more than %s ahead of this clock; event time does not advance "
-                                "to it (%d such events so far)", ts.isoformat(), WATERMARK_MAX_AHEAD,
+                                "to it (%d such events so far)", ts.isoformat(), MAX_AHEAD_OF_CLOCK,
                                 self.stats.future_events)
                 return
             self.watermark = ts
@@ -477,9 +474,10 @@ class Pipeline:
             return 0
         self._reminded_at = wall
         n = 0
-        with self._lock:
-            for doc in self.store.list_incidents(status=IncidentStatus.open.value, limit=REMIND_MAX_INCIDENTS):
-                n += len(self.notifier.remind(Incident.model_validate(doc), wall))
+        # not under the pipeline's lock: only the store and the notifier (which has its own) are
+        # touched, and an incident acknowledged meanwhile gets no reminder (the transport checks)
+        for doc in self.store.list_incidents(status=IncidentStatus.open.value, limit=REMIND_MAX_INCIDENTS):
+            n += len(self.notifier.remind(Incident.model_validate(doc), wall))
         self.stats.notifications += n
         return n
 
