@@ -219,10 +219,15 @@ class Stream:
 
     def learn(self, event: Event, x: dict[str, float], raw: float) -> bool:
         """Learn ``x`` (and the event, for the extractor's windows); True when drift was detected."""
-        self.detector.learn_one(x)
-        self.extractor.learn(event)
         if self.calibrator is not None:
             self.calibrator.learn(self._calibration_input(raw))
+        return self._learn_scored(event, x, raw)
+
+    def _learn_scored(self, event: Event, x: dict[str, float], raw: float) -> bool:
+        """:meth:`learn` once the calibration has learnt ``raw`` (the engine's path: it scores and
+        calibrates in one step, :meth:`AnomalyLikelihood.update`)."""
+        self.detector.learn_one(x)
+        self.extractor.learn(event)
         self.n += 1
         self.drift.update(min(raw, 1e6) if math.isfinite(raw) else 1e6)  # type: ignore[no-untyped-call]
         if self.drift.drift_detected:
@@ -265,6 +270,7 @@ class DetectionEngine:
         self._streams: dict[str, Stream] = {}
         self._drift_hooks: list[Callable[[str], None]] = []
         self._pending: list[Contribution] | None = None
+        self._by_type: dict[str, tuple[int, float]] = {}  # stream type -> (warmup, threshold)
 
     # ------------------------------------------------------------------ routing
     @staticmethod
@@ -322,12 +328,11 @@ class DetectionEngine:
         stream = self._stream_for(event)
         if stream is None:
             return None
-        spec = STREAM_SPECS[stream.type]
-        warmup = self.config.warmup if spec.warmup is None else spec.warmup
         if event.kind == "release":
             stream.extractor.learn(event)  # a release only moves the commit stream's clock
             return stream, Scored(x={}, raw=0.0, score=0.0, warm=False)
-        scored, drifted = self._step(stream, event, warmup)
+        warmup, threshold = self._params(stream.type)
+        scored, drifted = self._step(stream, event, warmup, threshold)
         if self.groups is not None and scored.x:
             self.groups.learn(stream.key, scored.x, event.ts)
         if drifted:
@@ -335,11 +340,23 @@ class DetectionEngine:
                 hook(stream.key)
         return stream, scored
 
-    def _step(self, stream: Stream, event: Event, warmup: int) -> tuple[Scored, bool]:
+    def _params(self, stream_type: str) -> tuple[int, float]:
+        """(warmup, threshold) of a stream type (its spec's, else the config's), looked up once."""
+        found = self._by_type.get(stream_type)
+        if found is None:
+            spec = STREAM_SPECS[stream_type]
+            found = self._by_type[stream_type] = (
+                self.config.warmup if spec.warmup is None else spec.warmup,
+                self.config.threshold if spec.threshold is None else spec.threshold)
+        return found
+
+    def _step(self, stream: Stream, event: Event, warmup: int, threshold: float) -> tuple[Scored, bool]:
+        # Stream.score, then Stream.learn, with the calibration scoring and learning in one pass
         x = stream.extractor.extract(event)
-        raw, score = stream.score(x)
-        warm = stream.n >= warmup and (stream.calibrator is None or stream.calibrator.warm)
-        threshold = self.threshold(stream)
+        raw = stream.detector.score_one(x)
+        cal = stream.calibrator
+        warm = stream.n >= warmup and (cal is None or cal.fitted)
+        score = float(raw) if cal is None else cal.update(stream._calibration_input(raw))
         scored = Scored(x=x, raw=raw, score=score, warm=warm)
         if warm and score >= threshold:
             # explain against the baseline the event was judged by: before learning it
@@ -350,12 +367,11 @@ class DetectionEngine:
             # before the group learns it (score_event), like every detector
             scored.group = self.groups.judge(stream.key, x, upper=stream.extractor.upper,
                                              skip=frozenset(stream.extractor.counts()))
-        drifted = stream.learn(event, x, raw)
+        drifted = stream._learn_scored(event, x, raw)
         return scored, drifted
 
     def threshold(self, stream: Stream) -> float:
-        spec = STREAM_SPECS[stream.type]
-        return self.config.threshold if spec.threshold is None else spec.threshold
+        return self._params(stream.type)[1]
 
     def process(self, event: Event) -> list[Anomaly]:
         """Detect on one event; returns the anomalies it raised (zero or one)."""
@@ -363,7 +379,7 @@ class DetectionEngine:
         if result is None:
             return []
         stream, scored = result
-        threshold = self.threshold(stream)
+        threshold = self._params(stream.type)[1]
         if scored.group is not None:
             return [self._group_anomaly(stream, event, scored, scored.group)]
         if not scored.warm or scored.score < threshold:

@@ -121,7 +121,9 @@ class AnomalyLikelihood:
     def learn(self, raw: float) -> None:
         """Add one raw score to the history."""
         self.last_tail = self._tail_of(raw)
-        avg = self._recent_mean(raw)
+        self._learn_mean(raw, self._recent_mean(raw))
+
+    def _learn_mean(self, raw: float, avg: float) -> None:
         self.recent.append(raw)
         if len(self.recent) > self.averaging_window:
             del self.recent[0]
@@ -137,10 +139,30 @@ class AnomalyLikelihood:
             self._fit()
 
     def update(self, raw: float) -> float:
-        """Score ``raw``, then learn it; returns the score."""
-        s = self.score(raw)
-        self.learn(raw)
-        return s
+        """Score ``raw``, then learn it; returns the score (``score`` then ``learn``, in one pass:
+        the detection engine calls this for every event of a calibrated stream).
+
+        >>> a, b = (AnomalyLikelihood(learning_period=5, estimation_samples=5) for _ in range(2))
+        >>> raws = [0.1, 0.2, 0.05, 0.3] * 10 + [5.0, 5.0, 0.1]
+        >>> fused = [a.update(r) for r in raws]
+        >>> apart = []
+        >>> for r in raws:
+        ...     apart.append(b.score(r))
+        ...     b.learn(r)
+        >>> fused == apart and a == b
+        True
+        """
+        avg = self._recent_mean(raw)
+        if self.fitted:
+            tail = _tail(avg, self.mean, self.std, self.one_sided)
+            if tail <= _RED and self.last_tail <= _RED:
+                tail = _YELLOW
+        else:
+            tail = 0.5
+        score = log_score(1.0 - tail)
+        self.last_tail = tail
+        self._learn_mean(raw, avg)
+        return score
 
     def _fit(self) -> None:
         # in numpy: a full history (8,640 scores) took ~0.7 ms in a Python loop every 100 scores,

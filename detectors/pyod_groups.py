@@ -145,9 +145,16 @@ class GroupModels:
         self.min_rows = min_rows
         self.depth = depth
         self.detectors: dict[str, PyODDetector] = {}
+        self._groups: dict[str, str] = {}  # stream key -> its group (group_of, per event otherwise)
 
     def group(self, stream_key: str) -> str:
-        return group_of(stream_key, self.depth)
+        groups = self._groups
+        found = groups.get(stream_key)
+        if found is None:
+            if len(groups) >= 100_000:
+                groups.clear()
+            found = groups[stream_key] = group_of(stream_key, self.depth)
+        return found
 
     def detector(self, group_key: str) -> PyODDetector:
         """The group's detector (created on first use, with the registry's champion if any)."""

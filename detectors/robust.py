@@ -243,20 +243,25 @@ class QuantileBand(Detector):
 
     def score_one(self, x: dict[str, float]) -> float:
         # the hot path of every build, test-run and commit stream: _features, _band and _out inlined
-        # for features without a count margin (the same arithmetic, so the same scores)
+        # (the same arithmetic, so the same scores)
         best = 0.0
         stats, counts, upper = self.stats, self.counts, self.upper
+        sqrt = math.sqrt
         for k, v in x.items():
             if k[:1] == "_":
                 continue
             s = stats.get(k)
             if s is None or s[0] < 2:
                 continue
-            if k in counts:
-                out = self._out(k, v, s)
-            else:
-                low, high = s[1], s[3]
-                out = max(0.0, v - high, 0.0 if k in upper else low - v) / (high - low + 1e-9 + 0.01 * abs(s[2]))
+            low, med, high = s[1], s[2], s[3]
+            width = high - low + 1e-9 + 0.01 * abs(med)
+            per = counts.get(k)
+            if per is not None:  # a count feature: its band widened by two Poisson deviations
+                margin = 2.0 * sqrt(max(1.0, abs(med) * per)) / per
+                low, high = low - margin, high + margin
+                if margin > width:
+                    width = margin
+            out = max(0.0, v - high, 0.0 if k in upper else low - v) / width
             if out > best:
                 best = out
         return best
