@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from opsradar.alerting.rules.fields import event_fields
+from opsradar.alerting.rules.fields import EventFields
 from opsradar.alerting.rules.inhibit import Inhibitor
 from opsradar.alerting.rules.loader import RuleSet
 from opsradar.alerting.rules.matchers import Matcher, parse_matcher
@@ -255,7 +255,7 @@ class RuleEngine:
             rules = self._rules_for(event.source, event.kind)
             if not rules:
                 return out
-            f = event_fields(event, self.graph, services=self._services)
+            f = EventFields(event, self.graph, services=self._services)  # flattened only if a rule asks
             for er in rules:
                 for firing in er.trigger.on_event(f, event.ts):
                     if er.when.applies(firing.ts):

@@ -84,3 +84,19 @@ def test_the_rules_an_event_reaches() -> None:
     assert names[("jenkins", "build")] == ["quiet", "deploy-then-errors"]
     assert names[("git", "commit")] == ["any-git", "not-jenkins", "new-user", "quiet", "deploy-then-errors"]
     assert names[("es", "log")] == ["not-jenkins", "errors", "quiet", "deploy-then-errors"]
+
+
+def test_the_lazy_field_view_equals_the_flat_map_name_by_name() -> None:
+    from opsradar.alerting.rules.fields import EventFields
+
+    graph = parse_config("entities: {services: {shop: {jobs: [build-shop]}, pay: {repos: [pay]}}}\n").entities
+    odd = Event.new(source="es", native_id="x", kind="log", entity="service:shop", ts=T0,
+                    labels={"service": "billing", "a.b": "dotted", "": "empty"}, values={"n": 3.0, "r": 0.25},
+                    attrs={"http": {"method": "GET", "deep": {"er": {"x": {"y": 1}}}}, "ok": True, "k": 7})
+    for event in [odd, *_events(200)]:
+        flat = event_fields(event, graph)
+        lazy = EventFields(event, graph)
+        names = [*flat, "labels.missing", "values.missing", "attrs.missing", "nope", "service"]
+        assert [lazy.get(n) for n in names] == [flat.get(n) for n in names]
+        assert [n in lazy for n in names] == [n in flat for n in names]
+        assert dict(lazy) == flat and len(lazy) == len(flat)
