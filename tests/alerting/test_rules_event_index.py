@@ -99,4 +99,5 @@ def test_the_lazy_field_view_equals_the_flat_map_name_by_name() -> None:
         names = [*flat, "labels.missing", "values.missing", "attrs.missing", "nope", "service"]
         assert [lazy.get(n) for n in names] == [flat.get(n) for n in names]
         assert [n in lazy for n in names] == [n in flat for n in names]
-        assert dict(lazy) == flat and len(lazy) == len(flat)
+        assert dict(lazy) == flat
+        assert len(lazy) == len(flat)
