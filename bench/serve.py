@@ -3,7 +3,9 @@
 What it measures, in one run:
 
 1. **Baseline**: raw River ``HalfSpaceTrees`` learn-and-score throughput on one core (2 features),
-   in this process, for ``--hst-seconds``.
+   in this process, for ``--hst-seconds``, before ``opsradar run`` starts and again after it stopped.
+   The ratio is to the mean of both: a shared host's speed drifts within a run, by a third at times,
+   and one reading at the start alone moved the ratio as much as a code change does.
 2. **Cold start**: ``opsradar run --config FILE`` as a subprocess, until ``GET /readyz`` is 200.
 3. **Throughput**: ``--concurrency`` clients POST batches of ``--batch`` build events (over
    ``--jobs`` streams) to ``/v1/events`` for ``--seconds`` (or until ``--events`` were sent, if given);
@@ -501,8 +503,8 @@ def main() -> int:
     from opsradar.demo.fakes.slack import SlackFake
     from opsradar.demo.world import channels_in
 
-    hst = hst_baseline(a.hst_seconds)
-    print(f"raw River HalfSpaceTrees (1 core, learn+score): {hst:,.0f} events/s")
+    hst_before = hst_baseline(a.hst_seconds)
+    print(f"raw River HalfSpaceTrees (1 core, learn+score), before the run: {hst_before:,.0f} events/s")
 
     group_wait = rules_group_wait(ROOT / "rules")
     slack = SlackFake(token="xoxb-bench", channels=["opsradar", *[c.lstrip("#") for c in channels_in([ROOT / "rules"])]])
@@ -589,6 +591,10 @@ def main() -> int:
         if a.postgres:
             drop_postgres(a.postgres, store_url)
 
+    hst_after = hst_baseline(a.hst_seconds)
+    hst = (hst_before + hst_after) / 2
+    print(f"raw River HalfSpaceTrees (1 core, learn+score), after the run: {hst_after:,.0f} events/s; "
+          f"mean {hst:,.0f} events/s")
     eps = result["stored"] / result["elapsed_s"]
     owner_eps = result["stored"] / (result["elapsed_s"] + catch_up)
     ratio = eps / hst
@@ -599,7 +605,8 @@ def main() -> int:
         "p50_ms": pct(result["stored_ms"], 0.5), "p99_ms": pct(result["stored_ms"], 0.99),
         "detected_p50_ms": pct(result["probe_ms"], 0.5), "detected_p99_ms": pct(result["probe_ms"], 0.99),
         "cold_start_s": round(cold, 1), "rss_mb": round(rss, 1), "pss_mb": round(pss, 1),
-        "hst_events_per_s": round(hst, 1), "events": result["stored"], "elapsed_s": round(result["elapsed_s"], 1),
+        "hst_events_per_s": round(hst, 1), "hst_before": round(hst_before, 1), "hst_after": round(hst_after, 1),
+        "events": result["stored"], "elapsed_s": round(result["elapsed_s"], 1),
         "batch": a.batch, "concurrency": a.concurrency, "shards": a.shards, "streams": a.jobs, "noise": a.noise,
         "batch_p50_ms": pct(result["batch_ms"], 0.5), "batch_p99_ms": pct(result["batch_ms"], 0.99),
         "probes": len(result["probe_ms"]), "stored_probes": len(result["stored_ms"]),
