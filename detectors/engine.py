@@ -379,7 +379,7 @@ class DetectionEngine:
         if result is None:
             return []
         stream, scored = result
-        threshold = self._params(stream.type)[1]
+        threshold = self.threshold(stream)
         if scored.group is not None:
             return [self._group_anomaly(stream, event, scored, scored.group)]
         if not scored.warm or scored.score < threshold:

@@ -101,9 +101,13 @@ class AnomalyLikelihood:
         return (sum(window) + raw) / (len(window) + 1)
 
     def _tail_of(self, raw: float) -> float:
+        return self._tail_at(self._recent_mean(raw))
+
+    def _tail_at(self, avg: float) -> float:
+        """The tail probability of a recent mean ``avg`` (``raw`` averaged with the recent scores)."""
         if not self.fitted:
             return 0.5
-        tail = _tail(self._recent_mean(raw), self.mean, self.std, self.one_sided)
+        tail = _tail(avg, self.mean, self.std, self.one_sided)
         # Numenta's filter: a second "red" in a row is shown as "yellow", so a long anomaly
         # does not fire on every point.
         if tail <= _RED and self.last_tail <= _RED:
@@ -120,23 +124,7 @@ class AnomalyLikelihood:
 
     def learn(self, raw: float) -> None:
         """Add one raw score to the history."""
-        self.last_tail = self._tail_of(raw)
-        self._learn_mean(raw, self._recent_mean(raw))
-
-    def _learn_mean(self, raw: float, avg: float) -> None:
-        self.recent.append(raw)
-        if len(self.recent) > self.averaging_window:
-            del self.recent[0]
-        self.n += 1
-        if self.n > self.learning_period:
-            if len(self.history) < self.historic_window:
-                self.history.append(avg)
-            else:
-                self.history[self.head] = avg
-                self.head = (self.head + 1) % self.historic_window
-        warm = self.n >= self.learning_period + self.estimation_samples
-        if warm and (not self.fitted or self.n % self.reestimation_period == 0):
-            self._fit()
+        self.update(raw)
 
     def update(self, raw: float) -> float:
         """Score ``raw``, then learn it; returns the score (``score`` then ``learn``, in one pass:
@@ -153,16 +141,21 @@ class AnomalyLikelihood:
         True
         """
         avg = self._recent_mean(raw)
-        if self.fitted:
-            tail = _tail(avg, self.mean, self.std, self.one_sided)
-            if tail <= _RED and self.last_tail <= _RED:
-                tail = _YELLOW
-        else:
-            tail = 0.5
-        score = log_score(1.0 - tail)
-        self.last_tail = tail
-        self._learn_mean(raw, avg)
-        return score
+        tail = self.last_tail = self._tail_at(avg)
+        self.recent.append(raw)
+        if len(self.recent) > self.averaging_window:
+            del self.recent[0]
+        self.n += 1
+        if self.n > self.learning_period:
+            if len(self.history) < self.historic_window:
+                self.history.append(avg)
+            else:
+                self.history[self.head] = avg
+                self.head = (self.head + 1) % self.historic_window
+        warm = self.n >= self.learning_period + self.estimation_samples
+        if warm and (not self.fitted or self.n % self.reestimation_period == 0):
+            self._fit()
+        return log_score(1.0 - tail)
 
     def _fit(self) -> None:
         # in numpy: a full history (8,640 scores) took ~0.7 ms in a Python loop every 100 scores,

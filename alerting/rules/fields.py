@@ -100,7 +100,8 @@ def event_fields(event: Event, graph: EntityGraph | None = None, *,
 
 class EventFields(Mapping[str, str]):
     """:func:`event_fields` of an event as a lazy mapping: every name but ``attrs.x`` is read
-    straight from the event; ``attrs.x``, iteration or length build the whole map once (``tests/alerting/test_rules_event_index.py`` compares both)."""
+    straight from the event; ``attrs.x``, iteration or length build the whole map once
+    (``tests/alerting/test_rules_event_index.py`` compares both)."""
 
     __slots__ = ("_event", "_full", "_graph", "_services")
 
@@ -135,9 +136,12 @@ class EventFields(Mapping[str, str]):
             if name == "service":  # what a sequence rule's ``by`` asks of every event
                 service = _service(e, self._graph, self._services)
                 return service if service else default
-            if name[:6] != "attrs.":  # entity_type, entity_name, or a name the map does not hold
-                return {"entity_type": e.entity.partition(":")[0],
-                        "entity_name": e.entity.partition(":")[2]}.get(name, default)
+            if name == "entity_type":
+                return e.entity.partition(":")[0]
+            if name == "entity_name":
+                return e.entity.partition(":")[2]
+            if name[:6] != "attrs.":  # a name the map never holds
+                return default
         return self._all().get(name, default)
 
     def __getitem__(self, name: str) -> str:
