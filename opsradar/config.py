@@ -341,7 +341,8 @@ class StoreConfig(_Section):
     url_env: EnvName | None = Field(default=None, description="take the URL from this variable")
     event_retention: Duration = Field(
         default=timedelta(days=30), description="events older than this, counted back from the newest event time "
-        "seen (not the wall clock, so that a replay of old history keeps it), are deleted; checked every 10 minutes")
+        "seen (not the wall clock, so that a replay of old history keeps it), are deleted; checked every 10 minutes. "
+        "An incident's root-cause report is saved before the events it reads are deleted, and served as saved")
     echo: bool = False
 
     def resolved_url(self) -> str:

@@ -170,6 +170,16 @@ incidents = Table(
     Index("ix_incidents_status_last_seen", "status", "last_seen"),
 )
 
+#: Root-cause reports saved before the events they were built from are deleted (store.event_retention):
+#: served as saved from then on (``opsradar.alerting.rootcause.builder.report_for``).
+reports = Table(
+    "reports",
+    metadata,
+    Column("incident_id", String(64), primary_key=True),
+    Column("doc", JSON, nullable=False),
+    Column("saved_at", UtcDateTime(), nullable=False),
+)
+
 outbox = Table(
     "outbox",
     metadata,

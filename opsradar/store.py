@@ -528,6 +528,30 @@ class Store:
         with self.engine.connect() as conn:
             return [r.doc for r in conn.execute(q)]
 
+    # ------------------------------------------------------------------ saved root-cause reports
+
+    def save_report(self, incident_id: str, doc: dict[str, Any]) -> None:
+        """Keep ``doc`` (a root-cause report) as the report of ``incident_id`` (replacing any saved one)."""
+        with self.transaction() as conn:
+            self._upsert(conn, t.reports, "incident_id", {"incident_id": incident_id, "doc": doc, "saved_at": utcnow()})
+
+    def saved_report(self, incident_id: str) -> dict[str, Any] | None:
+        """The saved report of ``incident_id``, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.reports.c.doc).where(t.reports.c.incident_id == incident_id)).scalar()
+
+    def has_saved_report(self, incident_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.reports.c.incident_id).where(t.reports.c.incident_id == incident_id)).first() is not None
+
+    def incidents_without_report(self, *, first_seen_before: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Incidents first seen before ``first_seen_before`` that have no saved report, oldest first."""
+        saved = select(t.reports.c.incident_id)
+        q = (select(t.incidents.c.doc).where(t.incidents.c.first_seen < first_seen_before, t.incidents.c.id.not_in(saved))
+             .order_by(t.incidents.c.first_seen, t.incidents.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [r.doc for r in conn.execute(q)]
+
     # ------------------------------------------------------------------ notification outbox
 
     def enqueue(self, *, dedup_key: str, channel: str, action: str, payload: dict[str, Any],

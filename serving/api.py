@@ -335,10 +335,10 @@ def create_app(
     async def report(incident_id: str, _p: Reader, format: Literal["json", "md", "html"] = "json") -> Response:
         from anyio import to_thread
 
-        from opsradar.alerting.rootcause import build_report
+        from opsradar.alerting.rootcause import report_for
 
         _incident(incident_id)
-        rep = await to_thread.run_sync(lambda: build_report(incident_id, store, graph))
+        rep = await to_thread.run_sync(lambda: report_for(incident_id, store, graph))
         if format == "md":
             return PlainTextResponse(rep.to_markdown(), media_type="text/markdown; charset=utf-8")
         if format == "html":

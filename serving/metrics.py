@@ -38,6 +38,7 @@ __all__ = [
     "INGEST_SECONDS",
     "INGEST_TRANSACTIONS",
     "REPLAYED",
+    "REPORTS_SAVED",
     "STREAMS",
     "merge_exposition",
     "setup_gc",
@@ -58,6 +59,7 @@ STREAMS = Gauge("opsradar_detector_streams", "Streams a detector shard holds", [
 CHECKPOINTS = Counter("opsradar_detector_checkpoints", "Checkpoints a detector shard wrote", ["shard"])
 REPLAYED = Counter("opsradar_detector_replayed_events", "Events a restarted shard replayed from the store", ["shard"])
 EVENTS_PRUNED = Counter("opsradar_events_pruned", "Stored events deleted past store.event_retention")
+REPORTS_SAVED = Counter("opsradar_reports_saved", "Root-cause reports saved before the retention deleted the events they read")
 EVENTS_AHEAD = Counter("opsradar_events_ahead_of_clock",
                        "Events later than the wall clock allows (a source's clock gone wrong): handled, but event "
                        "time did not advance to them")

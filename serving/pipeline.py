@@ -49,7 +49,7 @@ from opsradar.models import (
     Severity,
     utcnow,
 )
-from opsradar.serving.metrics import EVENTS_AHEAD, EVENTS_PRUNED
+from opsradar.serving.metrics import EVENTS_AHEAD, EVENTS_PRUNED, REPORTS_SAVED
 from opsradar.store import Store
 
 __all__ = ["LocalDetectors", "Pipeline", "PipelineStats", "Ranker"]
@@ -68,6 +68,9 @@ REMIND_CHECK_EVERY = timedelta(seconds=30)
 REMIND_MAX_INCIDENTS = 1000
 #: How often (wall clock) :meth:`Pipeline.prune` deletes the events past ``store.event_retention``.
 PRUNE_EVERY = timedelta(minutes=10)
+#: Reports :meth:`Pipeline.prune` saves per round at most; the events of the incidents left for the
+#: next round are kept until then.
+SAVE_REPORTS_PER_PRUNE = 50
 #: candidate changes that rank an open incident again when they arrive late; builds are candidates
 #: too, but they follow their commits, and every CI run would otherwise rank again
 _LATE_CHANGE_KINDS = CHANGE_KINDS - {"build"}
@@ -130,6 +133,7 @@ class PipelineStats:
     notifications: int = 0
     future_events: int = 0  # later than the wall clock allows: event time did not advance to them
     pruned: int = 0  # events deleted past store.event_retention
+    reports_saved: int = 0  # root-cause reports saved before the events they read were deleted
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
@@ -426,6 +430,8 @@ class Pipeline:
         inc = update.incident
         assert inc is not None
         try:
+            if self.store.has_saved_report(inc.id):  # its early events are gone: ranking again would lose candidates
+                return update
             report = build_report(inc, self.store, self.graph, now=now)
         except Exception:  # a report failure must never stop alerting
             log.exception("root-cause ranking failed for incident %s", inc.id)
@@ -441,6 +447,8 @@ class Pipeline:
         reads), then attach the top three under the lock and update the incident's message."""
         from opsradar.alerting.rootcause import build_report
 
+        if self.store.has_saved_report(incident_id):  # its early events are gone: ranking again would lose candidates
+            return
         report = build_report(self.correlator.get(incident_id), self.store, self.graph, now=now)
         top = report.root_cause_entries(3)
         with self._lock:
@@ -489,7 +497,7 @@ class Pipeline:
                                       and wall - self._pruned_at < PRUNE_EVERY):
             return 0
         self._pruned_at = wall
-        cutoff = self.watermark - self.cfg.store.event_retention
+        cutoff = self._save_reports_before(self.watermark - self.cfg.store.event_retention)
         n = self.store.prune_events_before(cutoff)  # short transactions, outside the pipeline's lock
         if n:
             log.info("deleted %d events from before %s (store.event_retention %s behind event time)",
@@ -497,6 +505,29 @@ class Pipeline:
         self.stats.pruned += n
         EVENTS_PRUNED.inc(n)
         return n
+
+    def _save_reports_before(self, cutoff: datetime) -> datetime:
+        """Save the root-cause report of every incident whose report reads events from before ``cutoff``
+        (:attr:`ReportSettings.reach <opsradar.alerting.rootcause.builder.ReportSettings.reach>` before
+        its first alert), before they are deleted; returns the time before which events may be deleted:
+        ``cutoff``, or earlier when more than :data:`SAVE_REPORTS_PER_PRUNE` reports were due (the rest
+        are saved in the next rounds, and their events are kept until then)."""
+        from opsradar.alerting.rootcause import ReportSettings, save_report
+
+        reach = ReportSettings().reach
+        due = self.store.incidents_without_report(first_seen_before=cutoff + reach, limit=SAVE_REPORTS_PER_PRUNE + 1)
+        for doc in due[:SAVE_REPORTS_PER_PRUNE]:
+            try:
+                save_report(Incident.model_validate(doc), self.store, self.graph, now=self.watermark)
+                self.stats.reports_saved += 1
+                REPORTS_SAVED.inc()
+            except Exception:  # one report that cannot be built must not stop the retention
+                log.exception("could not save the root-cause report of incident %s before its events are deleted; "
+                              "its report will be built from the events that remain", doc.get("id"))
+        if len(due) > SAVE_REPORTS_PER_PRUNE:
+            first = Incident.model_validate(due[SAVE_REPORTS_PER_PRUNE]).first_seen
+            return min(cutoff, first - reach)
+        return cutoff
 
     def drain_outbox(self, *, release_held: bool = False) -> int:
         """Deliver what is due in the outbox; returns how many were delivered. ``release_held``:

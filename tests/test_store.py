@@ -16,7 +16,7 @@ from .conftest import T0, make_event
 
 
 def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> None:
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == "0005"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
     assert diff == []
@@ -24,7 +24,7 @@ def test_migrations_create_the_schema_and_match_the_metadata(store: Store) -> No
 
 def test_migrating_twice_is_harmless(store: Store) -> None:
     store.migrate()
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == "0005"
 
 
 def test_same_events_stored_twice_give_one_row(store: Store) -> None:
@@ -248,7 +248,7 @@ def test_a_store_at_the_first_schema_is_migrated_with_its_events(tmp_path) -> No
     _store_as_before_0004(old, [make_event(1)])
     old.close()
     store = Store(f"sqlite:///{tmp_path}/old.db")  # migrates
-    assert store.schema_revision() == "0004"
+    assert store.schema_revision() == "0005"
     assert "ix_events_ingested_at" in {ix["name"] for ix in inspect(store.engine).get_indexes("events")}
     assert "ix_outbox_incident_id" in {ix["name"] for ix in inspect(store.engine).get_indexes("outbox")}
     assert store.get_event(Event.record_id("jenkins", "n1")) == _as_before_0004(make_event(1))
@@ -307,9 +307,9 @@ def test_event_ids_sort_by_event_time_and_name_one_record_at_one_time() -> None:
 def test_records_stored_before_0004_are_not_stored_again_under_their_new_ids(store_at_0003: Store) -> None:
     old = [make_event(i) for i in range(4)]  # T0 .. T0 + 3 min
     _store_as_before_0004(store_at_0003, old)
-    store = Store(store_at_0003.url)  # migrates to 0004: the newest legacy event is at T0 + 3 min
+    store = Store(store_at_0003.url)  # migrates to the newest revision (0004 records the newest legacy event: T0 + 3 min)
     try:
-        assert store.schema_revision() == "0004"
+        assert store.schema_revision() == "0005"
         assert store.add_events(old[:2]) == []  # a re-pull after the upgrade: the SQLite fast path
         with store.transaction() as conn:  # the exact path (PostgreSQL's, and SQLite's after a race)
             assert store.add_events(old[2:], conn=conn) == []

@@ -12,7 +12,7 @@ is documented in :mod:`opsradar.alerting.rootcause.scoring` and ``docs/rootcause
 
 from __future__ import annotations
 
-from opsradar.alerting.rootcause.builder import IncidentNotFound, ReportSettings, build_report
+from opsradar.alerting.rootcause.builder import IncidentNotFound, ReportSettings, build_report, report_for, save_report
 from opsradar.alerting.rootcause.model import (
     Candidate,
     FeatureDeviation,
@@ -42,4 +42,6 @@ __all__ = [
     "change_risk",
     "describe_change",
     "rank_changes",
+    "report_for",
+    "save_report",
 ]

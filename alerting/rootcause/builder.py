@@ -37,7 +37,7 @@ from opsradar.errors import OpsradarError
 from opsradar.models import CHANGE_KINDS, Alert, Anomaly, Event, Incident, utcnow
 from opsradar.store import Store
 
-__all__ = ["IncidentNotFound", "ReportSettings", "build_report"]
+__all__ = ["IncidentNotFound", "ReportSettings", "build_report", "report_for", "save_report"]
 
 
 class IncidentNotFound(OpsradarError, LookupError):
@@ -66,6 +66,21 @@ class ReportSettings:
     max_timeline_alerts: int = 200
     max_series: int = 4
     scoring: ScoringParams = field(default_factory=ScoringParams)
+
+    @property
+    def reach(self) -> timedelta:
+        """How far before its incident's ``first_seen`` a report reads events: its symptoms may start
+        ``symptom_lookback`` before it, changes count ``lookback`` before the onset, and a symptom's
+        stream is read up to ``drift_max_lookback`` back (the timeline, the chart and the log
+        baseline reach less far). Once the store deletes events older than that, the report is no
+        longer what it was (:func:`save_report`).
+
+        >>> ReportSettings().reach
+        datetime.timedelta(days=8, seconds=3600)
+        """
+        before_symptom = max(self.drift_lookback, self.drift_max_lookback, self.chart_max_lead, self.timeline_lead,
+                             self.log_baseline + self.log_window_lead)
+        return self.symptom_lookback + self.lookback + before_symptom
 
 
 def _affected(incident: Incident, alerts: Iterable[Alert]) -> set[str]:
@@ -291,3 +306,33 @@ def build_report(
         similar_incidents=similar, series=series,
         scoring={**st.scoring.as_dict(), "lookback_s": st.lookback.total_seconds()},
     )
+
+
+def save_report(incident: str | Incident, store: Store, graph: EntityGraph, *, now: datetime | None = None,
+                settings: ReportSettings | None = None) -> RootCauseReport:
+    """Build the report of ``incident`` and keep it in the store (``saved=True``): from then on
+    :func:`report_for` serves this copy. For the owner's retention, before it deletes the events the
+    report is built from."""
+    report = build_report(incident, store, graph, now=now, settings=settings).model_copy(update={"saved": True})
+    store.save_report(report.incident_id, report.model_dump(mode="json"))
+    return report
+
+
+def report_for(incident_id: str, store: Store, graph: EntityGraph, *, now: datetime | None = None) -> RootCauseReport:
+    """The report the API and ``opsradar report`` show: the saved one (:func:`save_report`) if the
+    incident has one, with the incident's current status, else one built now.
+
+    Raises :class:`IncidentNotFound` for an unknown id.
+    """
+    doc = store.get_incident(incident_id)
+    if doc is None:
+        raise IncidentNotFound(incident_id)
+    saved = store.saved_report(incident_id)
+    if saved is not None:
+        try:
+            report = RootCauseReport.model_validate(saved)
+        except ValidationError:  # a copy this version cannot read: build what the store still holds
+            pass
+        else:
+            return report.model_copy(update={"status": str(doc.get("status", report.status))})
+    return build_report(Incident.model_validate(doc), store, graph, now=now)

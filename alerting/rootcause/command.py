@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from opsradar.alerting.rootcause.builder import build_report
+from opsradar.alerting.rootcause.builder import report_for
 from opsradar.alerting.rootcause.model import RootCauseReport
 from opsradar.config import Config
 from opsradar.store import Store
@@ -28,7 +28,8 @@ def render(report: RootCauseReport, fmt: str) -> str:
 
 
 def report_text(cfg: Config, incident_id: str, fmt: str) -> str:
-    """Open the configured store, build the report of ``incident_id`` and render it.
+    """Open the configured store, build the report of ``incident_id`` (or take its saved copy:
+    :func:`~opsradar.alerting.rootcause.builder.report_for`) and render it.
 
     Raises :class:`~opsradar.alerting.rootcause.builder.IncidentNotFound` for an unknown id.
     """
@@ -36,6 +37,6 @@ def report_text(cfg: Config, incident_id: str, fmt: str) -> str:
         raise ValueError(f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}")
     store = Store(cfg.store.resolved_url())
     try:
-        return render(build_report(incident_id, store, cfg.entities), fmt)
+        return render(report_for(incident_id, store, cfg.entities), fmt)
     finally:
         store.close()

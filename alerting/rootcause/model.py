@@ -160,6 +160,9 @@ class RootCauseReport(_Model):
     similar_incidents: list[SimilarIncident]
     series: list[Series]
     scoring: dict[str, Any] = Field(default_factory=dict, description="the parameters the scores were computed with")
+    saved: bool = Field(False, description=(
+        "true when this is the copy saved before the store's retention (store.event_retention) deleted the "
+        "events it was built from: it is shown as it was then (generated_at), with the incident's current status"))
 
     @property
     def top(self) -> Candidate | None:

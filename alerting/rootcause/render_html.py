@@ -167,6 +167,9 @@ def render_html(r: RootCauseReport) -> str:
     w(f'<p class="meta">Incident <code>{e(r.incident_id)}</code> · {e(r.status)} · {e(r.severity)} · services '
       f"{e(', '.join(r.services) or '—')}<br>first seen {e(_fmt(r.first_seen))} · last seen {e(_fmt(r.last_seen))} · "
       f"onset {e(_fmt(r.onset))} ({e(r.onset_basis)}) · generated {e(_fmt(r.generated_at))}</p>")
+    if r.saved:
+        w(f'<p class="meta" id="saved">Saved on {e(_fmt(r.generated_at))}, before the store deleted the events it was '
+          "built from (store.event_retention): shown as it was then.</p>")
     top = r.top
     if top:
         w(f'<div class="top" id="top-candidate"><strong>Most likely: </strong>{_link(top.url, top.summary)} '

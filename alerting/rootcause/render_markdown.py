@@ -53,6 +53,9 @@ def render_markdown(r: RootCauseReport) -> str:
     w(f"- First seen {_ts(r.first_seen)} UTC, last seen {_ts(r.last_seen)} UTC; onset {_ts(r.onset)} UTC ({md_escape(r.onset_basis)})")
     w(f"- Changes considered: {_ts(r.window_start)} to {_ts(r.window_end)} UTC; "
       f"{len(r.candidates)} candidates shown, {r.excluded_unrelated} unrelated changes left out")
+    if r.saved:
+        w(f"- Saved on {_ts(r.generated_at)} UTC, before the store deleted the events it was built from "
+          "(store.event_retention): shown as it was then")
     w("")
     w("## What changed (ranked)")
     w("")
