@@ -452,8 +452,8 @@ class Pipeline:
         report = build_report(self.correlator.get(incident_id), self.store, self.graph, now=now)
         top = report.root_cause_entries(3)
         with self._lock:
-            if top == self.correlator.get(incident_id).root_cause:
-                return
+            if top == self.correlator.get(incident_id).root_cause or self.store.has_saved_report(incident_id):
+                return  # (saved meanwhile: this ranking may have read what the retention was deleting)
             fresh = self.correlator.set_root_cause(incident_id, top)
             if self.notify:
                 # not opened and not notable: the notifier enqueues a ``chat.update`` of the one message

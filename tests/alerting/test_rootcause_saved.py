@@ -127,3 +127,27 @@ def test_a_report_that_cannot_be_built_does_not_stop_the_retention(store: Store,
     assert p.prune(force=True) > 0
     assert p.stats.reports_saved == 0
     assert "could not save the root-cause report of incident inc-old" in caplog.text
+
+
+def test_a_ranking_that_ran_while_the_report_was_saved_is_dropped(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import opsradar.alerting.rootcause as rootcause
+
+    populate(store)
+    doc = store.get_incident(INCIDENT_ID)
+    assert doc is not None
+    store.save_incident({**doc, "root_cause": []})
+    p = _pipeline(store)
+    real = rootcause.build_report
+
+    def saved_meanwhile(*args: object, **kwargs: object) -> object:
+        report = real(*args, **kwargs)  # type: ignore[arg-type]
+        store.save_report(INCIDENT_ID, report.model_dump(mode="json"))  # the retention's round, in between
+        return report
+
+    monkeypatch.setattr(rootcause, "build_report", saved_meanwhile)
+    p._rank_later(INCIDENT_ID, ONSET + timedelta(days=1))
+    assert store.get_incident(INCIDENT_ID)["root_cause"] == []  # type: ignore[index]
+    monkeypatch.setattr(rootcause, "build_report", real)
+    store.save_incident({**doc, "id": "inc-other", "root_cause": []})
+    p._rank_later("inc-other", ONSET + timedelta(days=1))
+    assert store.get_incident("inc-other")["root_cause"], "without a saved report, the ranking is kept"  # type: ignore[index]
