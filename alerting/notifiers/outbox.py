@@ -4,16 +4,17 @@
 persistent outbox (``Store.enqueue``), **once per (incident, state change, channel)**: the dedup key
 names all three, and the store's unique key on it makes a second enqueue a no-op. Rows:
 
-==================  ====================================  =======================================
-action              dedup key                             effect
-==================  ====================================  =======================================
-``post``            ``inc:{id}:post:{channel}``           the parent message (Block Kit)
-``update``          ``inc:{id}:update:{channel}:r{rev}…``  ``chat.update`` of the parent (``…``: see below)
-``reply``           ``inc:{id}:reply:{channel}:r{rev}:…``  a thread reply about a notable change
-``reply``           ``inc:{id}:remind:{channel}:{n}``      the n-th reminder (``repeat_interval``)
-``digest``          ``digest:{channel}:{d}:post``         storm mode: one message for many incidents
-``digest_update``   ``digest:{channel}:{d}:update:{n}``   the digest, re-rendered
-==================  ====================================  =======================================
+===================  =====================================  ================================================
+action               dedup key                              effect
+===================  =====================================  ================================================
+``post``             ``inc:{id}:post:{channel}``            the parent message (Block Kit)
+``update``           ``inc:{id}:update:{channel}:r{rev}…``  ``chat.update`` of the parent (``…``: see below)
+``reply``            ``inc:{id}:reply:{channel}:r{rev}:…``  a thread reply about a notable change
+``reply``            ``inc:{id}:remind:{channel}:{n}``      the n-th reminder (``repeat_interval``)
+``digest``           ``digest:{channel}:{d}:post``          storm mode: one message for many incidents
+``digest_update``    ``digest:{channel}:{d}:update:{n}``    the digest, re-rendered
+``digest_reminder``  ``digest:{channel}:{d}:remind:{n}``    the n-th reminder in the digest's thread
+===================  =====================================  ================================================
 
 A root-cause ranking attached after an update was enqueued (ranking runs beside alerting) does not
 change the revision; the update key also names the ranked candidates (``:rc`` and a short hash of
@@ -35,7 +36,9 @@ the incident evolves. A storm's digest is not held either.
 reminder in its message's thread every ``repeat_interval`` (of the route that sent the first message
 to that channel, on the wall clock, counted from when that message was sent), mentioning the
 channel's people for the severities in ``mention_on``. Acknowledging or resolving the incident
-stops them. ``slack.apply_repeat_interval: false`` sends none. ``group_interval`` does not pace the
+stops them. Incidents in a storm's digest are reminded together: every ``repeat_interval`` (of the
+route that opened the digest) since the digest was sent, one reminder in the digest's thread lists
+those still open and not acknowledged; none is sent once all are acknowledged or resolved. ``slack.apply_repeat_interval: false`` sends none. ``group_interval`` does not pace the
 edits and replies: an edit notifies nobody, and an escalation should not wait.
 
 **Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
@@ -224,7 +227,7 @@ class Notifier:
                 ch = dest.channel
                 digest_id = self._digest_member(ch, inc.id, now, opened=Change.opened in update.changes)
                 if digest_id is not None:
-                    keys += self._enqueue_digest(ch, digest_id, inc.id, rev)
+                    keys += self._enqueue_digest(ch, digest_id, inc.id, rev, every=self._for_channel(ch, repeat_interval))
                     continue
                 post = self._row(post_key(inc.id, ch))
                 if post is None:
@@ -269,8 +272,9 @@ class Notifier:
         The ``n``-th reminder has the dedup key ``inc:{id}:remind:{channel}:{n}``, so calling this
         again (every few seconds, or after a restart) enqueues nothing twice, and reminders missed
         while opsradar was down collapse into one. A reminder still queued when the incident is
-        acknowledged or resolved is not sent (the transport checks). Incidents in a storm digest
-        have no message of their own and are not reminded.
+        acknowledged or resolved is not sent (the transport checks). An incident in a storm's digest
+        has no message of its own: the digest's thread is reminded of those of its incidents still
+        open (``digest:{channel}:{d}:remind:{n}``, the digest's ``repeat_interval``).
         """
         if incident.status != IncidentStatus.open or not self.cfg.apply_repeat_interval:
             return []
@@ -280,7 +284,10 @@ class Notifier:
             posts = {r["channel"]: r for r in self.store.first_messages(incident.id)}
             for dest in self.destinations(incident):
                 ch = dest.channel
-                due = _reminders_due(posts[ch], now) if ch in posts else None
+                if ch not in posts:  # no message of its own there: a storm's digest, perhaps
+                    keys += self._remind_digest(incident, dest, now)
+                    continue
+                due = _reminders_due(posts[ch], now)
                 if due is None or due[1] < 1:
                     continue
                 every, n = due
@@ -291,6 +298,28 @@ class Notifier:
                                       incident_id=incident.id):
                     keys.append(key)
         return keys
+
+    def _remind_digest(self, incident: Incident, dest: Destination, now: datetime) -> list[str]:
+        """The reminder due in the thread of the digest that holds ``incident`` in ``dest``'s channel
+        (one per digest and interval, whichever of its open incidents asks first)."""
+        ch = dest.channel
+        state = self._load_storm(ch)
+        found = [(did, d) for did, d in state["digests"].items() if incident.id in d["members"]]
+        if not found:
+            return []
+        digest_id, d = found[0]
+        key = digest_post_key(ch, digest_id)
+        q = select(t.outbox.c.status, t.outbox.c.delivered_at, t.outbox.c.payload).where(t.outbox.c.dedup_key == key)
+        with self.store.engine.connect() as conn:
+            row = conn.execute(q).first()
+        due = _reminders_due(dict(row._mapping), now) if row is not None else None
+        if due is None or due[1] < 1:
+            return []
+        every, n = due
+        key = f"digest:{ch}:{digest_id}:remind:{n}"
+        payload = {"digest_id": digest_id, "members": list(d["members"]), "change": "reminder",
+                   "detail": _duration(n * every), "mentions": self._mentions(incident, dest)}
+        return [key] if self.store.enqueue(dedup_key=key, channel=ch, action="digest_reminder", payload=payload) else []
 
     # ------------------------------------------------------------------ storm mode
 
@@ -331,11 +360,14 @@ class Notifier:
         self._save_storm(channel, state)
         return None
 
-    def _enqueue_digest(self, channel: str, digest_id: str, incident_id: str, rev: int) -> list[str]:
+    def _enqueue_digest(self, channel: str, digest_id: str, incident_id: str, rev: int, *,
+                        every: timedelta | None = None) -> list[str]:
         d = self._load_storm(channel)["digests"][digest_id]
-        payload = {"digest_id": digest_id, "started": d["started"], "members": list(d["members"])}
+        payload: dict[str, Any] = {"digest_id": digest_id, "started": d["started"], "members": list(d["members"])}
         key = digest_post_key(channel, digest_id)
         if not self._exists(key):
+            if every:  # the reminders of the digest's incidents (:meth:`remind`)
+                payload["repeat_interval_s"] = every.total_seconds()
             self.store.enqueue(dedup_key=key, channel=channel, action="digest", payload=payload)
             return [key]
         key = f"digest:{channel}:{digest_id}:update:{incident_id}:r{rev}"
@@ -631,7 +663,7 @@ class OutboxWorker:
                 self._next_ok[ch] = self.clock() + timedelta(seconds=self.pace)
             if self.on_delivered is not None:
                 self.on_delivered(row, result)
-            if (self.metrics is not None and sent and row["action"] in ("post", "reply", "digest")
+            if (self.metrics is not None and sent and row["action"] in ("post", "reply", "digest", "digest_reminder")
                     and not result.get("recovered")):
                 self.metrics.record("slack_messages", source=result.get("source"), rule=result.get("rule"))
         stats.waiting = min(waits) if waits else 0.0

@@ -242,6 +242,19 @@ class Renderer:
                   "link": link((links or {}).get(inc.id) or self.report_url(inc.id), inc.id)} for inc in incidents]
         return self.env.get_template("slack_digest.j2").render(incidents=items, started=_fmt(started)).strip()
 
+    def digest_reminder_text(self, incidents: list[Incident], *, detail: str,
+                             mentions: list[str] | None = None) -> str:
+        """A reminder in a storm digest's thread of its ``incidents`` still open and not acknowledged."""
+        items = [{"incident": inc, "services": ", ".join(inc.services), "link": link(self.report_url(inc.id), inc.id)}
+                 for inc in incidents]
+        return self.env.get_template("slack_digest_reminder.j2").render(
+            incidents=items, detail=detail, mentions=Safe(" ".join(mentions) + " ") if mentions else Safe(""),
+        ).strip()
+
+    def section_blocks(self, text: str) -> list[dict[str, Any]]:
+        """``text`` as one Block Kit section (Slack's limit: 3,000 characters)."""
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, 3000)}}]
+
     def digest_blocks(self, incidents: list[Incident], *, started: datetime) -> list[dict[str, Any]]:
         return [{"type": "section", "text": {"type": "mrkdwn",
                                              "text": _plain(self.digest_text(incidents, started=started), 3000)}}]

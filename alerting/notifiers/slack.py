@@ -215,6 +215,17 @@ class SlackTransport:
             result = self._post(row, maybe_sent, before_send, text=text, blocks=blocks, thread_ts=parent["ts"],
                                 channel_id=parent["channel"])
             return {**result, "source": (inc.sources or [""])[0], "rule": inc.title[:64]}
+        if action == "digest_reminder":
+            parent = self._parent(digest_post_key(row["channel"], payload["digest_id"]))
+            still = [inc for inc in map(self._incident, payload["members"]) if inc.status == IncidentStatus.open]
+            if not still:
+                return {"skipped": "every incident of the digest is acknowledged or resolved: no reminder"}
+            text = self.renderer.digest_reminder_text(still, detail=payload.get("detail", ""),
+                                                      mentions=payload.get("mentions") or [])
+            result = self._post(row, maybe_sent, before_send, text=text,
+                                blocks=self.renderer.section_blocks(text),
+                                thread_ts=parent["ts"], channel_id=parent["channel"])
+            return {**result, "source": (still[0].sources or [""])[0], "rule": "storm digest"}
         if action in ("digest", "digest_update"):
             members = [self._incident(i) for i in payload["members"]]
             started = datetime.fromisoformat(payload["started"])

@@ -658,3 +658,71 @@ def test_reminders_follow_each_channel_s_route_mention_its_people_and_can_be_tur
     p.worker.drain()
     p.clock.now += timedelta(days=3)
     assert p.notifier.remind(p.corr.get(v.incident_id or "")) == []
+
+
+def test_a_storm_digest_s_open_incidents_are_reminded_in_its_thread(sqlite_store: Store, fake: SlackFake) -> None:
+    p = Pipeline(sqlite_store, fake, cfg=SlackConfig(default_channel="#opsradar", storm_threshold=2,
+                                                     storm_window=timedelta(minutes=10)))
+    every = timedelta(hours=1)
+    ids = []
+    for i in range(5):  # two own messages, then three incidents in one digest
+        u = p.corr.add(alert(f"Host {i} disk full", entity=f"host:h{i}", source="elasticsearch", team=f"t{i}"),
+                       T0 + timedelta(seconds=20 * i), group_by=["team"])
+        p.notifier.notify(u, T0 + timedelta(seconds=20 * i), repeat_interval=every)
+        ids.append(u.incident_id or "")
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    msgs = fake.channel_messages("opsradar")
+    assert len(msgs) == 3
+    digested = ids[2:]
+
+    def remind_all() -> list[str]:
+        return [k for i in ids for k in p.notifier.remind(p.corr.get(i))]
+
+    assert remind_all() == [], "not before repeat_interval has passed since the digest went out"
+    p.clock.now += every + timedelta(seconds=1)
+    keys = remind_all()
+    digest_keys = [k for k in keys if k.startswith("digest:")]
+    assert len(digest_keys) == 1, "one reminder for the whole digest, whichever incident asks"
+    assert digest_keys[0].endswith(":remind:1")
+    assert len(keys) == 3, "and one in each of the two own messages' threads"
+    p.notifier.notify(p.corr.ack(digested[0], "ana", T0 + timedelta(hours=1)))  # before the worker runs
+    p.worker.drain()
+    digest = fake.channel_messages("opsradar")[-1]
+    (reminder,) = [r["text"] for r in digest["replies"]]
+    assert reminder.startswith(":bell: 2 incidents of this storm are still open and not acknowledged, 1h after")
+    assert digested[0] not in reminder, "acknowledged meanwhile: not listed"
+    assert all(i in reminder for i in digested[1:])
+    assert all(i not in reminder for i in ids[:2]), "incidents with their own message are reminded there"
+    for i in digested[1:]:
+        p.notifier.notify(p.corr.resolve(i, "bo", T0 + timedelta(hours=2)))
+    p.clock.now += every
+    assert [k for k in remind_all() if k.startswith("digest:")] == [], "no open incident asks any more"
+    p.notifier.notify(p.corr.ack(ids[0], "ana", T0 + timedelta(hours=2)))
+    p.notifier.notify(p.corr.ack(ids[1], "ana", T0 + timedelta(hours=2)))
+    p.worker.drain()
+    assert [r["text"].split(",")[0] for r in fake.channel_messages("opsradar")[-1]["replies"]] == [
+        ":bell: 2 incidents of this storm are still open and not acknowledged"]
+
+
+def test_a_digest_reminder_with_every_incident_acknowledged_meanwhile_is_not_sent(sqlite_store: Store,
+                                                                                   fake: SlackFake) -> None:
+    p = Pipeline(sqlite_store, fake, cfg=SlackConfig(default_channel="#opsradar", storm_threshold=2,
+                                                     storm_window=timedelta(minutes=10)))
+    ids = []
+    for i in range(5):  # the last three in a digest
+        u = p.corr.add(alert(f"Host {i} disk full", entity=f"host:h{i}", source="elasticsearch", team=f"t{i}"),
+                       T0 + timedelta(seconds=20 * i), group_by=["team"])
+        p.notifier.notify(u, T0 + timedelta(seconds=20 * i), repeat_interval=timedelta(minutes=30))
+        ids.append(u.incident_id or "")
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    p.clock.now += timedelta(minutes=31)
+    assert [k for i in ids for k in p.notifier.remind(p.corr.get(i)) if k.startswith("digest:")]
+    for i in ids[2:]:
+        p.corr.ack(i, "ana", T0 + timedelta(minutes=31))  # in the API, before the worker ran
+    p.worker.drain()
+    (row,) = [r for r in sqlite_store.outbox_rows() if ":remind:" in r["dedup_key"] and r["dedup_key"].startswith("digest:")]
+    assert row["status"] == "done"
+    assert row["result"] == {"skipped": "every incident of the digest is acknowledged or resolved: no reminder"}
+    assert all(not m.get("replies") for m in fake.channel_messages("opsradar") if "Alert storm" in m["text"])
