@@ -317,8 +317,14 @@ class Notifier:
             return []
         every, n = due
         key = f"digest:{ch}:{digest_id}:remind:{n}"
+        if self._exists(key):
+            return []
+        # the channel's people are mentioned when any incident of the digest still open calls for it
+        still = [doc for m in d["members"] if (doc := self.store.get_incident(m)) is not None
+                 and doc.get("status") == IncidentStatus.open.value]
+        mention = any(doc.get("severity") in self.cfg.mention_on for doc in still)
         payload = {"digest_id": digest_id, "members": list(d["members"]), "change": "reminder",
-                   "detail": _duration(n * every), "mentions": self._mentions(incident, dest)}
+                   "detail": _duration(n * every), "mentions": list(dest.mentions) if mention else []}
         return [key] if self.store.enqueue(dedup_key=key, channel=ch, action="digest_reminder", payload=payload) else []
 
     # ------------------------------------------------------------------ storm mode

@@ -726,3 +726,24 @@ def test_a_digest_reminder_with_every_incident_acknowledged_meanwhile_is_not_sen
     assert row["status"] == "done"
     assert row["result"] == {"skipped": "every incident of the digest is acknowledged or resolved: no reminder"}
     assert all(not m.get("replies") for m in fake.channel_messages("opsradar") if "Alert storm" in m["text"])
+
+
+def test_a_digest_reminder_mentions_the_channel_s_people_when_an_open_incident_is_severe_enough(
+        sqlite_store: Store, fake: SlackFake) -> None:
+    targets = {"page": Destination("#payments", ("<!subteam^S1>",))}
+    p = Pipeline(sqlite_store, fake, targets=targets, cfg=SlackConfig(default_channel="#opsradar", storm_threshold=2,
+                                                                      storm_window=timedelta(minutes=10)))
+    ids = []
+    for i in range(4):  # the last two in a digest; the last one critical
+        sev = Severity.critical if i == 3 else Severity.warning
+        u = p.corr.add(alert(f"Host {i} disk full", entity=f"host:h{i}", source="elasticsearch", team=f"t{i}",
+                             severity=sev), T0 + timedelta(seconds=20 * i), group_by=["team"], receivers=["page"])
+        p.notifier.notify(u, T0 + timedelta(seconds=20 * i), repeat_interval=timedelta(hours=1))
+        ids.append(u.incident_id or "")
+    p.clock.now += timedelta(seconds=1)
+    p.worker.drain()
+    p.clock.now += timedelta(hours=1, seconds=1)
+    assert [k for k in p.notifier.remind(p.corr.get(ids[2])) if k.startswith("digest:")], "asked by the warning one"
+    p.worker.drain()
+    (reminder,) = [r["text"] for r in fake.channel_messages("payments")[-1]["replies"]]
+    assert reminder.startswith("<!subteam^S1> :bell: 2 incidents of this storm")
