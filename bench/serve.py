@@ -458,6 +458,13 @@ def owner_backlog(url: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def wait_for_owner(url: str, timeout_s: float) -> None:
+    """Until the owner has handled everything the ingress queued for it (or ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while (owner_backlog(url) or 0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def gc_seconds(url: str) -> dict[str, float]:
     """Seconds each deployment's process spent in the garbage collector so far (``opsradar_gc_seconds``)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -545,8 +552,7 @@ def main() -> int:
         if a.warm_seconds > 0:
             warm = asyncio.run(load(url, events=0, seconds=a.warm_seconds, batch=a.batch, concurrency=a.concurrency,
                                     jobs=a.jobs, probes=0, noise=a.noise, store_url=store_url, counters=counters))
-            while (owner_backlog(url) or 0) > 0 and time.monotonic() - t < 900:
-                time.sleep(0.2)
+            wait_for_owner(url, 600)
             print(f"warm load (not measured): {warm['stored']} events in {warm['elapsed_s']:.1f} s")
         tops: dict[str, list[tuple[str, float]]] = {}
         if a.profile:
@@ -564,8 +570,7 @@ def main() -> int:
         # the owner handles what the ingress queued after answering: wait until it has caught up
         t_end = time.monotonic()
         backlog_at_end = owner_backlog(url)
-        while (owner_backlog(url) or 0) > 0 and time.monotonic() - t_end < 600:
-            time.sleep(0.2)
+        wait_for_owner(url, 600)
         catch_up = time.monotonic() - t_end
         cpu_after, client_cpu = tree_cpu_s(proc.pid), time.process_time() - client_before
         def per_event(seconds: float) -> float:  # µs per stored event

@@ -38,8 +38,9 @@ to that channel, on the wall clock, counted from when that message was sent), me
 channel's people for the severities in ``mention_on``. Acknowledging or resolving the incident
 stops them. Incidents in a storm's digest are reminded together: every ``repeat_interval`` (of the
 route that opened the digest) since the digest was sent, one reminder in the digest's thread lists
-those still open and not acknowledged; none is sent once all are acknowledged or resolved. ``slack.apply_repeat_interval: false`` sends none. ``group_interval`` does not pace the
-edits and replies: an edit notifies nobody, and an escalation should not wait.
+those still open and not acknowledged; none is sent once all are acknowledged or resolved.
+``slack.apply_repeat_interval: false`` sends none. ``group_interval`` does not pace the edits and
+replies: an edit notifies nobody, and an escalation should not wait.
 
 **Storm mode**: when more than ``storm_threshold`` incidents open for one channel within
 ``storm_window``, the next ones do not get their own message: one digest message lists them and is
@@ -202,8 +203,8 @@ class Notifier:
         return self._row(dedup_key) is not None
 
     def _row(self, dedup_key: str) -> Mapping[str, Any] | None:
-        q = select(t.outbox.c.status, t.outbox.c.attempts, t.outbox.c.next_attempt_at).where(
-            t.outbox.c.dedup_key == dedup_key)
+        q = select(t.outbox.c.status, t.outbox.c.attempts, t.outbox.c.next_attempt_at, t.outbox.c.delivered_at,
+                   t.outbox.c.payload).where(t.outbox.c.dedup_key == dedup_key)
         with self.store.engine.connect() as conn:
             row = conn.execute(q).first()
         return dict(row._mapping) if row is not None else None
@@ -304,15 +305,12 @@ class Notifier:
         (one per digest and interval, whichever of its open incidents asks first)."""
         ch = dest.channel
         state = self._load_storm(ch)
-        found = [(did, d) for did, d in state["digests"].items() if incident.id in d["members"]]
-        if not found:
+        digest_id = _digest_of(state, incident.id)
+        if digest_id is None:
             return []
-        digest_id, d = found[0]
-        key = digest_post_key(ch, digest_id)
-        q = select(t.outbox.c.status, t.outbox.c.delivered_at, t.outbox.c.payload).where(t.outbox.c.dedup_key == key)
-        with self.store.engine.connect() as conn:
-            row = conn.execute(q).first()
-        due = _reminders_due(dict(row._mapping), now) if row is not None else None
+        d = state["digests"][digest_id]
+        row = self._row(digest_post_key(ch, digest_id))
+        due = _reminders_due(row, now) if row is not None else None
         if due is None or due[1] < 1:
             return []
         every, n = due
@@ -342,9 +340,8 @@ class Notifier:
     def _digest_member(self, channel: str, incident_id: str, now: datetime, *, opened: bool) -> str | None:
         """The digest the incident belongs to in ``channel`` (joining or starting one when it opens)."""
         state = self._load_storm(channel)
-        for did, d in state["digests"].items():
-            if incident_id in d["members"]:
-                return str(did)
+        if (did := _digest_of(state, incident_id)) is not None:
+            return did
         if not opened or self._exists(post_key(incident_id, channel)):
             return None
         window = self.cfg.storm_window
@@ -380,6 +377,11 @@ class Notifier:
         if self.store.enqueue(dedup_key=key, channel=channel, action="digest_update", payload=payload):
             return [key]
         return []
+
+
+def _digest_of(storm: Mapping[str, Any], incident_id: str) -> str | None:
+    """The digest of a channel's storm state that lists ``incident_id``, if any."""
+    return next((str(did) for did, d in storm["digests"].items() if incident_id in d["members"]), None)
 
 
 def _duration(d: timedelta) -> str:

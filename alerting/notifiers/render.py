@@ -256,5 +256,4 @@ class Renderer:
         return [{"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, 3000)}}]
 
     def digest_blocks(self, incidents: list[Incident], *, started: datetime) -> list[dict[str, Any]]:
-        return [{"type": "section", "text": {"type": "mrkdwn",
-                                             "text": _plain(self.digest_text(incidents, started=started), 3000)}}]
+        return self.section_blocks(self.digest_text(incidents, started=started))
