@@ -9,7 +9,9 @@ What it measures, in one run:
 2. **Cold start**: ``opsradar run --config FILE`` as a subprocess, until ``GET /readyz`` is 200.
 3. **Throughput**: ``--concurrency`` clients POST batches of ``--batch`` build events (over
    ``--jobs`` streams) to ``/v1/events`` for ``--seconds`` (or until ``--events`` were sent, if given);
-   events/s is over the load's own time, not the latency probes' schedule.
+   events/s is over the load's own time, not the latency probes' schedule. The same load runs
+   first for ``--warm-seconds`` (15 s), unmeasured, so that one-time work (the PyOD refit worker's
+   start, the first group fits, the first requests) stays out of the sustained rate.
    A response comes back after the events were stored and detected by their shards, so events/s
    is "all the way to detector scores"; the owner (rules, anomalies stored, incidents, root cause)
    handles them after the answer, in order, so the run then waits until ``/readyz`` reports its
