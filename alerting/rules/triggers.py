@@ -165,32 +165,60 @@ class _Window:
 
 
 class _Flatline(Trigger):
-    """Fewer than ``threshold`` events in the trailing ``window``; re-fires after each further window."""
+    """Fewer than ``threshold`` events in the trailing ``window``; re-fires after each further window.
+
+    A group keeps the times of its latest ``threshold`` events, in order: fewer than ``threshold``
+    in the window means the oldest of those left it. Every event (and ``tick``) moves the clock, but
+    the groups are only walked once the clock reaches ``_due``: the earliest time at which any of
+    them could fire, given what they hold. An event only puts its group's moment later, so between
+    walks an event costs O(1) however many groups there are.
+    """
 
     def __init__(self, t: FlatlineTrigger) -> None:
         super().__init__(t.match)
         self.t = t
         self.windows: dict[tuple[str, ...], _Window] = {}
+        self._due: datetime | None = None  # None: not known yet (walk at the next event)
 
     def _advance(self, now: datetime) -> list[Firing]:
+        due = self._due
+        if due is not None and now < due:
+            return []
         out = []
-        w = self.t.window
+        w, threshold = self.t.window, self.t.threshold
+        due = None
         for key, state in self.windows.items():
-            while state.times and state.times[0] <= now - w:
-                state.times.popleft()
-            if len(state.times) >= self.t.threshold or now - state.since < w:
-                continue
-            at = min(now, max(state.since, state.last) + w)
-            out.append(Firing(at, _key_fields(self.t.group_by, key), [],
-                              f"{len(state.times)} events in the last {_span(w)} (fewer than {self.t.threshold})"))
-            state.since = at + ((now - at) // w) * w  # one alert per silent window, even when catching up
+            times = state.times
+            while times and times[0] <= now - w:
+                times.popleft()
+            if len(times) < threshold and now - state.since >= w:
+                at = min(now, max(state.since, state.last) + w)
+                out.append(Firing(at, _key_fields(self.t.group_by, key),
+                                  [], f"{len(times)} events in the last {_span(w)} (fewer than {threshold})"))
+                state.since = at + ((now - at) // w) * w  # one alert per silent window, even when catching up
+            # it fires once a window has passed since ``since`` and its threshold-th latest event left it
+            moment = state.since + w
+            if len(times) >= threshold:
+                moment = max(moment, times[0] + w)
+            if due is None or moment < due:
+                due = moment
+        self._due = due
         return out
 
     def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
         out = self._advance(ts)
         if _all(self.match, f):
-            state = self.windows.setdefault(_key(f, self.t.group_by), _Window(ts, ts))
-            state.times.append(ts)
+            key = _key(f, self.t.group_by)
+            state = self.windows.get(key)
+            if state is None:
+                state = self.windows[key] = _Window(ts, ts, deque(maxlen=self.t.threshold))
+                if self._due is not None and ts + self.t.window < self._due:
+                    self._due = ts + self.t.window
+            times = state.times
+            if times and ts < times[-1]:  # out of order: keep the latest ``threshold`` in order
+                state.times = deque(sorted([*times, ts]), maxlen=self.t.threshold)
+            else:
+                times.append(ts)
             state.last = ts
         return out
 
@@ -202,8 +230,10 @@ class _Flatline(Trigger):
                 for k, w in self.windows.items()]
 
     def set_state(self, state: Any) -> None:
-        self.windows = {tuple(k): _Window(_t(since), _t(last), deque(map(_t, times)))
+        n = self.t.threshold  # a checkpoint from before the cap holds every time in the window
+        self.windows = {tuple(k): _Window(_t(since), _t(last), deque(sorted(map(_t, times)), maxlen=n))
                         for k, since, last, times in state}
+        self._due = None
 
 
 @dataclass
@@ -221,11 +251,20 @@ class _Sequence(Trigger):
         self.steps = [([parse_matcher(m) for m in s.match], s.count) for s in t.steps]
         self.pending: dict[tuple[str, ...], list[_Instance]] = {}
 
+    def may_act(self, source: str, kind: str) -> bool:
+        """An event that matches no step changes nothing (:meth:`on_event`), so the engine skips the
+        sources and kinds that every step's ``match`` rejects."""
+        top = {"source": source, "kind": kind}
+        return any(_all([m for m in ms if m.name in top], top) for ms, _ in self.steps)
+
     def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
+        """Advance the oldest instance of the event's key that it moves forward, or count it towards
+        a new instance's first step. An event that does neither changes nothing: it does not expire
+        the key's instances either (they expire by the time of the events that could move them)."""
         if any(n not in f for n in self.t.by):  # an event we cannot place is in no sequence
             return []
         key = _key(f, self.t.by)
-        insts = [i for i in self.pending.get(key, []) if ts - i.start <= self.t.window]
+        insts = [i for i in self.pending.get(key, ()) if ts - i.start <= self.t.window]
         out: list[Firing] = []
         for inst in insts:  # advance the oldest instance this event moves forward
             ms, need = self.steps[inst.step]
@@ -240,18 +279,20 @@ class _Sequence(Trigger):
                 break
         else:
             ms, need = self.steps[0]
-            if _all(ms, f):
-                cur = next((i for i in insts if i.step == 0), None)
-                if cur is None:
-                    cur = _Instance(ts)
-                    insts.append(cur)
-                cur.count += 1
-                cur.ids.append(f.get("id", ""))
-                if cur.count >= need:
-                    cur.step, cur.count = 1, 0
-        self.pending[key] = insts[-_MAX_PENDING:]
-        if not self.pending[key]:
-            del self.pending[key]
+            if not _all(ms, f):
+                return []
+            cur = next((i for i in insts if i.step == 0), None)
+            if cur is None:
+                cur = _Instance(ts)
+                insts.append(cur)
+            cur.count += 1
+            cur.ids.append(f.get("id", ""))
+            if cur.count >= need:
+                cur.step, cur.count = 1, 0
+        if insts := insts[-_MAX_PENDING:]:
+            self.pending[key] = insts
+        else:
+            self.pending.pop(key, None)
         return out
 
     def state(self) -> Any:

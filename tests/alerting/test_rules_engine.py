@@ -223,6 +223,26 @@ def test_event_rule_types() -> None:
     assert [a.starts_at for a in e.tick(t + timedelta(minutes=31))] == [t + timedelta(minutes=30, seconds=20)]
 
 
+def test_an_event_that_matches_no_step_leaves_a_sequence_as_it_was() -> None:
+    """A sequence's instances expire by the time of the events that could move them: an unrelated
+    event of the same service, even a later one, neither moves nor expires them (so the engine may
+    skip it), and an error that arrives late but within the window still completes the sequence."""
+    e = RuleEngine(load_texts({"e.yaml": EVENT_RULES}), stats=RuleStats(export=False))
+    seq = next(er.trigger for er in e.event_rules if er.rule.name == "deploy-then-errors")
+    t = T + timedelta(hours=3)
+    assert e.on_event(ev(1, t, kind="deploy")) == []
+    before = seq.state()
+    assert seq.may_act("es", "access")  # its second step matches by level alone: an access line may be an error
+    # an access line 20 minutes on (past the window) that is no error moves no step: nothing changes
+    assert e.on_event(ev(2, t + timedelta(minutes=20), kind="access", user="ana")) == []
+    assert seq.state() == before
+    assert seq.on_event({"kind": "access", "service": "shop", "id": "x"}, t + timedelta(minutes=20)) == []
+    assert seq.state() == before
+    raised = [a for i in range(2) for a in e.on_event(ev(10 + i, t + timedelta(minutes=5), level="error"))]
+    assert [a.rule for a in raised] == ["deploy-then-errors"]
+    assert seq.state() == []  # completed: the key is gone
+
+
 def test_metrics_accessor_lists_dead_rules() -> None:
     stats = RuleStats(export=False)
     e = RuleEngine(load_texts({"r.yaml": RULES}), stats=stats)

@@ -79,11 +79,12 @@ def test_skipping_rules_that_cannot_match_changes_no_alert_and_no_state() -> Non
 def test_the_rules_an_event_reaches() -> None:
     engine = RuleEngine(load_texts({"r.yaml": RULES}))
     names = {k: [er.rule.name for er in engine._rules_for(*k)] for k in [("jenkins", "build"), ("git", "commit"),
-                                                                        ("es", "log")]}
-    # flatline (silence is judged on every event) and sequence (kept as is) see every event
-    assert names[("jenkins", "build")] == ["quiet", "deploy-then-errors"]
-    assert names[("git", "commit")] == ["any-git", "not-jenkins", "new-user", "quiet", "deploy-then-errors"]
+                                                                        ("es", "log"), ("argo", "deploy")]}
+    # flatline (silence is judged on every event) sees every event; sequence, the kinds of its steps
+    assert names[("jenkins", "build")] == ["quiet"]
+    assert names[("git", "commit")] == ["any-git", "not-jenkins", "new-user", "quiet"]
     assert names[("es", "log")] == ["not-jenkins", "errors", "quiet", "deploy-then-errors"]
+    assert names[("argo", "deploy")] == ["deploy-prod", "not-jenkins", "new-user", "quiet", "deploy-then-errors"]
 
 
 def test_the_lazy_field_view_equals_the_flat_map_name_by_name() -> None:
