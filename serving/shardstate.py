@@ -39,6 +39,7 @@ replay) is skipped, so an ingest retried after a replica restart does not learn 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import threading
@@ -121,7 +122,7 @@ class ShardState:
         """Save the engine, the high-water mark and the recent ids; returns the number of streams."""
         with self.lock:
             now = self.clock()
-            self.seen = {k: v for k, v in self.seen.items() if v >= now - self.margin}
+            self._forget_before(now - self.margin)
             recent = list(self.seen)
             doc: dict[str, Any] = {"engine": self.engine.snapshot(), "hwm": now, "recent": recent}
             if self.refits is not None:
@@ -132,6 +133,21 @@ class ShardState:
             streams = self.engine.streams
         self.store.save_checkpoint(self.key, blob, version=CHECKPOINT_FORMAT)
         return streams
+
+    def _forget_before(self, cutoff: float) -> None:
+        """Drop the ids processed before ``cutoff``. ``seen`` is in the order the ids were processed,
+        so only its expired head is walked (a minute of ids at full load is a million)."""
+        seen = self.seen
+        expired = 0
+        for at in seen.values():
+            if at >= cutoff:
+                break
+            expired += 1
+        if expired == len(seen):
+            seen.clear()
+        elif expired:
+            for k in list(itertools.islice(seen, expired)):
+                del seen[k]
 
     def _restore_and_replay(self) -> None:
         found = self.store.load_checkpoint(self.key)

@@ -89,6 +89,28 @@ def test_events_processed_just_before_the_checkpoint_are_not_replayed(tmp_path) 
     assert counts(b) == {"jenkins|build|job:a": 10}
 
 
+def test_a_checkpoint_carries_the_ids_of_the_margin_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    clock = Clock()
+    a = ShardState(0, 1, store, CFG, clock=clock, margin=timedelta(seconds=60))
+    old, edge, new = events("a", 0, 5), events("a", 5, 3), events("a", 8, 4)
+    for batch, step in ((old, 30.0), (edge, 31.0), (new, 0.0)):
+        store.add_events(batch)
+        a.detect(docs(batch))
+        clock.now += step
+    a.checkpoint()  # 61 s after the first batch, 31 s after the second
+    assert list(a.seen) == [e.id for e in edge + new]
+    clock.now += 40  # now the second batch is past the margin too
+    a.checkpoint()
+    assert list(a.seen) == [e.id for e in new]
+    clock.now += 61
+    a.checkpoint()
+    assert a.seen == {}
+    b = ShardState(0, 1, store, CFG, clock=clock)  # nothing stored since: nothing to replay
+    assert b.replayed == 0
+    assert counts(b) == {"jenkins|build|job:a": 12}
+
+
 def test_a_plain_engine_snapshot_is_restored_without_replay(tmp_path) -> None:  # type: ignore[no-untyped-def]
     store = Store(f"sqlite:///{tmp_path}/s.db")
     from opsradar.config import Config
