@@ -422,6 +422,34 @@ class ShardUnavailable(Unavailable):  # type: ignore[misc]
     """A detector shard did not come back in time (the events are stored; its replay will see them)."""
 
 
+#: Stream key -> shard, for the current number of shards (a bounded memo of :func:`shard_of`: a
+#: batch holds many events of few streams).
+_SHARDS: dict[str, int] = {}
+_SHARDS_N = [0]
+
+
+def _by_shard(events: list[Event], n: int) -> dict[int, list[Event]]:
+    """``events`` by the shard that owns their stream, in order within each shard."""
+    if n == 1:
+        return {0: events} if events else {}
+    if _SHARDS_N[0] != n or len(_SHARDS) > 100_000:
+        _SHARDS.clear()
+        _SHARDS_N[0] = n
+    memo, key_of = _SHARDS, DetectionEngine.stream_key
+    groups: dict[int, list[Event]] = {}
+    for e in events:
+        key = key_of(e)
+        i = memo.get(key)
+        if i is None:
+            i = memo[key] = shard_of(key, n)
+        part = groups.get(i)
+        if part is None:
+            groups[i] = [e]
+        else:
+            part.append(e)
+    return groups
+
+
 async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandle], owner: DeploymentHandle,
                        *, retry_s: float = SHARD_RETRY_S, feed: OwnerFeed | None = None) -> dict[str, Any]:
     """Detection on each event's shard (concurrently), then rules and correlation on the owner:
@@ -430,10 +458,8 @@ async def route_events(events: Sequence[Event], shards: Sequence[DeploymentHandl
     Each shard's part is packed once; the owner gets the same blobs (its pipeline orders a call's
     events by time itself)."""
     # models, not documents: they are not validated again (they were validated at the edge)
-    groups: dict[int, list[Event]] = {}
     docs = list(events)
-    for e in docs:
-        groups.setdefault(shard_of(DetectionEngine.stream_key(e), len(shards)), []).append(e)
+    groups = _by_shard(docs, len(shards))
     blobs = {i: pack_events(part) for i, part in groups.items()}
     results = await asyncio.gather(*(_detect(shards[i], blob, retry_s) for i, blob in blobs.items()))
     anomalies = [a for r in results for a in r]
