@@ -30,4 +30,5 @@ def test_each_event_goes_to_the_shard_of_its_stream_in_order_whatever_the_number
         assert groups == want
         assert sum(map(len, groups.values())) == len(events)
     assert len(_by_shard(events, 5)) > 1  # not all in one: the split is exercised
-    assert _by_shard([], 1) == {} and _by_shard([], 4) == {}
+    assert _by_shard([], 1) == {}
+    assert _by_shard([], 4) == {}
