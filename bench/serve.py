@@ -132,14 +132,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int, store_url: str, shards: int = 2) -> Path:
+def write_config(tmp: Path, port: int, slack_url: str, probes: int, jobs: int, store_url: str, shards: int = 2,
+                 haproxy: bool = False) -> Path:
     digest = hashlib.sha256(TOKEN.encode()).hexdigest()
     services = "\n".join(f"    probe{i}: {{jobs: [probe{i}]}}" for i in range(probes))
     services += "\n" + "\n".join(f"    load{j}: {{jobs: [load{j}]}}" for j in range(jobs))
     path = tmp / "opsradar.yaml"
     path.write_text(
         f"store: {{url: '{store_url}'}}\n"
-        f"api:\n  host: 127.0.0.1\n  port: {port}\n  tokens:\n    - {{name: bench, role: admin, sha256: {digest}}}\n"
+        f"api:\n  host: 127.0.0.1\n  port: {port}\n  haproxy: {str(haproxy).lower()}\n  tokens:\n    - {{name: bench, role: admin, sha256: {digest}}}\n"
         f"rules: {{paths: ['{ROOT / 'rules'}'], watch: false}}\n"
         f"detectors: {{warmup: 30, shards: {shards}, checkpoint_interval: 30s}}\n"
         f"slack: {{enabled: true, base_url: '{slack_url}/api/', token_env: BENCH_SLACK_TOKEN}}\n"
@@ -264,6 +265,8 @@ def _role(pid: int) -> str:
                          ("collectors", ":Collectors"), ("serve controller", "ServeController")):
         if needle in cmd:
             return role
+    if cmd.split(" ", 1)[0].endswith("haproxy"):  # --haproxy: the C proxy in front of the ingress
+        return "haproxy"
     if ":DetectorShard-" in cmd:
         return "shards"
     if cmd.startswith("ray::"):  # refit tasks, idle workers, Ray's agents
@@ -507,6 +510,8 @@ def main() -> int:
                          "first requests, the PyOD refit worker starting, the first group fits) is not the sustained rate")
     ap.add_argument("--profile", action="store_true", help="py-spy the replicas during the load")
     ap.add_argument("--quick", action="store_true", help="10 s of load after 5 s of warm load, 8 probes")
+    ap.add_argument("--haproxy", action="store_true",
+                    help="api.haproxy: Ray Serve's HAProxy ingress instead of its Python proxy actor")
     ap.add_argument("--postgres", metavar="URL", default=None,
                     help="run the store on PostgreSQL: a server URL (postgresql+psycopg://user@host:port/db) on "
                          "which the bench creates a fresh database for the run and drops it after; default: "
@@ -527,7 +532,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="opsradar-bench-"))
     port = free_port()
     store_url = fresh_postgres(a.postgres) if a.postgres else f"sqlite:///{tmp}/state.db"
-    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs, store_url, a.shards)
+    cfg = write_config(tmp, port, slack.url, a.probes, a.jobs, store_url, a.shards, haproxy=a.haproxy)
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "BENCH_SLACK_TOKEN": "xoxb-bench", "RAY_USAGE_STATS_ENABLED": "0"}
     opsradar = Path(sys.executable).with_name("opsradar")
@@ -629,6 +634,7 @@ def main() -> int:
         "hst_events_per_s": round(hst, 1), "hst_before": round(hst_before, 1), "hst_after": round(hst_after, 1),
         "events": result["stored"], "elapsed_s": round(result["elapsed_s"], 1), "warm_s": a.warm_seconds,
         "batch": a.batch, "concurrency": a.concurrency, "shards": a.shards, "streams": a.jobs, "noise": a.noise,
+        "haproxy": a.haproxy,
         "batch_p50_ms": pct(result["batch_ms"], 0.5), "batch_p99_ms": pct(result["batch_ms"], 0.99),
         "probes": len(result["probe_ms"]), "stored_probes": len(result["stored_ms"]),
         "slack_p50_ms": pct(list(slack_ms.values()), 0.5), "slack_p99_ms": pct(list(slack_ms.values()), 0.99),

@@ -394,6 +394,11 @@ class ApiConfig(_Section):
     max_clock_skew: Duration = Field(
         default=timedelta(hours=1), description="how far ahead of the server's clock a pushed event's ts may be; "
         "a later event is refused with its own error (event time drives incidents, timers and auto-resolve)")
+    haproxy: bool = Field(
+        default=False, description="opsradar run: serve HTTP through Ray Serve's HAProxy ingress "
+        "(RAY_SERVE_ENABLE_HA_PROXY, bundled with ray[serve] on Linux) instead of its Python proxy actor: "
+        "fewer hops and less CPU per request (bench/RESULTS.md); HAProxy's own stats and metrics ports then "
+        "listen on all interfaces. On a cluster, set the variable in the Ray pods instead (deploy/README.md)")
 
 
 class RulesConfig(_Section):

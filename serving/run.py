@@ -20,7 +20,13 @@ APP_NAME = "opsradar"
 
 def start(cfg: Config, *, config_path: str | None, collect: bool = True, notify: bool = True,
           num_cpus: int | None = None, app: Any = None) -> Any:
-    """Start Ray (local unless ``RAY_ADDRESS`` is set) and the application; returns its ingress handle."""
+    """Start Ray (local unless ``RAY_ADDRESS`` is set) and the application; returns its ingress handle.
+
+    ``api.haproxy``: Serve's HAProxy ingress, through the environment that the local Ray's processes
+    inherit (Serve reads it when they start). A value already in the environment wins.
+    """
+    if cfg.api.haproxy:
+        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     import ray
     from ray import serve
 

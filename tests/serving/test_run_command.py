@@ -24,7 +24,29 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(420)]
 ROOT = Path(__file__).parents[2]
 
 
-def test_run_serves_until_ctrl_c_then_checkpoints_and_exits_0(tmp_path: Path) -> None:
+def _descendants(pid: int) -> list[str]:
+    """The command lines of ``pid``'s descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(d.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        try:
+            out.append((Path(f"/proc/{p}") / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+        todo += children.get(p, [])
+    return out
+
+
+@pytest.mark.parametrize("haproxy", [False, True], ids=["ray-proxy", "haproxy"])
+def test_run_serves_until_ctrl_c_then_checkpoints_and_exits_0(tmp_path: Path, haproxy: bool) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -32,7 +54,7 @@ def test_run_serves_until_ctrl_c_then_checkpoints_and_exits_0(tmp_path: Path) ->
     cfg = tmp_path / "opsradar.yaml"
     cfg.write_text(
         f"store: {{url: 'sqlite:///{tmp_path}/state.db'}}\n"
-        f"api:\n  port: {port}\n  tokens:\n    - {{name: t, role: operator, sha256: {digest}}}\n"
+        f"api:\n  port: {port}\n  haproxy: {str(haproxy).lower()}\n  tokens:\n    - {{name: t, role: operator, sha256: {digest}}}\n"
         f"rules: {{paths: ['{ROOT / 'rules'}']}}\n"
         "detectors: {shards: 2, checkpoint_interval: 1h}\nslack: {enabled: false}\n"
     )
@@ -53,8 +75,11 @@ def test_run_serves_until_ctrl_c_then_checkpoints_and_exits_0(tmp_path: Path) ->
         t0 = datetime(2026, 3, 2, tzinfo=UTC)
         events = [{"source": "ci", "native_id": f"b{i}", "kind": "build", "ts": (t0 + timedelta(hours=i)).isoformat(),
                    "entity": f"job:j{i % 5}", "values": {"duration_s": 300.0 + i % 3}} for i in range(50)]
+        assert httpx.post(f"{url}/v1/events", json=events, timeout=60).status_code == 401
         r = httpx.post(f"{url}/v1/events", json=events, headers={"Authorization": "Bearer run-token"}, timeout=120)
         assert r.json()["stored"] == 50
+        # api.haproxy: Serve's HAProxy binary runs in front of the ingress (and only then)
+        assert any(cmd.split(" ", 1)[0].endswith("haproxy") for cmd in _descendants(proc.pid)) is haproxy
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=180)
     finally:
