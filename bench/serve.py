@@ -33,7 +33,7 @@ What it measures, in one run:
    the HTTP proxy during the load; prints each one's busiest frames.
 8. **Shutdown**: SIGINT, then checks the exit code and the detector checkpoint rows.
 
-Usage: ``python bench/serve.py`` (``--quick`` for a short run; ``--postgres
+Usage: ``python bench/serve.py`` (``--quick`` for a short run; ``--haproxy`` for Serve's HAProxy ingress; ``--postgres
 postgresql+psycopg://postgres@127.0.0.1:5432/test`` to run the store on a fresh database of that
 PostgreSQL server instead of SQLite). The last line is one JSON object
 with ``events_per_s``, ``ratio_to_hst``, ``p50_ms``, ``p99_ms``, ``cold_start_s``, ``rss_mb``.
