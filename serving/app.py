@@ -24,6 +24,7 @@ config_path=opsradar.yaml`` or the ``import_path`` of ``deploy/serve_config.yaml
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import pickle
@@ -422,26 +423,20 @@ class ShardUnavailable(Unavailable):  # type: ignore[misc]
     """A detector shard did not come back in time (the events are stored; its replay will see them)."""
 
 
-#: Stream key -> shard, for the current number of shards (a bounded memo of :func:`shard_of`: a
-#: batch holds many events of few streams).
-_SHARDS: dict[str, int] = {}
-_SHARDS_N = [0]
+@functools.lru_cache(maxsize=65_536)
+def _shard_of_stream(key: str, n: int) -> int:
+    """:func:`shard_of`, memoised: a batch holds many events of few streams."""
+    return shard_of(key, n)
 
 
 def _by_shard(events: list[Event], n: int) -> dict[int, list[Event]]:
     """``events`` by the shard that owns their stream, in order within each shard."""
     if n == 1:
         return {0: events} if events else {}
-    if _SHARDS_N[0] != n or len(_SHARDS) > 100_000:
-        _SHARDS.clear()
-        _SHARDS_N[0] = n
-    memo, key_of = _SHARDS, DetectionEngine.stream_key
+    key_of = DetectionEngine.stream_key
     groups: dict[int, list[Event]] = {}
     for e in events:
-        key = key_of(e)
-        i = memo.get(key)
-        if i is None:
-            i = memo[key] = shard_of(key, n)
+        i = _shard_of_stream(key_of(e), n)
         part = groups.get(i)
         if part is None:
             groups[i] = [e]
