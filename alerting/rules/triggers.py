@@ -48,6 +48,13 @@ def _all(ms: list[Matcher], f: Mapping[str, str]) -> bool:
     return all(m.matches(f) for m in ms)
 
 
+def _may_match(ms: list[Matcher], source: str, kind: str) -> bool:
+    """Whether an event of ``source`` and ``kind`` may pass ``ms``: its matchers on those two fields
+    (the others depend on the rest of the event)."""
+    top = {"source": source, "kind": kind}  # the same values as in ``event_fields``
+    return _all([m for m in ms if m.name in top], top)
+
+
 def _span(d: timedelta) -> str:
     """A span as a reader wants it in a message, to the second: ``10m1s``, not ``0:10:00.658000``."""
     return format_duration(timedelta(seconds=round(d.total_seconds())))
@@ -94,8 +101,7 @@ class _Matching(Trigger):
     """A trigger that does nothing with an event its ``match`` rejects (pattern, frequency, new_term)."""
 
     def may_act(self, source: str, kind: str) -> bool:
-        top = {"source": source, "kind": kind}  # the same values as in ``event_fields``
-        return _all([m for m in self.match if m.name in top], top)
+        return _may_match(self.match, source, kind)
 
 
 class _Pattern(_Matching):
@@ -254,8 +260,7 @@ class _Sequence(Trigger):
     def may_act(self, source: str, kind: str) -> bool:
         """An event that matches no step changes nothing (:meth:`on_event`), so the engine skips the
         sources and kinds that every step's ``match`` rejects."""
-        top = {"source": source, "kind": kind}
-        return any(_all([m for m in ms if m.name in top], top) for ms, _ in self.steps)
+        return any(_may_match(ms, source, kind) for ms, _ in self.steps)
 
     def on_event(self, f: Mapping[str, str], ts: datetime) -> list[Firing]:
         """Advance the oldest instance of the event's key that it moves forward, or count it towards
